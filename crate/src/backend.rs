@@ -1,0 +1,55 @@
+//! Which Burn device runs the model: `flex` (pure-Rust CPU) or `wgpu` (WebGPU's API natively:
+//! Vulkan, Metal, DX12; lavapipe where there is no GPU).
+
+use burn::prelude::*;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Cpu,
+    Wgpu,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "wgpu" => Ok(Self::Wgpu),
+            other => Err(Error::Config(format!(
+                "unknown backend \"{other}\"; choose cpu or wgpu"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Cpu => "cpu",
+            Self::Wgpu => "wgpu",
+        })
+    }
+}
+
+/// Opens the device (without autodiff; training adds it). A missing GPU is an error, not a panic.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open(kind: BackendKind) -> Result<Device> {
+    match kind {
+        BackendKind::Cpu => Ok(Device::flex()),
+        BackendKind::Wgpu => Device::wgpu_options()
+            .init()
+            .map_err(|e| Error::Backend(format!("no usable WebGPU/Vulkan adapter: {e}"))),
+    }
+}
+
+/// A short description of the device for logs and the page ("wgpu: llvmpipe (LLVM 15.0.6)").
+pub fn describe(kind: BackendKind, device: &Device) -> String {
+    match device.identity() {
+        Some(id) => format!("{kind}: {}", id.name),
+        None => kind.to_string(),
+    }
+}

@@ -1,0 +1,332 @@
+//! `kiln`: train, sample from, score and benchmark GPT models natively, over the same library the
+//! page uses.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use kiln::backend::{self, BackendKind};
+use kiln::checkpoint::Checkpoint;
+use kiln::config::{self, SampleConfig};
+use kiln::data::corpus::{Corpus, read_paths};
+use kiln::data::{Tokenizer, TokenizerKind};
+use kiln::generate;
+use kiln::train::Trainer;
+use kiln::{Gpt, Preset};
+
+const DEFAULT_CORPUS: &str = "web/data/shakespeare.txt";
+
+#[derive(Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Train and sample small GPT language models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on text files, saving checkpoints to --out.
+    Train(TrainArgs),
+    /// Continue a prompt with a trained model.
+    Generate(GenerateArgs),
+    /// Log-probability and perplexity of a text under a trained model.
+    Score(ScoreArgs),
+    /// Time training steps per preset and backend; print a table and optionally write JSON.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Text files, or directories of .txt files.
+    #[arg(long, num_args = 1.., default_value = DEFAULT_CORPUS)]
+    data: Vec<PathBuf>,
+    /// One of: tiny, shakespeare-baby, shakespeare-char.
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    /// Override a model or training setting, e.g. --set n_layer=2 --set lr=3e-4.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// char, or bpe (byte-level BPE trained on the corpus).
+    #[arg(long, default_value = "char")]
+    tokenizer: String,
+    /// BPE vocabulary size (256 byte tokens included).
+    #[arg(long, default_value_t = 512)]
+    vocab_size: usize,
+    #[arg(long, default_value = "cpu")]
+    backend: BackendKind,
+    /// Checkpoint directory; training resumes from it if it already holds a checkpoint.
+    #[arg(long)]
+    out: PathBuf,
+    /// Steps between checkpoints (default: eval_interval).
+    #[arg(long)]
+    save_every: Option<usize>,
+}
+
+#[derive(Args)]
+struct Sampling {
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Keep the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 500)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop when the output contains this string.
+    #[arg(long)]
+    stop: Option<String>,
+}
+
+impl From<Sampling> for SampleConfig {
+    fn from(s: Sampling) -> Self {
+        Self {
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            max_tokens: s.max_tokens,
+            seed: s.seed,
+            stop: s.stop,
+        }
+    }
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[arg(long)]
+    ckpt: PathBuf,
+    #[arg(long, default_value = "")]
+    prompt: String,
+    #[command(flatten)]
+    sampling: Sampling,
+    #[arg(long, default_value = "cpu")]
+    backend: BackendKind,
+}
+
+#[derive(Args)]
+struct ScoreArgs {
+    #[arg(long)]
+    ckpt: PathBuf,
+    #[arg(long)]
+    text: String,
+    #[arg(long, default_value = "cpu")]
+    backend: BackendKind,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, num_args = 1.., default_values = ["tiny", "shakespeare-baby"])]
+    presets: Vec<String>,
+    #[arg(long, num_args = 1.., default_values = ["cpu", "wgpu"])]
+    backends: Vec<BackendKind>,
+    /// Timed steps per row (after two warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    #[arg(long, default_value = DEFAULT_CORPUS)]
+    data: PathBuf,
+    /// Also write the table as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => train(a),
+        Command::Generate(a) => {
+            let device = backend::open(a.backend)?;
+            let (model, tokenizer) = load(&a.ckpt, &device)?;
+            print!("{}", a.prompt);
+            generate::generate(
+                &model,
+                &tokenizer,
+                &a.prompt,
+                &a.sampling.into(),
+                &device,
+                |piece| {
+                    print!("{piece}");
+                    std::io::stdout().flush().is_ok()
+                },
+            )?;
+            println!();
+            Ok(())
+        }
+        Command::Score(a) => {
+            let device = backend::open(a.backend)?;
+            let (model, tokenizer) = load(&a.ckpt, &device)?;
+            let s = generate::score(&model, &tokenizer, &a.text, &device)?;
+            println!(
+                "tokens scored: {}\nlog-probability: {:.4} (nats)\nper token: {:.4}\nperplexity: {:.3}",
+                s.tokens,
+                s.log_prob,
+                s.log_prob / s.tokens as f64,
+                s.perplexity
+            );
+            Ok(())
+        }
+        Command::Bench(a) => bench(a),
+    }
+}
+
+fn load(dir: &Path, device: &burn::prelude::Device) -> Result<(Gpt, Tokenizer)> {
+    let ckpt = Checkpoint::load_dir(dir)?;
+    Ok(ckpt.load_model(device)?)
+}
+
+fn corpus(paths: &[PathBuf]) -> Result<Corpus> {
+    Ok(Corpus::from_files(&read_paths(paths)?)?)
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let corpus = corpus(&a.data)?;
+    let device = backend::open(a.backend)?;
+    let resuming = a.out.join(kiln::checkpoint::META_FILE).exists();
+    let mut trainer = if resuming {
+        if !a.overrides.is_empty() {
+            bail!(
+                "{} already holds a checkpoint; --set applies to new runs only",
+                a.out.display()
+            );
+        }
+        Checkpoint::load_dir(&a.out)?.resume(&corpus, &device)?
+    } else {
+        let mut preset = config::preset(&a.preset)?;
+        for o in &a.overrides {
+            preset.set(o)?;
+        }
+        let kind = match a.tokenizer.as_str() {
+            "char" => TokenizerKind::Char,
+            "bpe" => TokenizerKind::Bpe {
+                vocab_size: a.vocab_size,
+            },
+            other => bail!("unknown tokenizer \"{other}\"; choose char or bpe"),
+        };
+        let tokenizer = Tokenizer::train(kind, corpus.text())?;
+        Trainer::new(preset, tokenizer, &corpus, &device)?
+    };
+    let Preset { model, train } = trainer.preset().clone();
+    eprintln!(
+        "{} {} | {:.2}M parameters | vocab {} | {} train chars, {} val chars | {}",
+        if resuming {
+            "resuming at step"
+        } else {
+            "training from step"
+        },
+        trainer.step_count(),
+        Gpt::num_params_of(&model) as f64 / 1e6,
+        model.vocab_size,
+        corpus.train_text().chars().count(),
+        corpus.val_text().chars().count(),
+        backend::describe(a.backend, &device),
+    );
+    let save_every = a.save_every.unwrap_or(train.eval_interval).max(1);
+    let bar = ProgressBar::new(train.max_steps as u64).with_position(trainer.step_count() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .context("progress template")?,
+    );
+    let mut last_val = None;
+    let mut save_error = None;
+    trainer.run(|m, trainer| {
+        last_val = m.val_loss.or(last_val);
+        let val = last_val.map_or(String::new(), |v| format!(" val {v:.4}"));
+        bar.set_message(format!(
+            "loss {:.4}{val} | lr {:.2e} | {:.0} tok/s",
+            m.loss, m.lr, m.tokens_per_sec
+        ));
+        bar.set_position(m.step as u64);
+        if let Some(v) = m.val_loss {
+            bar.println(format!(
+                "step {:>5}: train loss {:.4}, val loss {v:.4}, val ppl {:.2}",
+                m.step,
+                m.loss,
+                v.exp()
+            ));
+        }
+        if m.step % save_every == 0 || m.step == m.max_steps {
+            if let Err(e) = Checkpoint::from_trainer(trainer).and_then(|c| c.save_dir(&a.out)) {
+                save_error = Some(e);
+                return false;
+            }
+        }
+        true
+    })?;
+    bar.finish();
+    if let Some(e) = save_error {
+        bail!("saving a checkpoint to {} failed: {e}", a.out.display());
+    }
+    eprintln!(
+        "saved checkpoint at step {} to {}",
+        trainer.step_count(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> Result<()> {
+    let corpus = corpus(std::slice::from_ref(&a.data))?;
+    let tokenizer = Tokenizer::train(TokenizerKind::Char, corpus.text())?;
+    let mut rows = Vec::new();
+    println!(
+        "{:<18} {:<28} {:>9} {:>10} {:>10}",
+        "preset", "backend", "params", "ms/step", "tokens/s"
+    );
+    for backend_kind in &a.backends {
+        let device = match backend::open(*backend_kind) {
+            Ok(d) => d,
+            Err(e) => {
+                println!("{backend_kind}: skipped ({e})");
+                continue;
+            }
+        };
+        let adapter = backend::describe(*backend_kind, &device);
+        for name in &a.presets {
+            let mut preset = config::preset(name)?;
+            preset.train.max_steps = usize::MAX / 2;
+            let mut trainer = Trainer::new(preset.clone(), tokenizer.clone(), &corpus, &device)?;
+            for _ in 0..2 {
+                trainer.step()?; // shader compilation and autotuning happen here
+            }
+            let start = web_time::Instant::now();
+            for _ in 0..a.steps {
+                trainer.step()?;
+            }
+            let ms = start.elapsed().as_secs_f64() * 1e3 / a.steps as f64;
+            let tokens = (preset.train.batch_size
+                * preset.train.grad_accum
+                * preset.model.block_size) as f64;
+            let params = Gpt::num_params_of(trainer.model().config());
+            let tps = tokens / (ms / 1e3);
+            println!(
+                "{name:<18} {adapter:<28} {:>8.2}M {ms:>10.1} {tps:>10.0}",
+                params as f64 / 1e6
+            );
+            rows.push(serde_json::json!({
+                "preset": name, "backend": backend_kind.to_string(), "adapter": adapter,
+                "params": params, "ms_per_step": ms, "tokens_per_sec": tps, "steps": a.steps,
+            }));
+        }
+    }
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,385 @@
+//! Checkpoints: weights as safetensors, metadata as JSON (format version, configs, tokenizer, step,
+//! RNG state, parameter ids) and the optimizer state, so a run resumes exactly where it stopped.
+//!
+//! The in-memory form ([`Checkpoint`]) is what the page stores; natively it is a directory of
+//! three files ([`Checkpoint::save_dir`], [`Checkpoint::load_dir`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::prelude::*;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ModelConfig, Preset, TrainConfig};
+use crate::data::{Corpus, Tokenizer};
+use crate::error::{Error, Result};
+use crate::model::Gpt;
+use crate::train::Trainer;
+
+/// Bumped whenever the layout of a checkpoint changes; older versions are refused by name.
+pub const FORMAT_VERSION: u32 = 1;
+const FORMAT: &str = "kiln-checkpoint";
+
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const META_FILE: &str = "checkpoint.json";
+pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+
+/// Where the random streams stand. Batches and dropout masks are drawn from `(seed, step)`
+/// alone, so these two numbers are the whole RNG state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RngState {
+    pub seed: u64,
+    pub step: usize,
+}
+
+/// `checkpoint.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub format: String,
+    pub format_version: u32,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    /// The tokenizer's own JSON (`tokenizer.json`), embedded.
+    pub tokenizer: String,
+    pub step: usize,
+    pub elapsed: f64,
+    pub rng: RngState,
+    /// Parameter path -> id. The optimizer state is keyed by id, so ids are restored on load.
+    pub param_ids: BTreeMap<String, u64>,
+}
+
+/// A saved model, with everything needed to resume training.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    pub meta: Meta,
+    /// safetensors bytes, tensors named by module path (`h.0.attn.c_attn.weight`).
+    pub weights: Vec<u8>,
+    /// Burn's optimizer record (burnpack bytes); absent in an inference-only export.
+    pub optimizer: Option<Vec<u8>>,
+}
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::Checkpoint(msg.into())
+}
+
+/// Collects every float parameter with its dotted module path.
+#[derive(Default)]
+struct Collect {
+    path: Vec<String>,
+    params: Vec<(String, ParamId, Vec<usize>, Vec<f32>)>,
+    error: Option<String>,
+}
+
+impl ModuleVisitor for Collect {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_owned());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let value = param.val();
+        let shape = value.dims().to_vec();
+        match value.try_into_vec_as::<f32>() {
+            Ok(data) => self
+                .params
+                .push((self.path.join("."), param.id, shape, data)),
+            Err(e) => self.error = Some(format!("reading {} failed: {e:?}", self.path.join("."))),
+        }
+    }
+}
+
+/// Replaces every float parameter with the tensor saved under its path, restoring its id.
+struct Load<'a> {
+    path: Vec<String>,
+    tensors: &'a SafeTensors<'a>,
+    ids: &'a BTreeMap<String, u64>,
+    used: usize,
+    error: Option<String>,
+}
+
+impl ModuleMapper for Load<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_owned());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let name = self.path.join(".");
+        match self.read::<D>(&name, &param) {
+            Ok((id, tensor)) => {
+                self.used += 1;
+                let (_, _, mapper) = param.consume();
+                Param::from_mapped_value(id, tensor, mapper)
+            }
+            Err(e) => {
+                self.error.get_or_insert(e);
+                param
+            }
+        }
+    }
+}
+
+impl Load<'_> {
+    fn read<const D: usize>(
+        &self,
+        name: &str,
+        param: &Param<Tensor<D>>,
+    ) -> Result<(ParamId, Tensor<D>), String> {
+        let view = self
+            .tensors
+            .tensor(name)
+            .map_err(|_| format!("the weights have no tensor {name}"))?;
+        let expected = param.lazy_shape().dims::<D>().to_vec();
+        if view.shape() != expected.as_slice() {
+            return Err(format!(
+                "tensor {name} has shape {:?} in the checkpoint but the model expects {expected:?}",
+                view.shape()
+            ));
+        }
+        if view.dtype() != Dtype::F32 {
+            return Err(format!(
+                "tensor {name} is {:?}; this version reads F32",
+                view.dtype()
+            ));
+        }
+        let data: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let device = param.lazy_device();
+        let mut tensor = Tensor::<D>::from_data(TensorData::new(data, expected), &device);
+        if device.is_autodiff() {
+            tensor = tensor.require_grad();
+        }
+        let id = self
+            .ids
+            .get(name)
+            .map_or_else(ParamId::new, |&id| ParamId::from(id));
+        Ok((id, tensor))
+    }
+}
+
+impl Checkpoint {
+    /// Snapshots a training run: weights, optimizer state, configs, tokenizer and step.
+    pub fn from_trainer(trainer: &Trainer) -> Result<Self> {
+        let preset = trainer.preset();
+        let (weights, param_ids) = encode_weights(trainer.model())?;
+        let optimizer = trainer
+            .optimizer()
+            .into_bytes()
+            .map_err(|e| bad(format!("saving the optimizer state failed: {e:?}")))?;
+        Ok(Self {
+            meta: Meta {
+                format: FORMAT.into(),
+                format_version: FORMAT_VERSION,
+                model: trainer.model().config().clone(),
+                train: preset.train.clone(),
+                tokenizer: trainer.tokenizer().to_json()?,
+                step: trainer.step_count(),
+                elapsed: trainer.elapsed(),
+                rng: RngState {
+                    seed: preset.train.seed,
+                    step: trainer.step_count(),
+                },
+                param_ids,
+            },
+            weights,
+            optimizer: Some(optimizer.to_vec()),
+        })
+    }
+
+    /// Checks the metadata and reads the tokenizer, which must fit the model's vocabulary.
+    fn checked_tokenizer(&self) -> Result<Tokenizer> {
+        let m = &self.meta;
+        if m.format != FORMAT {
+            return Err(bad(format!(
+                "this is not a Kiln checkpoint (format \"{}\")",
+                m.format
+            )));
+        }
+        if m.format_version != FORMAT_VERSION {
+            return Err(bad(format!(
+                "format version {} cannot be read by this Kiln, which reads version {FORMAT_VERSION}",
+                m.format_version
+            )));
+        }
+        m.model.validate()?;
+        let tokenizer = Tokenizer::from_json(&m.tokenizer)?;
+        if tokenizer.vocab_size() != m.model.vocab_size {
+            return Err(bad(format!(
+                "the tokenizer has {} tokens but the model was built for {}; they do not belong together",
+                tokenizer.vocab_size(),
+                m.model.vocab_size
+            )));
+        }
+        Ok(tokenizer)
+    }
+
+    /// The model and tokenizer, for generation and scoring (no autodiff on `device`).
+    pub fn load_model(&self, device: &Device) -> Result<(Gpt, Tokenizer)> {
+        let tokenizer = self.checked_tokenizer()?;
+        let model = decode_weights(
+            Gpt::new(&self.meta.model, 0, device),
+            &self.weights,
+            &self.meta.param_ids,
+        )?;
+        Ok((model, tokenizer))
+    }
+
+    /// A trainer that continues this run on `corpus` from the saved step, optimizer state included.
+    pub fn resume(&self, corpus: &Corpus, device: &Device) -> Result<Trainer> {
+        let tokenizer = self.checked_tokenizer()?;
+        let device = device.clone().autodiff();
+        let model = decode_weights(
+            Gpt::new(&self.meta.model, 0, &device),
+            &self.weights,
+            &self.meta.param_ids,
+        )?;
+        let preset = Preset {
+            model: self.meta.model.clone(),
+            train: self.meta.train.clone(),
+        };
+        preset.train.validate()?;
+        let mut trainer = Trainer::with_model(
+            model,
+            preset,
+            tokenizer,
+            corpus,
+            device,
+            self.meta.step,
+            self.meta.elapsed,
+        )?;
+        if let Some(bytes) = &self.optimizer {
+            let optim = trainer
+                .optimizer()
+                .clone()
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.clone()))
+                .map_err(|e| bad(format!("the optimizer state is unreadable: {e:?}")))?;
+            trainer.set_optimizer(optim);
+        }
+        Ok(trainer)
+    }
+
+    /// Parses the three parts; nothing is checked against a model until it is loaded.
+    pub fn from_parts(
+        meta_json: &[u8],
+        weights: Vec<u8>,
+        optimizer: Option<Vec<u8>>,
+    ) -> Result<Self> {
+        let meta: Meta = serde_json::from_slice(meta_json)
+            .map_err(|e| bad(format!("{META_FILE} is not valid checkpoint metadata: {e}")))?;
+        Ok(Self {
+            meta,
+            weights,
+            optimizer,
+        })
+    }
+
+    pub fn meta_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(&self.meta).map_err(|e| bad(e.to_string()))
+    }
+
+    /// Writes `model.safetensors`, `checkpoint.json` and `optimizer.bpk` into `dir`. Each file is
+    /// written to a temporary name and renamed, so a crash mid-save leaves the previous file whole.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save_dir(&self, dir: &std::path::Path) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let write = |name: &str, bytes: &[u8]| -> Result<()> {
+            let tmp = dir.join(format!("{name}.tmp"));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, dir.join(name))?;
+            Ok(())
+        };
+        write(WEIGHTS_FILE, &self.weights)?;
+        if let Some(opt) = &self.optimizer {
+            write(OPTIMIZER_FILE, opt)?;
+        }
+        // The metadata goes last: it names the step the other two files belong to.
+        write(META_FILE, self.meta_json()?.as_bytes())
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_dir(dir: &std::path::Path) -> Result<Self> {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name))
+                .map_err(|e| bad(format!("cannot read {}: {e}", dir.join(name).display())))
+        };
+        let optimizer = dir
+            .join(OPTIMIZER_FILE)
+            .exists()
+            .then(|| read(OPTIMIZER_FILE))
+            .transpose()?;
+        Self::from_parts(&read(META_FILE)?, read(WEIGHTS_FILE)?, optimizer)
+    }
+}
+
+/// The model's parameters as safetensors bytes, and their ids by path.
+fn encode_weights(model: &Gpt) -> Result<(Vec<u8>, BTreeMap<String, u64>)> {
+    let mut collect = Collect::default();
+    model.visit(&mut collect);
+    if let Some(e) = collect.error {
+        return Err(bad(e));
+    }
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = collect
+        .params
+        .iter()
+        .map(|(name, _, shape, data)| {
+            (
+                name.clone(),
+                shape.clone(),
+                data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, shape, data)| {
+            Ok((
+                name.as_str(),
+                TensorView::new(Dtype::F32, shape.clone(), data)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let info = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let weights = safetensors::serialize(views, Some(info)).map_err(|e| bad(e.to_string()))?;
+    let ids = collect
+        .params
+        .into_iter()
+        .map(|(name, id, _, _)| (name, id.val()))
+        .collect();
+    Ok((weights, ids))
+}
+
+/// Loads safetensors bytes into `model`; every parameter must be present with its shape.
+fn decode_weights(model: Gpt, weights: &[u8], ids: &BTreeMap<String, u64>) -> Result<Gpt> {
+    let tensors = SafeTensors::deserialize(weights)
+        .map_err(|e| bad(format!("the weights are unreadable: {e}")))?;
+    let mut load = Load {
+        path: Vec::new(),
+        tensors: &tensors,
+        ids,
+        used: 0,
+        error: None,
+    };
+    let model = model.map(&mut load);
+    if let Some(e) = load.error {
+        return Err(bad(e));
+    }
+    if load.used != tensors.len() {
+        return Err(bad(format!(
+            "the weights hold {} tensors but the model has {} parameters",
+            tensors.len(),
+            load.used
+        )));
+    }
+    Ok(model)
+}

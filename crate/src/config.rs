@@ -1,0 +1,379 @@
+//! Model, training and sampling configuration, with nanoGPT's names so configs move between the two.
+//!
+//! Every config is plain serde data and `validate()` turns an impossible value into a sentence a
+//! user understands, before any tensor is allocated.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How token positions enter the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Position {
+    /// A learned embedding per position (GPT-2).
+    Learned,
+    /// Rotary embeddings applied to queries and keys (no position parameters).
+    Rope,
+}
+
+/// The normalisation layer used before attention, before the MLP and at the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    LayerNorm,
+    RmsNorm,
+}
+
+/// The feed-forward block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mlp {
+    /// `n_embd -> 4·n_embd -> GELU -> n_embd` (GPT-2).
+    Gelu,
+    /// `silu(x W1) * (x W3) -> W2`, hidden width 8/3·n_embd rounded up to a multiple of 8 (LLaMA).
+    Swiglu,
+}
+
+/// The shape of the GPT.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Number of token ids; taken from the tokenizer.
+    pub vocab_size: usize,
+    /// Longest context the model sees.
+    pub block_size: usize,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_embd: usize,
+    /// Dropout probability on attention weights and residual branches (0 disables it).
+    pub dropout: f64,
+    /// Biases in linear layers and norms (nanoGPT's `bias`).
+    pub bias: bool,
+    pub position: Position,
+    pub norm: Norm,
+    pub mlp: Mlp,
+    /// Share the token embedding with the output head.
+    pub tie_weights: bool,
+}
+
+/// The optimisation schedule (nanoGPT's names where it has one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are summed before one optimizer step.
+    pub grad_accum: usize,
+    /// Peak learning rate, reached after the warmup.
+    pub lr: f64,
+    /// Learning rate at the end of the cosine decay.
+    pub min_lr: f64,
+    pub warmup_steps: usize,
+    /// Optimizer steps in the run; the cosine decay ends here.
+    pub max_steps: usize,
+    /// Decoupled (AdamW) weight decay, applied to matrices only.
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    /// Global gradient norm cap; 0 disables clipping.
+    pub grad_clip: f64,
+    /// Steps between validation passes (0: only at the end).
+    pub eval_interval: usize,
+    /// Batches averaged in one validation pass.
+    pub eval_steps: usize,
+    pub seed: u64,
+}
+
+/// How tokens are drawn during generation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleConfig {
+    /// Divides the logits; 0 means greedy (argmax).
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (0: all).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p (1.0: all).
+    pub top_p: f32,
+    pub max_tokens: usize,
+    pub seed: u64,
+    /// Stop as soon as the generated text contains this string (it is not returned).
+    pub stop: Option<String>,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        Self {
+            temperature: 0.8,
+            top_k: 0,
+            top_p: 1.0,
+            max_tokens: 200,
+            seed: 0,
+            stop: None,
+        }
+    }
+}
+
+/// A named model + training configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Preset {
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+}
+
+/// Names accepted by [`preset`].
+pub const PRESETS: &[&str] = &["tiny", "shakespeare-baby", "shakespeare-char"];
+
+/// A preset by name. `vocab_size` is 0 until a tokenizer fills it in.
+pub fn preset(name: &str) -> Result<Preset> {
+    let gpt = |block_size, n_layer, n_head, n_embd, dropout| ModelConfig {
+        vocab_size: 0,
+        block_size,
+        n_layer,
+        n_head,
+        n_embd,
+        dropout,
+        bias: false,
+        position: Position::Learned,
+        norm: Norm::LayerNorm,
+        mlp: Mlp::Gelu,
+        tie_weights: true,
+    };
+    // nanoGPT's config/train_shakespeare_char.py; the CPU ("baby") variant is its README's.
+    let shakespeare = |batch_size, max_steps, eval_steps| TrainConfig {
+        batch_size,
+        grad_accum: 1,
+        lr: 1e-3,
+        min_lr: 1e-4,
+        warmup_steps: 100,
+        max_steps,
+        weight_decay: 0.1,
+        beta1: 0.9,
+        beta2: 0.99,
+        grad_clip: 1.0,
+        eval_interval: 250,
+        eval_steps,
+        seed: 1337,
+    };
+    Ok(match name {
+        // Small enough for unit tests and browser tests on an emulated GPU.
+        "tiny" => Preset {
+            model: gpt(32, 2, 2, 32, 0.0),
+            train: TrainConfig {
+                batch_size: 8,
+                lr: 3e-3,
+                min_lr: 3e-4,
+                warmup_steps: 10,
+                max_steps: 200,
+                eval_interval: 50,
+                eval_steps: 10,
+                ..shakespeare(8, 200, 10)
+            },
+        },
+        "shakespeare-baby" => Preset {
+            model: gpt(64, 4, 4, 128, 0.0),
+            train: shakespeare(12, 2000, 20),
+        },
+        "shakespeare-char" => Preset {
+            model: gpt(256, 6, 6, 384, 0.2),
+            train: shakespeare(64, 5000, 200),
+        },
+        other => {
+            return Err(Error::Config(format!(
+                "unknown preset \"{other}\"; choose one of: {}",
+                PRESETS.join(", ")
+            )));
+        }
+    })
+}
+
+impl ModelConfig {
+    /// Rejects configurations that cannot build a model.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(Error::Config(msg));
+        if self.vocab_size == 0 {
+            return fail("vocab_size must be at least 1 (it comes from the tokenizer)".into());
+        }
+        if self.block_size == 0 {
+            return fail(
+                "block_size must be at least 1: the model needs a context of one token or more"
+                    .into(),
+            );
+        }
+        if self.n_layer == 0 {
+            return fail("n_layer must be at least 1".into());
+        }
+        if self.n_head == 0 {
+            return fail("n_head must be at least 1".into());
+        }
+        if self.n_embd == 0 || self.n_embd % self.n_head != 0 {
+            return fail(format!(
+                "n_embd ({}) must be a positive multiple of n_head ({}) so every head gets the same width",
+                self.n_embd, self.n_head
+            ));
+        }
+        if self.position == Position::Rope && self.head_dim() % 2 != 0 {
+            return fail(format!(
+                "rotary positions need an even head width, but n_embd / n_head = {}",
+                self.head_dim()
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return fail(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        Ok(())
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.n_embd / self.n_head
+    }
+
+    /// Hidden width of the MLP.
+    pub fn mlp_hidden(&self) -> usize {
+        match self.mlp {
+            Mlp::Gelu => 4 * self.n_embd,
+            Mlp::Swiglu => (8 * self.n_embd / 3).div_ceil(8) * 8,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Rejects schedules that cannot run.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(Error::Config(msg));
+        if self.batch_size == 0 {
+            return fail("batch_size must be at least 1".into());
+        }
+        if self.grad_accum == 0 {
+            return fail("grad_accum must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return fail(format!("lr must be a positive number, got {}", self.lr));
+        }
+        if !(self.min_lr >= 0.0 && self.min_lr <= self.lr) {
+            return fail(format!(
+                "min_lr ({}) must be between 0 and lr ({})",
+                self.min_lr, self.lr
+            ));
+        }
+        if self.max_steps == 0 {
+            return fail("max_steps must be at least 1".into());
+        }
+        for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return fail(format!("{name} must be in [0, 1), got {beta}"));
+            }
+        }
+        if !(self.weight_decay >= 0.0 && self.grad_clip >= 0.0) {
+            return fail("weight_decay and grad_clip must not be negative".into());
+        }
+        if self.eval_steps == 0 {
+            return fail("eval_steps must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl SampleConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return Err(Error::Config(format!(
+                "temperature must be 0 (greedy) or positive, got {}",
+                self.temperature
+            )));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::Config(format!(
+                "top_p must be in (0, 1], got {}",
+                self.top_p
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Preset {
+    /// Applies `key=value` overrides (`n_layer=2`, `lr=3e-4`, `position=rope`) to whichever of the
+    /// model or training config has that key, then validates the training config.
+    pub fn set(&mut self, assignment: &str) -> Result<()> {
+        let (key, value) = assignment.split_once('=').ok_or_else(|| {
+            Error::Config(format!("\"{assignment}\" is not of the form key=value"))
+        })?;
+        let (key, value) = (key.trim(), value.trim());
+        // A value that is not JSON (`rope`, `layernorm`) is taken as a string.
+        let parsed: serde_json::Value =
+            serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.into()));
+        if set_field(&mut self.model, key, &parsed)? || set_field(&mut self.train, key, &parsed)? {
+            Ok(())
+        } else {
+            Err(Error::Config(format!("unknown setting \"{key}\"")))
+        }
+    }
+}
+
+/// Sets `key` on a serde struct through its JSON form; `Ok(false)` if the struct has no such key.
+fn set_field<T: Serialize + serde::de::DeserializeOwned>(
+    target: &mut T,
+    key: &str,
+    value: &serde_json::Value,
+) -> Result<bool> {
+    let mut json = serde_json::to_value(&*target).map_err(|e| Error::Config(e.to_string()))?;
+    let Some(slot) = json.get_mut(key) else {
+        return Ok(false);
+    };
+    *slot = value.clone();
+    *target = serde_json::from_value(json)
+        .map_err(|e| Error::Config(format!("invalid value {value} for {key}: {e}")))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Preset {
+        let mut p = preset("tiny").unwrap();
+        p.model.vocab_size = 65;
+        p
+    }
+
+    #[test]
+    fn presets_validate() {
+        for name in PRESETS {
+            let mut p = preset(name).unwrap();
+            p.model.vocab_size = 65;
+            p.model.validate().unwrap();
+            p.train.validate().unwrap();
+        }
+        assert!(preset("huge").is_err());
+    }
+
+    #[test]
+    fn head_width_must_divide() {
+        let mut p = tiny();
+        p.model.n_embd = 30;
+        p.model.n_head = 4;
+        let msg = p.model.validate().unwrap_err().to_string();
+        assert!(msg.contains("multiple of n_head"), "{msg}");
+    }
+
+    #[test]
+    fn zero_block_size_rejected() {
+        let mut p = tiny();
+        p.model.block_size = 0;
+        assert!(matches!(p.model.validate(), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn set_overrides_by_name() {
+        let mut p = tiny();
+        p.set("n_layer=3").unwrap();
+        p.set("lr=0.01").unwrap();
+        p.set("position=rope").unwrap();
+        assert_eq!(p.model.n_layer, 3);
+        assert_eq!(p.train.lr, 0.01);
+        assert_eq!(p.model.position, Position::Rope);
+        assert!(p.set("n_layer=many").is_err());
+        assert!(p.set("colour=blue").is_err());
+        assert!(p.set("n_layer").is_err());
+    }
+}

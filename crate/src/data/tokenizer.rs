@@ -1,0 +1,230 @@
+//! Tokenizers: character-level (vocabulary from the corpus) and byte-level BPE trained on the corpus
+//! with Hugging Face `tokenizers`. Both serialise to one JSON file (`tokenizer.json`); a BPE file is
+//! the standard Hugging Face format.
+
+use serde::{Deserialize, Serialize};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::models::bpe::{BPE, BpeTrainer};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+
+use crate::error::{Error, Result};
+
+/// Which tokenizer to build from a corpus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum TokenizerKind {
+    /// One token per distinct character of the corpus.
+    Char,
+    /// Byte-level BPE (GPT-2 style) with this many tokens, 256 bytes included.
+    Bpe { vocab_size: usize },
+}
+
+/// Smallest BPE vocabulary: the 256 byte tokens.
+pub const BPE_MIN_VOCAB: usize = 256;
+
+/// A trained tokenizer.
+#[derive(Clone, Debug)]
+pub enum Tokenizer {
+    Char(CharTokenizer),
+    Bpe(Box<tokenizers::Tokenizer>),
+}
+
+/// Character-level tokenizer: token id = index of the character in the sorted vocabulary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CharTokenizer {
+    chars: Vec<char>,
+}
+
+/// The JSON form of a char tokenizer, tagged so it is never mistaken for a Hugging Face file.
+#[derive(Serialize, Deserialize)]
+struct CharFile {
+    kiln_char_tokenizer: CharTokenizer,
+}
+
+impl CharTokenizer {
+    fn id(&self, c: char) -> Option<u32> {
+        self.chars.binary_search(&c).ok().map(|i| i as u32)
+    }
+}
+
+impl Tokenizer {
+    /// Learns a tokenizer from text.
+    pub fn train(kind: TokenizerKind, text: &str) -> Result<Self> {
+        match kind {
+            TokenizerKind::Char => {
+                let mut chars: Vec<char> = text.chars().collect();
+                chars.sort_unstable();
+                chars.dedup();
+                if chars.is_empty() {
+                    return Err(Error::Tokenizer(
+                        "cannot build a vocabulary from empty text".into(),
+                    ));
+                }
+                Ok(Self::Char(CharTokenizer { chars }))
+            }
+            TokenizerKind::Bpe { vocab_size } => {
+                if vocab_size < BPE_MIN_VOCAB {
+                    return Err(Error::Tokenizer(format!(
+                        "a byte-level BPE vocabulary needs at least {BPE_MIN_VOCAB} tokens, got {vocab_size}"
+                    )));
+                }
+                // GPT-2's settings: no space is added before the text, so decode(encode(s)) == s.
+                let byte_level = ByteLevel::new(false, true, true);
+                let mut tokenizer = tokenizers::Tokenizer::new(BPE::default());
+                tokenizer.with_pre_tokenizer(Some(byte_level.clone()));
+                tokenizer.with_decoder(Some(byte_level));
+                let mut trainer = TrainerWrapper::from(
+                    BpeTrainer::builder()
+                        .vocab_size(vocab_size)
+                        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+                        .show_progress(false)
+                        .build(),
+                );
+                tokenizer
+                    .train(&mut trainer, text.split_inclusive('\n'))
+                    .map_err(|e| Error::Tokenizer(format!("BPE training failed: {e}")))?;
+                Ok(Self::Bpe(Box::new(tokenizer)))
+            }
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::Char(t) => t.chars.len(),
+            Self::Bpe(t) => t.get_vocab_size(true),
+        }
+    }
+
+    /// Text to token ids. A character the tokenizer never saw is an error that names it.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match self {
+            Self::Char(t) => text
+                .chars()
+                .map(|c| {
+                    t.id(c).ok_or_else(|| {
+                        Error::Tokenizer(format!(
+                            "the character {c:?} (U+{:04X}) is not in the vocabulary of this model",
+                            c as u32
+                        ))
+                    })
+                })
+                .collect(),
+            Self::Bpe(t) => Ok(t
+                .encode(text, false)
+                .map_err(|e| Error::Tokenizer(e.to_string()))?
+                .get_ids()
+                .to_vec()),
+        }
+    }
+
+    /// Token ids to text. Byte-level BPE may end inside a multi-byte character; such bytes decode
+    /// as U+FFFD until the rest arrives.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        let out_of_range = |id: u32| {
+            Error::Tokenizer(format!(
+                "token id {id} is outside the vocabulary ({})",
+                self.vocab_size()
+            ))
+        };
+        match self {
+            Self::Char(t) => ids
+                .iter()
+                .map(|&id| {
+                    t.chars
+                        .get(id as usize)
+                        .copied()
+                        .ok_or_else(|| out_of_range(id))
+                })
+                .collect(),
+            Self::Bpe(t) => {
+                if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab_size()) {
+                    return Err(out_of_range(id));
+                }
+                t.decode(ids, false)
+                    .map_err(|e| Error::Tokenizer(e.to_string()))
+            }
+        }
+    }
+
+    /// The `tokenizer.json` text.
+    pub fn to_json(&self) -> Result<String> {
+        match self {
+            Self::Char(t) => serde_json::to_string(&CharFile {
+                kiln_char_tokenizer: t.clone(),
+            })
+            .map_err(|e| Error::Tokenizer(e.to_string())),
+            Self::Bpe(t) => t
+                .to_string(false)
+                .map_err(|e| Error::Tokenizer(e.to_string())),
+        }
+    }
+
+    /// Reads a `tokenizer.json` written by [`Tokenizer::to_json`] or by Hugging Face `tokenizers`.
+    pub fn from_json(json: &str) -> Result<Self> {
+        if let Ok(file) = serde_json::from_str::<CharFile>(json) {
+            let mut chars = file.kiln_char_tokenizer.chars;
+            let n = chars.len();
+            chars.sort_unstable();
+            chars.dedup();
+            if n == 0 || chars.len() != n {
+                return Err(Error::Tokenizer(
+                    "the char vocabulary is empty or has duplicates".into(),
+                ));
+            }
+            return Ok(Self::Char(CharTokenizer { chars }));
+        }
+        json.parse::<tokenizers::Tokenizer>()
+            .map(|t| Self::Bpe(Box::new(t)))
+            .map_err(|e| {
+                Error::Tokenizer(format!("not a tokenizer.json this version can read: {e}"))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "To be, or not to be: that is the question.\nCafé — naïve façade, 東京 ✓\n";
+
+    fn round_trip(kind: TokenizerKind) {
+        let t = Tokenizer::train(kind, &TEXT.repeat(20)).unwrap();
+        let ids = t.encode(TEXT).unwrap();
+        assert_eq!(t.decode(&ids).unwrap(), TEXT);
+        let again = Tokenizer::from_json(&t.to_json().unwrap()).unwrap();
+        assert_eq!(again.encode(TEXT).unwrap(), ids);
+        assert_eq!(again.vocab_size(), t.vocab_size());
+    }
+
+    #[test]
+    fn char_round_trip_non_ascii() {
+        round_trip(TokenizerKind::Char);
+    }
+
+    #[test]
+    fn bpe_round_trip_non_ascii() {
+        round_trip(TokenizerKind::Bpe { vocab_size: 300 });
+    }
+
+    #[test]
+    fn bpe_learns_merges() {
+        let t = Tokenizer::train(TokenizerKind::Bpe { vocab_size: 300 }, &TEXT.repeat(20)).unwrap();
+        assert!(
+            t.vocab_size() > 256 && t.vocab_size() <= 300,
+            "{}",
+            t.vocab_size()
+        );
+        // Merges make the text shorter in tokens than in bytes.
+        assert!(t.encode(TEXT).unwrap().len() < TEXT.len() / 2);
+        assert!(Tokenizer::train(TokenizerKind::Bpe { vocab_size: 100 }, TEXT).is_err());
+    }
+
+    #[test]
+    fn unknown_char_and_bad_json_are_errors() {
+        let t = Tokenizer::train(TokenizerKind::Char, "abc").unwrap();
+        assert!(matches!(t.encode("abz"), Err(Error::Tokenizer(m)) if m.contains("'z'")));
+        assert!(t.decode(&[7]).is_err());
+        assert!(Tokenizer::from_json("{not json").is_err());
+        assert!(Tokenizer::from_json(r#"{"kiln_char_tokenizer":{"chars":[]}}"#).is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! Text from a model: sampling (temperature, top-k, top-p) with a KV cache and a per-token
+//! streaming callback, and scoring (the log-probability and perplexity of a given text).
+
+use burn::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::SampleConfig;
+use crate::data::Tokenizer;
+use crate::error::{Error, Result};
+use crate::model::{Gpt, KvCache};
+
+/// Draws one token id from `logits` (one row over the vocabulary).
+pub fn sample_logits(logits: &[f32], cfg: &SampleConfig, rng: &mut impl Rng) -> u32 {
+    let argmax = || {
+        (0..logits.len())
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap_or(0) as u32
+    };
+    if cfg.temperature == 0.0 {
+        return argmax();
+    }
+    // Candidates sorted by logit, most likely first, cut by top-k.
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if cfg.top_k > 0 {
+        order.truncate(cfg.top_k);
+    }
+    let max = logits[order[0]];
+    let mut probs: Vec<f64> = order
+        .iter()
+        .map(|&i| (((logits[i] - max) / cfg.temperature) as f64).exp())
+        .collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    // Nucleus: the smallest prefix whose mass reaches top_p.
+    if cfg.top_p < 1.0 {
+        let mut mass = 0.0;
+        let keep = probs.iter().position(|p| {
+            mass += p;
+            mass >= cfg.top_p as f64
+        });
+        let keep = keep.map_or(probs.len(), |i| i + 1);
+        probs.truncate(keep);
+        order.truncate(keep);
+    }
+    let total: f64 = probs.iter().sum();
+    let mut r = rng.random::<f64>() * total;
+    for (&i, &p) in order.iter().zip(&probs) {
+        r -= p;
+        if r <= 0.0 {
+            return i as u32;
+        }
+    }
+    order[order.len() - 1] as u32
+}
+
+/// Logits of the last position, on the host.
+fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>> {
+    let [b, t, v] = logits.dims();
+    logits
+        .slice([0..b, t - 1..t, 0..v])
+        .try_into_vec_as::<f32>()
+        .map_err(|e| Error::Backend(format!("reading logits back failed: {e:?}")))
+}
+
+fn tensor_of(ids: &[u32], device: &Device) -> Tensor<2, Int> {
+    let data = TensorData::new(
+        ids.iter().map(|&i| i as i64).collect::<Vec<i64>>(),
+        [1, ids.len()],
+    );
+    Tensor::from_data(data, device)
+}
+
+/// Continues `prompt`, calling `on_text` with each new piece of text as it is decoded; `on_text`
+/// returns `false` to stop early. Returns the generated text (without the prompt).
+///
+/// Within `block_size` each token costs one cached forward of a single position; past it the
+/// context slides and the window is recomputed.
+pub fn generate(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    cfg: &SampleConfig,
+    device: &Device,
+    mut on_text: impl FnMut(&str) -> bool,
+) -> Result<String> {
+    cfg.validate()?;
+    let block = model.config().block_size;
+    let mut ids = tokenizer.encode(prompt)?;
+    if ids.is_empty() {
+        // Start from a newline, as nanoGPT's sample.py does, or the first token.
+        ids = tokenizer.encode("\n").unwrap_or_else(|_| vec![0]);
+    }
+    let prompt_len = ids.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut cache = KvCache::default();
+    let mut text = String::new();
+    let mut emitted = 0; // bytes of `text` already passed to on_text
+    let mut pending: Vec<u32> = ids[ids.len().saturating_sub(block)..].to_vec();
+    for _ in 0..cfg.max_tokens {
+        if cache.len() + pending.len() > block {
+            // Slide: recompute the last `block` tokens from scratch.
+            cache = KvCache::default();
+            pending = ids[ids.len() - block..].to_vec();
+        }
+        let logits = last_logits(model.forward(tensor_of(&pending, device), Some(&mut cache)))?;
+        let next = sample_logits(&logits, cfg, &mut rng);
+        ids.push(next);
+        text = tokenizer.decode(&ids[prompt_len..])?;
+        if let Some(stop) = cfg.stop.as_deref().filter(|s| !s.is_empty())
+            && let Some(at) = text.find(stop)
+        {
+            text.truncate(at);
+            if at > emitted {
+                on_text(&text[emitted..]);
+            }
+            return Ok(text);
+        }
+        // A byte-level BPE token can end inside a character: wait for the rest of it.
+        if !text.ends_with('\u{FFFD}') && text.len() > emitted {
+            let keep_going = on_text(&text[emitted..]);
+            emitted = text.len();
+            if !keep_going {
+                break;
+            }
+        }
+        pending = vec![next];
+    }
+    Ok(text)
+}
+
+/// How likely a model finds a text.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Score {
+    /// Tokens whose probability was measured (all but the first).
+    pub tokens: usize,
+    /// Sum of natural-log probabilities of those tokens given the ones before them.
+    pub log_prob: f64,
+    /// exp(-log_prob / tokens).
+    pub perplexity: f64,
+}
+
+/// Scores a text: each token conditioned on up to `block_size` tokens before it (texts longer
+/// than the context are scored in consecutive windows).
+pub fn score(model: &Gpt, tokenizer: &Tokenizer, text: &str, device: &Device) -> Result<Score> {
+    let ids = tokenizer.encode(text)?;
+    if ids.len() < 2 {
+        return Err(Error::Data(
+            "scoring needs a text of at least two tokens".into(),
+        ));
+    }
+    let block = model.config().block_size;
+    let mut log_prob = 0.0;
+    let mut start = 0;
+    while start + 1 < ids.len() {
+        let end = (start + block + 1).min(ids.len());
+        let window = &ids[start..end];
+        let logits = model.forward(tensor_of(&window[..window.len() - 1], device), None);
+        let [_, t, v] = logits.dims();
+        let logp = burn::tensor::activation::log_softmax(logits.reshape([t, v]), 1);
+        let targets = tensor_of(&window[1..], device).reshape([t, 1]);
+        let picked: Vec<f32> = logp
+            .gather(1, targets)
+            .try_into_vec_as::<f32>()
+            .map_err(|e| Error::Backend(format!("reading scores back failed: {e:?}")))?;
+        log_prob += picked.iter().map(|&x| x as f64).sum::<f64>();
+        start = end - 1;
+    }
+    let tokens = ids.len() - 1;
+    Ok(Score {
+        tokens,
+        log_prob,
+        perplexity: (-log_prob / tokens as f64).exp(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(temperature: f32, top_k: usize, top_p: f32) -> SampleConfig {
+        SampleConfig {
+            temperature,
+            top_k,
+            top_p,
+            ..SampleConfig::default()
+        }
+    }
+
+    fn counts(logits: &[f32], c: &SampleConfig) -> Vec<usize> {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut n = vec![0; logits.len()];
+        for _ in 0..2000 {
+            n[sample_logits(logits, c, &mut rng) as usize] += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn greedy_takes_argmax() {
+        assert_eq!(
+            counts(&[0.1, 3.0, 2.0], &cfg(0.0, 0, 1.0)),
+            vec![0, 2000, 0]
+        );
+    }
+
+    #[test]
+    fn top_k_and_top_p_cut_the_tail() {
+        let logits = [2.0, 1.0, 0.0, -1.0];
+        let k2 = counts(&logits, &cfg(1.0, 2, 1.0));
+        assert!(k2[0] > 0 && k2[1] > 0 && k2[2] == 0 && k2[3] == 0, "{k2:?}");
+        // softmax: 0.644, 0.237, 0.087, 0.032 -> p = 0.85 keeps the first two.
+        let p = counts(&logits, &cfg(1.0, 0, 0.85));
+        assert!(p[0] > 0 && p[1] > 0 && p[2] == 0 && p[3] == 0, "{p:?}");
+        let all = counts(&logits, &cfg(1.0, 0, 1.0));
+        assert!(all.iter().all(|&n| n > 0), "{all:?}");
+    }
+
+    #[test]
+    fn sampling_follows_the_softmax() {
+        let n = counts(&[0.0, (3.0f32).ln()], &cfg(1.0, 0, 1.0));
+        let frac = n[1] as f64 / 2000.0;
+        assert!((frac - 0.75).abs() < 0.04, "{frac}");
+    }
+}

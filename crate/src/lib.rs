@@ -1,0 +1,18 @@
+//! Kiln: pretrain and finetune small GPT language models, natively and in the browser (WebGPU).
+//!
+//! The data path, one stage per module: file bytes -> [`data::corpus`] -> [`data::tokenizer`] ->
+//! [`data::batcher`] -> [`model`] -> loss -> [`train`] -> metrics. Generation and scoring live in
+//! [`generate`]; saving and resuming in [`checkpoint`].
+
+pub mod backend;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod generate;
+pub mod model;
+pub mod train;
+
+pub use config::{ModelConfig, Preset, SampleConfig, TrainConfig};
+pub use error::{Error, Result};
+pub use model::Gpt;

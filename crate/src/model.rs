@@ -1,0 +1,366 @@
+//! The GPT: token (+ position) embeddings, `n_layer` pre-norm blocks of causal self-attention and
+//! an MLP, a final norm and the LM head (tied to the token embedding by default).
+//!
+//! Tensor names and layouts follow GPT-2 (`wte`, `h.N.attn.c_attn`, `h.N.mlp.c_fc`, ...), and a
+//! Burn `Linear` stores its weight as `[in, out]`, which is GPT-2's Conv1D orientation.
+
+use burn::module::Param;
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear, RmsNorm, RmsNormConfig,
+};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu_approximate, log_softmax, silu, softmax};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+use crate::config::{self, ModelConfig, Position};
+
+/// Standard deviation of GPT-2's initialisation.
+const INIT_STD: f64 = 0.02;
+
+#[derive(Module, Debug)]
+pub struct Gpt {
+    wte: Embedding,
+    /// Learned position embedding; `None` with rotary positions.
+    wpe: Option<Embedding>,
+    drop: Dropout,
+    h: Vec<Block>,
+    ln_f: Norm,
+    /// Output projection; `None` when tied to `wte`.
+    lm_head: Option<Linear>,
+    #[module(skip)]
+    config: ModelConfig,
+}
+
+#[derive(Module, Debug)]
+struct Block {
+    ln_1: Norm,
+    attn: Attention,
+    ln_2: Norm,
+    mlp: Mlp,
+}
+
+#[derive(Module, Debug)]
+struct Attention {
+    /// Query, key and value projections side by side: `[n_embd, 3·n_embd]`.
+    c_attn: Linear,
+    c_proj: Linear,
+    attn_drop: Dropout,
+    resid_drop: Dropout,
+    n_head: usize,
+    rope: bool,
+}
+
+#[derive(Module, Debug)]
+struct Mlp {
+    c_fc: Linear,
+    /// The gate of SwiGLU (`None` for GELU).
+    c_gate: Option<Linear>,
+    c_proj: Linear,
+    drop: Dropout,
+}
+
+/// LayerNorm or RMSNorm, chosen by the config.
+#[derive(Module, Debug)]
+enum Norm {
+    Layer(LayerNorm),
+    Rms(RmsNorm),
+}
+
+/// Keys and values of the tokens seen so far, per layer: `[batch, n_head, len, head_dim]`.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Number of positions already cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Draws initial weights on the host from the model's own seeded stream, so a seed gives the same
+/// model on every backend and no matter what else uses the backend's RNG meanwhile.
+struct Init<'a> {
+    rng: ChaCha8Rng,
+    device: &'a Device,
+}
+
+impl Init<'_> {
+    /// A `[rows, cols]` parameter with entries N(0, std).
+    fn normal(&mut self, rows: usize, cols: usize, std: f64) -> Param<Tensor<2>> {
+        let dist = Normal::new(0.0, std as f32).expect("std is finite and positive");
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|_| dist.sample(&mut self.rng))
+            .collect();
+        Param::from_tensor(Tensor::from_data(
+            TensorData::new(data, [rows, cols]),
+            self.device,
+        ))
+    }
+
+    /// A linear layer with GPT-2's initialisation: weights N(0, std), biases zero.
+    fn linear(&mut self, d_in: usize, d_out: usize, std: f64, bias: bool) -> Linear {
+        Linear {
+            weight: self.normal(d_in, d_out, std),
+            bias: bias.then(|| Param::from_tensor(Tensor::zeros([d_out], self.device))),
+        }
+    }
+
+    fn embedding(&mut self, n: usize, d: usize) -> Embedding {
+        Embedding {
+            weight: self.normal(n, d, INIT_STD),
+        }
+    }
+}
+
+impl Norm {
+    fn new(c: &ModelConfig, device: &Device) -> Self {
+        match c.norm {
+            config::Norm::LayerNorm => Self::Layer(
+                LayerNormConfig::new(c.n_embd)
+                    .with_bias(c.bias)
+                    .init(device),
+            ),
+            config::Norm::RmsNorm => {
+                Self::Rms(RmsNormConfig::new(c.n_embd).with_epsilon(1e-6).init(device))
+            }
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            Self::Layer(n) => n.forward(x),
+            Self::Rms(n) => n.forward(x),
+        }
+    }
+}
+
+impl Gpt {
+    /// A freshly initialised model (GPT-2 init: N(0, 0.02), residual projections scaled by
+    /// 1/sqrt(2·n_layer)), the same for the same `seed` on any backend. The config must have
+    /// passed [`ModelConfig::validate`].
+    pub fn new(c: &ModelConfig, seed: u64, device: &Device) -> Self {
+        let resid_std = INIT_STD / (2.0 * c.n_layer as f64).sqrt();
+        let dropout = || DropoutConfig::new(c.dropout).init();
+        let mut init = Init {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            device,
+        };
+        let wte = init.embedding(c.vocab_size, c.n_embd);
+        let wpe = (c.position == Position::Learned).then(|| init.embedding(c.block_size, c.n_embd));
+        let mut block = || Block {
+            ln_1: Norm::new(c, device),
+            attn: Attention {
+                c_attn: init.linear(c.n_embd, 3 * c.n_embd, INIT_STD, c.bias),
+                c_proj: init.linear(c.n_embd, c.n_embd, resid_std, c.bias),
+                attn_drop: dropout(),
+                resid_drop: dropout(),
+                n_head: c.n_head,
+                rope: c.position == Position::Rope,
+            },
+            ln_2: Norm::new(c, device),
+            mlp: Mlp {
+                c_fc: init.linear(c.n_embd, c.mlp_hidden(), INIT_STD, c.bias),
+                c_gate: (c.mlp == config::Mlp::Swiglu)
+                    .then(|| init.linear(c.n_embd, c.mlp_hidden(), INIT_STD, c.bias)),
+                c_proj: init.linear(c.mlp_hidden(), c.n_embd, resid_std, c.bias),
+                drop: dropout(),
+            },
+        };
+        let h = (0..c.n_layer).map(|_| block()).collect();
+        Self {
+            wte,
+            wpe,
+            drop: dropout(),
+            h,
+            ln_f: Norm::new(c, device),
+            lm_head: (!c.tie_weights).then(|| init.linear(c.n_embd, c.vocab_size, INIT_STD, false)),
+            config: c.clone(),
+        }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Logits `[batch, time, vocab]` for token ids `[batch, time]`.
+    ///
+    /// With a cache, `idx` continues the cached sequence: its keys and values are appended and
+    /// positions start at `cache.len()`. The total length must not exceed `block_size`.
+    pub fn forward(&self, idx: Tensor<2, Int>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
+        let [_, t] = idx.dims();
+        let device = idx.device();
+        let start = cache.as_ref().map_or(0, |c| c.len);
+        debug_assert!(
+            start + t <= self.config.block_size,
+            "context longer than block_size"
+        );
+        let mut x = self.wte.forward(idx);
+        if let Some(wpe) = &self.wpe {
+            let pos = Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &device);
+            x = x + wpe.forward(pos.unsqueeze_dim(0));
+        }
+        let rope = (self.config.position == Position::Rope)
+            .then(|| rope_tables(start, t, self.config.head_dim(), &device));
+        let mut x = self.drop.forward(x);
+        if let Some(c) = cache.as_deref_mut() {
+            c.layers.resize(self.h.len(), None);
+        }
+        for (i, block) in self.h.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            x = block.forward(x, layer_cache, rope.as_ref());
+        }
+        if let Some(c) = cache {
+            c.len += t;
+        }
+        let x = self.ln_f.forward(x);
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => x.matmul(self.wte.weight.val().transpose().unsqueeze_dim(0)),
+        }
+    }
+
+    /// Mean cross-entropy of `logits [B, T, V]` against `targets [B, T]`.
+    pub fn loss(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
+        let [b, t, v] = logits.dims();
+        let logp = log_softmax(logits.reshape([b * t, v]), 1);
+        logp.gather(1, targets.reshape([b * t, 1])).mean().neg()
+    }
+
+    /// Number of trainable scalars (a tied head counts once).
+    pub fn num_params_of(c: &ModelConfig) -> usize {
+        let bias = |n: usize| if c.bias { n } else { 0 };
+        let norm = match c.norm {
+            config::Norm::LayerNorm => c.n_embd + bias(c.n_embd),
+            config::Norm::RmsNorm => c.n_embd,
+        };
+        let linear = |i: usize, o: usize| i * o + bias(o);
+        let hidden = c.mlp_hidden();
+        let gate = if c.mlp == config::Mlp::Swiglu {
+            linear(c.n_embd, hidden)
+        } else {
+            0
+        };
+        let block = 2 * norm
+            + linear(c.n_embd, 3 * c.n_embd)
+            + linear(c.n_embd, c.n_embd)
+            + linear(c.n_embd, hidden)
+            + gate
+            + linear(hidden, c.n_embd);
+        let wpe = if c.position == Position::Learned {
+            c.block_size * c.n_embd
+        } else {
+            0
+        };
+        let head = if c.tie_weights {
+            0
+        } else {
+            c.n_embd * c.vocab_size
+        };
+        c.vocab_size * c.n_embd + wpe + c.n_layer * block + norm + head
+    }
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+        rope: Option<&(Tensor<4>, Tensor<4>)>,
+    ) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), cache, rope);
+        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    }
+}
+
+impl Attention {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+        rope: Option<&(Tensor<4>, Tensor<4>)>,
+    ) -> Tensor<3> {
+        let [b, t, c] = x.dims();
+        let (h, d) = (self.n_head, c / self.n_head);
+        // [B, T, 3C] -> three [B, H, T, D]
+        let heads = |y: Tensor<3>| y.reshape([b, t, h, d]).swap_dims(1, 2);
+        let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter().map(heads);
+        let (mut q, mut k, mut v) = (
+            qkv.next().unwrap(),
+            qkv.next().unwrap(),
+            qkv.next().unwrap(),
+        );
+        if let Some((cos, sin)) = rope {
+            q = apply_rope(q, cos, sin);
+            k = apply_rope(k, cos, sin);
+        }
+        if let Some(slot) = cache {
+            if let Some((k_past, v_past)) = slot.take() {
+                k = Tensor::cat(vec![k_past, k], 2);
+                v = Tensor::cat(vec![v_past, v], 2);
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let t_k = k.dims()[2];
+        let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
+        // Query i sits at absolute position t_k - t + i and may see keys 0..=that position.
+        let future = Tensor::<2, Bool>::tril_mask([t, t_k], (t_k - t) as i64, &scores.device());
+        let scores = scores.mask_fill(future.unsqueeze_dims(&[0, 1]), f32::NEG_INFINITY);
+        let att = self.attn_drop.forward(softmax(scores, 3));
+        let y = att.matmul(v).swap_dims(1, 2).reshape([b, t, c]);
+        self.resid_drop.forward(self.c_proj.forward(y))
+    }
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let hidden = match &self.c_gate {
+            None => gelu_approximate(self.c_fc.forward(x)),
+            Some(gate) => silu(gate.forward(x.clone())) * self.c_fc.forward(x),
+        };
+        self.drop.forward(self.c_proj.forward(hidden))
+    }
+}
+
+/// Rotary tables for positions `start..start + t`: `cos` and `sin` of shape `[1, 1, t, d/2]`.
+fn rope_tables(start: usize, t: usize, d: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+    let half = d / 2;
+    let angles: Vec<f32> = (start..start + t)
+        .flat_map(|p| {
+            (0..half).map(move |i| p as f32 * 10000f32.powf(-((2 * i) as f32) / d as f32))
+        })
+        .collect();
+    let table = |f: fn(f32) -> f32| {
+        let data = TensorData::new(
+            angles.iter().map(|&a| f(a)).collect::<Vec<f32>>(),
+            [1, 1, t, half],
+        );
+        Tensor::<4>::from_data(data, device)
+    };
+    (table(f32::cos), table(f32::sin))
+}
+
+/// Rotates pairs `(x[i], x[i + d/2])` by the position's angle (the "rotate half" convention).
+fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let [_, _, _, d] = x.dims();
+    let mut halves = x.chunk(2, 3).into_iter();
+    let (x1, x2) = (halves.next().unwrap(), halves.next().unwrap());
+    let (cos, sin) = (cos.clone(), sin.clone());
+    debug_assert_eq!(cos.dims()[3] * 2, d);
+    Tensor::cat(
+        vec![
+            x1.clone() * cos.clone() - x2.clone() * sin.clone(),
+            x2 * cos + x1 * sin,
+        ],
+        3,
+    )
+}

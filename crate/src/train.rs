@@ -1,0 +1,381 @@
+//! Training: AdamW (decoupled weight decay on matrices only), linear warmup + cosine decay,
+//! global-norm gradient clipping, gradient accumulation, periodic validation — and one metrics
+//! callback that the CLI and the page share.
+
+use burn::module::{ModuleVisitor, Param, ParamGroup, ParamId};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use web_time::Instant;
+
+use crate::config::{Preset, TrainConfig};
+use crate::data::{Batch, Batcher, Corpus, Tokenizer, step_rng};
+use crate::error::{Error, Result};
+use crate::model::Gpt;
+
+/// What one optimizer step (and, every `eval_interval` steps, one validation pass) measured.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Metrics {
+    /// Optimizer steps completed.
+    pub step: usize,
+    pub max_steps: usize,
+    /// Mean training loss of this step's micro-batches.
+    pub loss: f32,
+    /// Validation loss, on steps where it was measured.
+    pub val_loss: Option<f32>,
+    /// Learning rate used for this step.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    pub tokens_per_sec: f64,
+    /// Seconds spent training in this run, resumed runs included.
+    pub elapsed: f64,
+}
+
+impl Metrics {
+    /// exp(validation loss): the perplexity of the validation text.
+    pub fn val_perplexity(&self) -> Option<f32> {
+        self.val_loss.map(f32::exp)
+    }
+}
+
+/// Learning rate at `step` (0-based): linear warmup to `lr`, then cosine decay to `min_lr` at
+/// `max_steps` (nanoGPT's schedule).
+pub fn lr_at(c: &TrainConfig, step: usize) -> f64 {
+    if step < c.warmup_steps {
+        return c.lr * (step + 1) as f64 / (c.warmup_steps + 1) as f64;
+    }
+    if step >= c.max_steps {
+        return c.min_lr;
+    }
+    let progress = (step - c.warmup_steps) as f64 / (c.max_steps - c.warmup_steps).max(1) as f64;
+    let coeff = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+    c.min_lr + coeff * (c.lr - c.min_lr)
+}
+
+/// Ids of the model's matrices (linear and embedding weights).
+#[derive(Default)]
+struct Matrices(Vec<ParamId>);
+
+impl ModuleVisitor for Matrices {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if D >= 2 {
+            self.0.push(param.id);
+        }
+    }
+}
+
+/// The optimizer: AdamW without decay for vectors (norm gains, biases), and with decay for every
+/// matrix, as nanoGPT's `configure_optimizers` does.
+fn optimizer(c: &TrainConfig, model: &Gpt) -> ModuleOptimizer {
+    let adamw = |decay: f64| {
+        AdamWConfig::new()
+            .with_beta_1(c.beta1 as f32)
+            .with_beta_2(c.beta2 as f32)
+            .with_epsilon(1e-8)
+            .with_weight_decay(decay as f32)
+    };
+    let mut matrices = Matrices::default();
+    model.visit(&mut matrices);
+    let matrices = ParamGroup::from_ids(matrices.0);
+    adamw(0.0)
+        .init()
+        .with_group(matrices, adamw(c.weight_decay).build(), None)
+}
+
+/// Squared global norm of the gradients, as a one-element tensor (no read-back).
+struct SquaredNorm<'a> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            let sq = g.square().sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + sq,
+                None => sq,
+            });
+        }
+    }
+}
+
+/// Multiplies every gradient by a one-element tensor.
+struct Scale<'a> {
+    grads: &'a mut GradientsParams,
+    factor: Tensor<1>,
+}
+
+impl ModuleVisitor for Scale<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            self.grads
+                .register(param.id, g * self.factor.clone().reshape([1; D]));
+        }
+    }
+}
+
+/// Scales the gradients so their global L2 norm is at most `max_norm` (0: no clipping).
+/// Returns the norm before clipping, still on the device.
+pub fn clip_grad_norm(model: &Gpt, grads: &mut GradientsParams, max_norm: f64) -> Tensor<1> {
+    let mut visitor = SquaredNorm { grads, total: None };
+    model.visit(&mut visitor);
+    let norm = visitor.total.map(Tensor::sqrt);
+    let Some(norm) = norm else {
+        return Tensor::zeros([1], &model.devices()[0]);
+    };
+    if max_norm > 0.0 {
+        // min(1, max_norm / norm), computed on the device.
+        let factor = (norm.clone() + 1e-6)
+            .recip()
+            .mul_scalar(max_norm)
+            .clamp_max(1.0);
+        model.visit(&mut Scale { grads, factor });
+    }
+    norm
+}
+
+fn tensors(batch: Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+    let shape = [batch.batch, batch.block];
+    (
+        Tensor::from_data(TensorData::new(batch.inputs, shape), device),
+        Tensor::from_data(TensorData::new(batch.targets, shape), device),
+    )
+}
+
+fn read_floats(t: Tensor<1>) -> Result<Vec<f32>> {
+    t.try_into_vec_as::<f32>()
+        .map_err(|e| Error::Backend(format!("reading back from the device failed: {e:?}")))
+}
+
+/// A model, its optimizer and its data: everything a training run needs.
+pub struct Trainer {
+    model: Gpt,
+    optim: ModuleOptimizer,
+    preset: Preset,
+    tokenizer: Tokenizer,
+    train: Batcher,
+    val: Batcher,
+    step: usize,
+    elapsed: f64,
+    /// The autodiff device the model trains on.
+    device: Device,
+}
+
+/// Seed offset for validation batches: the same windows at every evaluation, so values compare.
+const EVAL_STREAM: u64 = u64::MAX;
+
+impl Trainer {
+    /// A fresh model for `preset` (its `vocab_size` is taken from the tokenizer) on `device`.
+    pub fn new(
+        mut preset: Preset,
+        tokenizer: Tokenizer,
+        corpus: &Corpus,
+        device: &Device,
+    ) -> Result<Self> {
+        preset.model.vocab_size = tokenizer.vocab_size();
+        preset.model.validate()?;
+        preset.train.validate()?;
+        let device = device.clone().autodiff();
+        let model = Gpt::new(&preset.model, preset.train.seed, &device);
+        Self::with_model(model, preset, tokenizer, corpus, device, 0, 0.0)
+    }
+
+    /// Continues from a model (e.g. loaded from a checkpoint) at `step`.
+    pub(crate) fn with_model(
+        model: Gpt,
+        preset: Preset,
+        tokenizer: Tokenizer,
+        corpus: &Corpus,
+        device: Device,
+        step: usize,
+        elapsed: f64,
+    ) -> Result<Self> {
+        let block = preset.model.block_size;
+        let batch = preset.train.batch_size;
+        let train = Batcher::new(
+            tokenizer.encode(corpus.train_text())?,
+            block,
+            batch,
+            "training",
+        )?;
+        let val = Batcher::new(
+            tokenizer.encode(corpus.val_text())?,
+            block,
+            batch,
+            "validation",
+        )?;
+        let optim = optimizer(&preset.train, &model);
+        Ok(Self {
+            model,
+            optim,
+            preset,
+            tokenizer,
+            train,
+            val,
+            step,
+            elapsed,
+            device,
+        })
+    }
+
+    pub fn model(&self) -> &Gpt {
+        &self.model
+    }
+
+    pub fn preset(&self) -> &Preset {
+        &self.preset
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn step_count(&self) -> usize {
+        self.step
+    }
+
+    pub fn elapsed(&self) -> f64 {
+        self.elapsed
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub(crate) fn optimizer(&self) -> &ModuleOptimizer {
+        &self.optim
+    }
+
+    pub(crate) fn set_optimizer(&mut self, optim: ModuleOptimizer) {
+        self.optim = optim;
+    }
+
+    /// One optimizer step over `grad_accum` random micro-batches; reads back only the loss and norm.
+    pub fn step(&mut self) -> Result<Metrics> {
+        // Batches and dropout masks depend only on (seed, step), so a resumed run repeats exactly.
+        let mut rng = step_rng(self.preset.train.seed, self.step as u64);
+        let batches = (0..self.preset.train.grad_accum)
+            .map(|_| self.train.sample(&mut rng))
+            .collect();
+        self.update(batches)
+    }
+
+    /// One optimizer step on given batches (their gradients averaged), e.g. a fixed batch.
+    pub fn step_on(&mut self, batches: Vec<Batch>) -> Result<Metrics> {
+        if batches.is_empty() {
+            return Err(Error::Data(
+                "a training step needs at least one batch".into(),
+            ));
+        }
+        self.update(batches)
+    }
+
+    fn update(&mut self, batches: Vec<Batch>) -> Result<Metrics> {
+        let c = &self.preset.train;
+        let started = Instant::now();
+        let lr = lr_at(c, self.step);
+        self.device
+            .seed(c.seed ^ (self.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let n = batches.len();
+        let tokens: usize = batches.iter().map(|b| b.inputs.len()).sum();
+        let mut accum = GradientsAccumulator::<Gpt>::new();
+        let mut loss_sum: Option<Tensor<1>> = None;
+        for batch in batches {
+            let (x, y) = tensors(batch, &self.device);
+            let loss = Gpt::loss(self.model.forward(x, None), y);
+            let grads = (loss.clone() / n as f64).backward();
+            accum.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
+            let loss = loss.detach().inner();
+            loss_sum = Some(loss_sum.map_or(loss.clone(), |s| s + loss));
+        }
+        let mut grads = accum.grads();
+        let norm = clip_grad_norm(&self.model, &mut grads, c.grad_clip);
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        let loss_sum = loss_sum.expect("at least one batch");
+        let read = read_floats(Tensor::cat(vec![loss_sum, norm.inner()], 0))?;
+        let (loss, grad_norm) = (read[0] / n as f32, read[1]);
+        if !loss.is_finite() {
+            return Err(Error::Backend(format!(
+                "the loss became {loss} at step {}; lower the learning rate or enable grad_clip",
+                self.step
+            )));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        self.elapsed += secs;
+        self.step += 1;
+        Ok(Metrics {
+            step: self.step,
+            max_steps: c.max_steps,
+            loss,
+            val_loss: None,
+            lr,
+            grad_norm,
+            tokens_per_sec: tokens as f64 / secs.max(1e-9),
+            elapsed: self.elapsed,
+        })
+    }
+
+    /// Mean loss over `eval_steps` fixed validation batches, without gradients or dropout.
+    pub fn evaluate(&self) -> Result<f32> {
+        let c = &self.preset.train;
+        let model = self.model.valid();
+        let device = self.device.clone().inner();
+        let mut rng = step_rng(c.seed, EVAL_STREAM);
+        let mut sum: Option<Tensor<1>> = None;
+        for _ in 0..c.eval_steps {
+            let (x, y) = tensors(self.val.sample(&mut rng), &device);
+            let loss = Gpt::loss(model.forward(x, None), y);
+            sum = Some(sum.map_or(loss.clone(), |s| s + loss));
+        }
+        let total = read_floats(sum.expect("eval_steps >= 1 is validated"))?[0];
+        Ok(total / c.eval_steps as f32)
+    }
+
+    /// Trains until `max_steps` (or until `on_metrics` returns `false`), evaluating every
+    /// `eval_interval` steps and at the end. Every step's metrics go to `on_metrics`, with the
+    /// trainer itself so the caller can checkpoint it.
+    pub fn run(&mut self, mut on_metrics: impl FnMut(&Metrics, &Trainer) -> bool) -> Result<()> {
+        while self.step < self.preset.train.max_steps {
+            let mut m = self.step()?;
+            let interval = self.preset.train.eval_interval;
+            if m.step == m.max_steps || (interval > 0 && m.step % interval == 0) {
+                m.val_loss = Some(self.evaluate()?);
+            }
+            if !on_metrics(&m, self) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::preset;
+
+    #[test]
+    fn lr_schedule_warmup_then_cosine() {
+        let c = TrainConfig {
+            lr: 1e-3,
+            min_lr: 1e-4,
+            warmup_steps: 100,
+            max_steps: 1100,
+            ..preset("tiny").unwrap().train
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(lr_at(&c, 0), 1e-3 / 101.0));
+        assert!(close(lr_at(&c, 99), 1e-3 * 100.0 / 101.0));
+        assert!(close(lr_at(&c, 100), 1e-3), "peak at the end of warmup");
+        assert!(
+            close(lr_at(&c, 600), 0.5 * (1e-3 + 1e-4)),
+            "halfway down the cosine"
+        );
+        assert!(close(lr_at(&c, 1100), 1e-4));
+        assert!(close(lr_at(&c, 5000), 1e-4));
+        for s in 100..1100 {
+            assert!(lr_at(&c, s + 1) <= lr_at(&c, s), "decays monotonically");
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The `kiln` command line: a real run end to end, and bad input reported without a panic.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .output()
+        .expect("run kiln")
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn fails_cleanly(out: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "expected {expected:?} in: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn bad_files_are_reported() {
+    let dir = temp("bad");
+    let out = dir.join("ckpt");
+    let out = out.to_str().unwrap();
+    for (name, bytes, expected) in [
+        ("empty.txt", &b""[..], "empty"),
+        (
+            "latin1.txt",
+            &b"caf\xe9 au lait, encore du caf\xe9"[..],
+            "not UTF-8",
+        ),
+        (
+            "binary.txt",
+            &b"\x00\x01\x02\x03\x7f\x00ELF\x00\x00\x01"[..],
+            "binary",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        fails_cleanly(
+            &kiln(&["train", "--data", path.to_str().unwrap(), "--out", out]),
+            expected,
+        );
+    }
+    fails_cleanly(
+        &kiln(&["train", "--data", "/no/such/file.txt", "--out", out]),
+        "cannot read",
+    );
+    let text = dir.join("ok.txt");
+    std::fs::write(&text, "to be or not to be ".repeat(200)).unwrap();
+    let text = text.to_str().unwrap();
+    fails_cleanly(
+        &kiln(&["train", "--data", text, "--set", "n_head=3", "--out", out]),
+        "multiple of n_head",
+    );
+    fails_cleanly(
+        &kiln(&[
+            "train",
+            "--data",
+            text,
+            "--set",
+            "block_size=0",
+            "--out",
+            out,
+        ]),
+        "block_size",
+    );
+    fails_cleanly(
+        &kiln(&["train", "--data", text, "--preset", "huge", "--out", out]),
+        "unknown preset",
+    );
+    fails_cleanly(
+        &kiln(&["generate", "--ckpt", dir.to_str().unwrap()]),
+        "cannot read",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_resume_generate_score() {
+    let dir = temp("run");
+    let text = dir.join("text.txt");
+    std::fs::write(
+        &text,
+        "To be, or not to be, that is the question.\n".repeat(100),
+    )
+    .unwrap();
+    let (text, ckpt) = (text.to_str().unwrap(), dir.join("ckpt"));
+    let ckpt = ckpt.to_str().unwrap();
+    let train = |steps: &str| kiln(&["train", "--data", text, "--set", steps, "--out", ckpt]);
+    let out = train("max_steps=20");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("ckpt/checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(meta["step"], 20);
+    // A second run in the same directory resumes: here it is already at max_steps.
+    let out = kiln(&["train", "--data", text, "--out", ckpt]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("resuming at step 20"),
+        "{stderr}"
+    );
+    let out = kiln(&[
+        "generate",
+        "--ckpt",
+        ckpt,
+        "--prompt",
+        "To be",
+        "--max-tokens",
+        "30",
+        "--seed",
+        "3",
+    ]);
+    let text_out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text_out.starts_with("To be")
+            && text_out.trim_end().chars().count() >= 30
+    );
+    let again = kiln(&[
+        "generate",
+        "--ckpt",
+        ckpt,
+        "--prompt",
+        "To be",
+        "--max-tokens",
+        "30",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(out.stdout, again.stdout, "same seed, same text");
+    let out = kiln(&["score", "--ckpt", ckpt, "--text", "To be, or not"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("perplexity"));
+    let out = kiln(&["score", "--ckpt", ckpt, "--text", "Zebra!"]);
+    fails_cleanly(&out, "not in the vocabulary");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
