@@ -205,13 +205,13 @@ impl ModelConfig {
         if self.n_head == 0 {
             return fail("n_head must be at least 1".into());
         }
-        if self.n_embd == 0 || self.n_embd % self.n_head != 0 {
+        if self.n_embd == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             return fail(format!(
                 "n_embd ({}) must be a positive multiple of n_head ({}) so every head gets the same width",
                 self.n_embd, self.n_head
             ));
         }
-        if self.position == Position::Rope && self.head_dim() % 2 != 0 {
+        if self.position == Position::Rope && !self.head_dim().is_multiple_of(2) {
             return fail(format!(
                 "rotary positions need an even head width, but n_embd / n_head = {}",
                 self.head_dim()

@@ -139,7 +139,20 @@ struct BenchArgs {
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
+    let cli = Cli::parse();
+    let backend = match &cli.command {
+        Command::Train(a) => Some(a.backend),
+        Command::Generate(a) => Some(a.backend),
+        Command::Score(a) => Some(a.backend),
+        Command::Bench(_) => None,
+    };
+    if backend == Some(BackendKind::Cpu) {
+        // Burn places some state (a loaded optimizer record) on its default device, which is the
+        // GPU when one is compiled in; pin it to the CPU so a CPU run never touches a GPU driver.
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+    if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -253,18 +266,25 @@ fn train(a: TrainArgs) -> Result<()> {
         ));
         bar.set_position(m.step as u64);
         if let Some(v) = m.val_loss {
-            bar.println(format!(
-                "step {:>5}: train loss {:.4}, val loss {v:.4}, val ppl {:.2}",
+            let line = format!(
+                "step {:>5}: train loss {:.4}, val loss {v:.4}, val ppl {:.2}, {:.0} tok/s, {:.0} s",
                 m.step,
                 m.loss,
-                v.exp()
-            ));
-        }
-        if m.step % save_every == 0 || m.step == m.max_steps {
-            if let Err(e) = Checkpoint::from_trainer(trainer).and_then(|c| c.save_dir(&a.out)) {
-                save_error = Some(e);
-                return false;
+                v.exp(),
+                m.tokens_per_sec,
+                m.elapsed
+            );
+            // A bar drawn to no terminal (a log, CI) is hidden, and so would be its println.
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
             }
+        }
+        let due = m.step.is_multiple_of(save_every) || m.step == m.max_steps;
+        if due && let Err(e) = Checkpoint::from_trainer(trainer).and_then(|c| c.save_dir(&a.out)) {
+            save_error = Some(e);
+            return false;
         }
         true
     })?;

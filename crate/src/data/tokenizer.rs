@@ -71,7 +71,7 @@ impl Tokenizer {
                 // GPT-2's settings: no space is added before the text, so decode(encode(s)) == s.
                 let byte_level = ByteLevel::new(false, true, true);
                 let mut tokenizer = tokenizers::Tokenizer::new(BPE::default());
-                tokenizer.with_pre_tokenizer(Some(byte_level.clone()));
+                tokenizer.with_pre_tokenizer(Some(byte_level));
                 tokenizer.with_decoder(Some(byte_level));
                 let mut trainer = TrainerWrapper::from(
                     BpeTrainer::builder()
