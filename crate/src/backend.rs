@@ -36,12 +36,16 @@ impl std::fmt::Display for BackendKind {
 }
 
 /// Opens the device (without autodiff; training adds it). A missing GPU is an error, not a panic.
+///
+/// The wgpu runtime can be registered once per process, so its device is opened once and shared.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn open(kind: BackendKind) -> Result<Device> {
+    static WGPU: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
     match kind {
         BackendKind::Cpu => Ok(Device::flex()),
-        BackendKind::Wgpu => Device::wgpu_options()
-            .init()
+        BackendKind::Wgpu => WGPU
+            .get_or_init(|| Device::wgpu_options().init().map_err(|e| e.to_string()))
+            .clone()
             .map_err(|e| Error::Backend(format!("no usable WebGPU/Vulkan adapter: {e}"))),
     }
 }

@@ -1,55 +1,13 @@
-//! Training end to end: overfitting, learning the corpus, clipping, exact resume.
+//! Training end to end: learning the corpus, clipping, exact resume.
 
 mod common;
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use kiln::Gpt;
-use kiln::backend::{self, BackendKind};
 use kiln::checkpoint::Checkpoint;
 use kiln::data::{Batcher, step_rng};
 use kiln::train::{Trainer, clip_grad_norm};
-
-/// `tiny` memorises one fixed batch: the loss falls below 0.1.
-fn overfit_one_batch(kind: BackendKind) {
-    let device = backend::open(kind).unwrap();
-    let corpus = common::small_corpus(20_000);
-    let tokenizer = common::char_tokenizer(&corpus);
-    let mut p = common::tiny(tokenizer.vocab_size());
-    p.train.lr = 1e-2;
-    p.train.min_lr = 1e-2;
-    p.train.warmup_steps = 0;
-    p.train.weight_decay = 0.0;
-    p.train.max_steps = 400;
-    let ids = tokenizer.encode(corpus.train_text()).unwrap();
-    let batch = Batcher::new(ids, p.model.block_size, 4, "training")
-        .unwrap()
-        .sample(&mut step_rng(3, 0));
-    let mut trainer = Trainer::new(p, tokenizer, &corpus, &device).unwrap();
-    let first = trainer.step_on(vec![batch.clone()]).unwrap().loss;
-    let mut loss = first;
-    for _ in 0..400 {
-        loss = trainer.step_on(vec![batch.clone()]).unwrap().loss;
-        if loss < 0.1 {
-            break;
-        }
-    }
-    assert!(
-        loss < 0.1,
-        "{kind}: loss {first} -> {loss} after {} steps",
-        trainer.step_count()
-    );
-}
-
-#[test]
-fn overfit_fixed_batch_cpu() {
-    overfit_one_batch(BackendKind::Cpu);
-}
-
-#[test]
-fn overfit_fixed_batch_wgpu() {
-    overfit_one_batch(BackendKind::Wgpu);
-}
 
 /// 200 steps of `tiny` on the bundled Shakespeare learn more than character frequencies: the
 /// unigram entropy of the corpus is 3.31 nats, uniform over its 76 characters 4.33.
