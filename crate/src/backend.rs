@@ -57,3 +57,21 @@ pub fn describe(kind: BackendKind, device: &Device) -> String {
         None => kind.to_string(),
     }
 }
+
+/// Reads a tensor back to the host. Asynchronous because the browser cannot block on the GPU;
+/// native callers wrap the async paths in [`block_on`].
+pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    let fail = |e: String| Error::Backend(format!("reading back from the device failed: {e}"));
+    let data = tensor
+        .into_data_async()
+        .await
+        .map_err(|e| fail(format!("{e:?}")))?;
+    data.try_into_vec_as::<f32>()
+        .map_err(|e| fail(format!("{e:?}")))
+}
+
+/// Runs a future to completion on the current thread (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    burn::tensor::try_read_sync(future).expect("native targets can block")
+}

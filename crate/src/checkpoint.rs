@@ -11,6 +11,7 @@ use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::read_f32;
 use crate::config::{ModelConfig, Preset, TrainConfig};
 use crate::data::{Corpus, Tokenizer};
 use crate::error::{Error, Result};
@@ -63,12 +64,11 @@ fn bad(msg: impl Into<String>) -> Error {
     Error::Checkpoint(msg.into())
 }
 
-/// Collects every float parameter with its dotted module path.
+/// Collects every float parameter, flattened, with its dotted module path and shape.
 #[derive(Default)]
 struct Collect {
     path: Vec<String>,
-    params: Vec<(String, ParamId, Vec<usize>, Vec<f32>)>,
-    error: Option<String>,
+    params: Vec<(String, ParamId, Vec<usize>, Tensor<1>)>,
 }
 
 impl ModuleVisitor for Collect {
@@ -83,12 +83,9 @@ impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let value = param.val();
         let shape = value.dims().to_vec();
-        match value.try_into_vec_as::<f32>() {
-            Ok(data) => self
-                .params
-                .push((self.path.join("."), param.id, shape, data)),
-            Err(e) => self.error = Some(format!("reading {} failed: {e:?}", self.path.join("."))),
-        }
+        let flat = value.reshape([shape.iter().product::<usize>()]);
+        self.params
+            .push((self.path.join("."), param.id, shape, flat));
     }
 }
 
@@ -168,10 +165,16 @@ impl Load<'_> {
 }
 
 impl Checkpoint {
-    /// Snapshots a training run: weights, optimizer state, configs, tokenizer and step.
+    /// [`Checkpoint::from_trainer_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_trainer(trainer: &Trainer) -> Result<Self> {
+        crate::backend::block_on(Self::from_trainer_async(trainer))
+    }
+
+    /// Snapshots a training run: weights, optimizer state, configs, tokenizer and step.
+    pub async fn from_trainer_async(trainer: &Trainer) -> Result<Self> {
         let preset = trainer.preset();
-        let (weights, param_ids) = encode_weights(trainer.model())?;
+        let (weights, param_ids) = encode_weights(trainer.model()).await?;
         let optimizer = trainer
             .optimizer()
             .into_bytes()
@@ -322,24 +325,21 @@ impl Checkpoint {
 }
 
 /// The model's parameters as safetensors bytes, and their ids by path.
-fn encode_weights(model: &Gpt) -> Result<(Vec<u8>, BTreeMap<String, u64>)> {
+async fn encode_weights(model: &Gpt) -> Result<(Vec<u8>, BTreeMap<String, u64>)> {
     let mut collect = Collect::default();
     model.visit(&mut collect);
-    if let Some(e) = collect.error {
-        return Err(bad(e));
+    let mut tensors = Vec::with_capacity(collect.params.len());
+    let mut ids = BTreeMap::new();
+    for (name, id, shape, flat) in collect.params {
+        let bytes: Vec<u8> = read_f32(flat)
+            .await?
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        ids.insert(name.clone(), id.val());
+        tensors.push((name, shape, bytes));
     }
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = collect
-        .params
-        .iter()
-        .map(|(name, _, shape, data)| {
-            (
-                name.clone(),
-                shape.clone(),
-                data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = bytes
+    let views = tensors
         .iter()
         .map(|(name, shape, data)| {
             Ok((
@@ -351,11 +351,6 @@ fn encode_weights(model: &Gpt) -> Result<(Vec<u8>, BTreeMap<String, u64>)> {
         .map_err(|e| bad(e.to_string()))?;
     let info = HashMap::from([("format".to_string(), "pt".to_string())]);
     let weights = safetensors::serialize(views, Some(info)).map_err(|e| bad(e.to_string()))?;
-    let ids = collect
-        .params
-        .into_iter()
-        .map(|(name, id, _, _)| (name, id.val()))
-        .collect();
     Ok((weights, ids))
 }
 

@@ -5,6 +5,7 @@ use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::backend::read_f32;
 use crate::config::SampleConfig;
 use crate::data::Tokenizer;
 use crate::error::{Error, Result};
@@ -56,12 +57,9 @@ pub fn sample_logits(logits: &[f32], cfg: &SampleConfig, rng: &mut impl Rng) -> 
 }
 
 /// Logits of the last position, on the host.
-fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>> {
+async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>> {
     let [b, t, v] = logits.dims();
-    logits
-        .slice([0..b, t - 1..t, 0..v])
-        .try_into_vec_as::<f32>()
-        .map_err(|e| Error::Backend(format!("reading logits back failed: {e:?}")))
+    read_f32(logits.slice([0..b, t - 1..t, 0..v])).await
 }
 
 fn tensor_of(ids: &[u32], device: &Device) -> Tensor<2, Int> {
@@ -72,12 +70,27 @@ fn tensor_of(ids: &[u32], device: &Device) -> Tensor<2, Int> {
     Tensor::from_data(data, device)
 }
 
+/// [`generate_async`], blocking (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn generate(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    cfg: &SampleConfig,
+    device: &Device,
+    on_text: impl FnMut(&str) -> bool,
+) -> Result<String> {
+    crate::backend::block_on(generate_async(
+        model, tokenizer, prompt, cfg, device, on_text,
+    ))
+}
+
 /// Continues `prompt`, calling `on_text` with each new piece of text as it is decoded; `on_text`
 /// returns `false` to stop early. Returns the generated text (without the prompt).
 ///
 /// Within `block_size` each token costs one cached forward of a single position; past it the
 /// context slides and the window is recomputed.
-pub fn generate(
+pub async fn generate_async(
     model: &Gpt,
     tokenizer: &Tokenizer,
     prompt: &str,
@@ -104,7 +117,8 @@ pub fn generate(
             cache = KvCache::default();
             pending = ids[ids.len() - block..].to_vec();
         }
-        let logits = last_logits(model.forward(tensor_of(&pending, device), Some(&mut cache)))?;
+        let logits =
+            last_logits(model.forward(tensor_of(&pending, device), Some(&mut cache))).await?;
         let next = sample_logits(&logits, cfg, &mut rng);
         ids.push(next);
         text = tokenizer.decode(&ids[prompt_len..])?;
@@ -141,9 +155,20 @@ pub struct Score {
     pub perplexity: f64,
 }
 
+/// [`score_async`], blocking (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn score(model: &Gpt, tokenizer: &Tokenizer, text: &str, device: &Device) -> Result<Score> {
+    crate::backend::block_on(score_async(model, tokenizer, text, device))
+}
+
 /// Scores a text: each token conditioned on up to `block_size` tokens before it (texts longer
 /// than the context are scored in consecutive windows).
-pub fn score(model: &Gpt, tokenizer: &Tokenizer, text: &str, device: &Device) -> Result<Score> {
+pub async fn score_async(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    text: &str,
+    device: &Device,
+) -> Result<Score> {
     let ids = tokenizer.encode(text)?;
     if ids.len() < 2 {
         return Err(Error::Data(
@@ -160,10 +185,7 @@ pub fn score(model: &Gpt, tokenizer: &Tokenizer, text: &str, device: &Device) ->
         let [_, t, v] = logits.dims();
         let logp = burn::tensor::activation::log_softmax(logits.reshape([t, v]), 1);
         let targets = tensor_of(&window[1..], device).reshape([t, 1]);
-        let picked: Vec<f32> = logp
-            .gather(1, targets)
-            .try_into_vec_as::<f32>()
-            .map_err(|e| Error::Backend(format!("reading scores back failed: {e:?}")))?;
+        let picked = read_f32(logp.gather(1, targets)).await?;
         log_prob += picked.iter().map(|&x| x as f64).sum::<f64>();
         start = end - 1;
     }

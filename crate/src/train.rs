@@ -7,6 +7,7 @@ use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOpti
 use burn::prelude::*;
 use web_time::Instant;
 
+use crate::backend::read_f32;
 use crate::config::{Preset, TrainConfig};
 use crate::data::{Batch, Batcher, Corpus, Tokenizer, step_rng};
 use crate::error::{Error, Result};
@@ -143,11 +144,6 @@ fn tensors(batch: Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
     )
 }
 
-fn read_floats(t: Tensor<1>) -> Result<Vec<f32>> {
-    t.try_into_vec_as::<f32>()
-        .map_err(|e| Error::Backend(format!("reading back from the device failed: {e:?}")))
-}
-
 /// A model, its optimizer and its data: everything a training run needs.
 pub struct Trainer {
     model: Gpt,
@@ -251,27 +247,39 @@ impl Trainer {
         self.optim = optim;
     }
 
-    /// One optimizer step over `grad_accum` random micro-batches; reads back only the loss and norm.
+    /// One optimizer step over `grad_accum` random micro-batches (blocking; native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn step(&mut self) -> Result<Metrics> {
+        crate::backend::block_on(self.step_async())
+    }
+
+    /// One optimizer step over `grad_accum` random micro-batches; reads back only the loss and norm.
+    pub async fn step_async(&mut self) -> Result<Metrics> {
         // Batches and dropout masks depend only on (seed, step), so a resumed run repeats exactly.
         let mut rng = step_rng(self.preset.train.seed, self.step as u64);
         let batches = (0..self.preset.train.grad_accum)
             .map(|_| self.train.sample(&mut rng))
             .collect();
-        self.update(batches)
+        self.update(batches).await
+    }
+
+    /// [`Trainer::step_on_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn step_on(&mut self, batches: Vec<Batch>) -> Result<Metrics> {
+        crate::backend::block_on(self.step_on_async(batches))
     }
 
     /// One optimizer step on given batches (their gradients averaged), e.g. a fixed batch.
-    pub fn step_on(&mut self, batches: Vec<Batch>) -> Result<Metrics> {
+    pub async fn step_on_async(&mut self, batches: Vec<Batch>) -> Result<Metrics> {
         if batches.is_empty() {
             return Err(Error::Data(
                 "a training step needs at least one batch".into(),
             ));
         }
-        self.update(batches)
+        self.update(batches).await
     }
 
-    fn update(&mut self, batches: Vec<Batch>) -> Result<Metrics> {
+    async fn update(&mut self, batches: Vec<Batch>) -> Result<Metrics> {
         let c = &self.preset.train;
         let started = Instant::now();
         let lr = lr_at(c, self.step);
@@ -293,7 +301,7 @@ impl Trainer {
         let norm = clip_grad_norm(&self.model, &mut grads, c.grad_clip);
         self.model = self.optim.step(lr, self.model.clone(), grads);
         let loss_sum = loss_sum.expect("at least one batch");
-        let read = read_floats(Tensor::cat(vec![loss_sum, norm.inner()], 0))?;
+        let read = read_f32(Tensor::cat(vec![loss_sum, norm.inner()], 0)).await?;
         let (loss, grad_norm) = (read[0] / n as f32, read[1]);
         if !loss.is_finite() {
             return Err(Error::Backend(format!(
@@ -316,8 +324,14 @@ impl Trainer {
         })
     }
 
-    /// Mean loss over `eval_steps` fixed validation batches, without gradients or dropout.
+    /// Mean loss over `eval_steps` fixed validation batches (blocking; native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn evaluate(&self) -> Result<f32> {
+        crate::backend::block_on(self.evaluate_async())
+    }
+
+    /// Mean loss over `eval_steps` fixed validation batches, without gradients or dropout.
+    pub async fn evaluate_async(&self) -> Result<f32> {
         let c = &self.preset.train;
         let model = self.model.valid();
         let device = self.device.clone().inner();
@@ -328,13 +342,15 @@ impl Trainer {
             let loss = Gpt::loss(model.forward(x, None), y);
             sum = Some(sum.map_or(loss.clone(), |s| s + loss));
         }
-        let total = read_floats(sum.expect("eval_steps >= 1 is validated"))?[0];
+        let total = read_f32(sum.expect("eval_steps >= 1 is validated")).await?[0];
         Ok(total / c.eval_steps as f32)
     }
 
     /// Trains until `max_steps` (or until `on_metrics` returns `false`), evaluating every
     /// `eval_interval` steps and at the end. Every step's metrics go to `on_metrics`, with the
-    /// trainer itself so the caller can checkpoint it.
+    /// trainer itself so the caller can checkpoint it. Blocking (native only); the page drives
+    /// [`Trainer::step_async`] and [`Trainer::evaluate_async`] itself.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&mut self, mut on_metrics: impl FnMut(&Metrics, &Trainer) -> bool) -> Result<()> {
         while self.step < self.preset.train.max_steps {
             let mut m = self.step()?;

@@ -305,7 +305,7 @@ fn bench(a: BenchArgs) -> Result<()> {
     let tokenizer = Tokenizer::train(TokenizerKind::Char, corpus.text())?;
     let mut rows = Vec::new();
     println!(
-        "{:<18} {:<28} {:>9} {:>10} {:>10}",
+        "{:<18} {:<42} {:>9} {:>10} {:>10}",
         "preset", "backend", "params", "ms/step", "tokens/s"
     );
     for backend_kind in &a.backends {
@@ -335,7 +335,7 @@ fn bench(a: BenchArgs) -> Result<()> {
             let params = Gpt::num_params_of(trainer.model().config());
             let tps = tokens / (ms / 1e3);
             println!(
-                "{name:<18} {adapter:<28} {:>8.2}M {ms:>10.1} {tps:>10.0}",
+                "{name:<18} {adapter:<42} {:>8.2}M {ms:>10.1} {tps:>10.0}",
                 params as f64 / 1e6
             );
             rows.push(serde_json::json!({
