@@ -69,10 +69,16 @@ enum Norm {
     Rms(RmsNorm),
 }
 
-/// Keys and values of the tokens seen so far, per layer: `[batch, n_head, len, head_dim]`.
+/// One layer's cached keys and values, `[batch, n_head, len, head_dim]` each.
+type LayerCache = Option<(Tensor<4>, Tensor<4>)>;
+
+/// Rotary `cos` and `sin` tables, `[1, 1, t, head_dim / 2]` each.
+type RopeTables = (Tensor<4>, Tensor<4>);
+
+/// Keys and values of the tokens seen so far, per layer.
 #[derive(Clone, Debug, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    layers: Vec<LayerCache>,
     len: usize,
 }
 
@@ -274,8 +280,8 @@ impl Block {
     fn forward(
         &self,
         x: Tensor<3>,
-        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
-        rope: Option<&(Tensor<4>, Tensor<4>)>,
+        cache: Option<&mut LayerCache>,
+        rope: Option<&RopeTables>,
     ) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(self.ln_1.forward(x), cache, rope);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
@@ -286,8 +292,8 @@ impl Attention {
     fn forward(
         &self,
         x: Tensor<3>,
-        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
-        rope: Option<&(Tensor<4>, Tensor<4>)>,
+        cache: Option<&mut LayerCache>,
+        rope: Option<&RopeTables>,
     ) -> Tensor<3> {
         let [b, t, c] = x.dims();
         let (h, d) = (self.n_head, c / self.n_head);
@@ -332,7 +338,7 @@ impl Mlp {
 }
 
 /// Rotary tables for positions `start..start + t`: `cos` and `sin` of shape `[1, 1, t, d/2]`.
-fn rope_tables(start: usize, t: usize, d: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+fn rope_tables(start: usize, t: usize, d: usize, device: &Device) -> RopeTables {
     let half = d / 2;
     let angles: Vec<f32> = (start..start + t)
         .flat_map(|p| {

@@ -113,34 +113,18 @@ fn train_resume_generate_score() {
         out.status.success() && stderr.contains("resuming at step 20"),
         "{stderr}"
     );
-    let out = kiln(&[
-        "generate",
-        "--ckpt",
-        ckpt,
-        "--prompt",
-        "To be",
-        "--max-tokens",
-        "30",
-        "--seed",
-        "3",
-    ]);
+    let generate = || {
+        let args = ["--prompt", "To be", "--max-tokens", "30", "--seed", "3"];
+        kiln(&[&["generate", "--ckpt", ckpt][..], &args].concat())
+    };
+    let out = generate();
     let text_out = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success()
             && text_out.starts_with("To be")
             && text_out.trim_end().chars().count() >= 30
     );
-    let again = kiln(&[
-        "generate",
-        "--ckpt",
-        ckpt,
-        "--prompt",
-        "To be",
-        "--max-tokens",
-        "30",
-        "--seed",
-        "3",
-    ]);
+    let again = generate();
     assert_eq!(out.stdout, again.stdout, "same seed, same text");
     let out = kiln(&["score", "--ckpt", ckpt, "--text", "To be, or not"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("perplexity"));
