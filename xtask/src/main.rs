@@ -36,7 +36,9 @@ enum Task {
 }
 
 fn main() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time, not baked in with env!: clones sharing one target dir share this binary.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").context("run this through `cargo xtask`")?;
+    let root = Path::new(&manifest)
         .parent()
         .context("workspace root")?
         .to_path_buf();
