@@ -16,15 +16,16 @@ use crate::config::{ModelConfig, Preset, TrainConfig};
 use crate::data::{Corpus, Tokenizer};
 use crate::error::{Error, Result};
 use crate::model::Gpt;
+use crate::optim::{AdamW, Moments};
 use crate::train::Trainer;
 
 /// Bumped whenever the layout of a checkpoint changes; older versions are refused by name.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const FORMAT: &str = "kiln-checkpoint";
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const META_FILE: &str = "checkpoint.json";
-pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 
 /// Where the random streams stand. Batches and dropout masks are drawn from `(seed, step)`
 /// alone, so these two numbers are the whole RNG state.
@@ -56,7 +57,8 @@ pub struct Checkpoint {
     pub meta: Meta,
     /// safetensors bytes, tensors named by module path (`h.0.attn.c_attn.weight`).
     pub weights: Vec<u8>,
-    /// Burn's optimizer record (burnpack bytes); absent in an inference-only export.
+    /// AdamW moments as safetensors (`<path>.exp_avg`, `<path>.exp_avg_sq`, PyTorch's names);
+    /// absent in an inference-only export.
     pub optimizer: Option<Vec<u8>>,
 }
 
@@ -140,17 +142,7 @@ impl Load<'_> {
                 view.shape()
             ));
         }
-        if view.dtype() != Dtype::F32 {
-            return Err(format!(
-                "tensor {name} is {:?}; this version reads F32",
-                view.dtype()
-            ));
-        }
-        let data: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let data = f32s(name, &view)?;
         let device = param.lazy_device();
         let mut tensor = Tensor::<D>::from_data(TensorData::new(data, expected), &device);
         if device.is_autodiff() {
@@ -175,10 +167,7 @@ impl Checkpoint {
     pub async fn from_trainer_async(trainer: &Trainer) -> Result<Self> {
         let preset = trainer.preset();
         let (weights, param_ids) = encode_weights(trainer.model()).await?;
-        let optimizer = trainer
-            .optimizer()
-            .into_bytes()
-            .map_err(|e| bad(format!("saving the optimizer state failed: {e:?}")))?;
+        let optimizer = encode_optimizer(trainer.optimizer()).await?;
         Ok(Self {
             meta: Meta {
                 format: FORMAT.into(),
@@ -195,7 +184,7 @@ impl Checkpoint {
                 param_ids,
             },
             weights,
-            optimizer: Some(optimizer.to_vec()),
+            optimizer: Some(optimizer),
         })
     }
 
@@ -261,11 +250,8 @@ impl Checkpoint {
             self.meta.elapsed,
         )?;
         if let Some(bytes) = &self.optimizer {
-            let optim = trainer
-                .optimizer()
-                .clone()
-                .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.clone()))
-                .map_err(|e| bad(format!("the optimizer state is unreadable: {e:?}")))?;
+            let device = trainer.device().clone().inner();
+            let optim = decode_optimizer(bytes, trainer.model(), &device)?;
             trainer.set_optimizer(optim);
         }
         Ok(trainer)
@@ -324,19 +310,33 @@ impl Checkpoint {
     }
 }
 
-/// The model's parameters as safetensors bytes, and their ids by path.
-async fn encode_weights(model: &Gpt) -> Result<(Vec<u8>, BTreeMap<String, u64>)> {
-    let mut collect = Collect::default();
-    model.visit(&mut collect);
-    let mut tensors = Vec::with_capacity(collect.params.len());
-    let mut ids = BTreeMap::new();
-    for (name, id, shape, flat) in collect.params {
+/// The values of an F32 tensor.
+fn f32s(name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>, String> {
+    if view.dtype() != Dtype::F32 {
+        return Err(format!(
+            "tensor {name} is {:?}; this version reads F32",
+            view.dtype()
+        ));
+    }
+    Ok(view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// Named tensors as safetensors bytes, read back from the device one at a time.
+async fn encode(
+    named: Vec<(String, Vec<usize>, Tensor<1>)>,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let mut tensors = Vec::with_capacity(named.len());
+    for (name, shape, flat) in named {
         let bytes: Vec<u8> = read_f32(flat)
             .await?
             .iter()
             .flat_map(|x| x.to_le_bytes())
             .collect();
-        ids.insert(name.clone(), id.val());
         tensors.push((name, shape, bytes));
     }
     let views = tensors
@@ -349,9 +349,88 @@ async fn encode_weights(model: &Gpt) -> Result<(Vec<u8>, BTreeMap<String, u64>)>
         })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
         .map_err(|e| bad(e.to_string()))?;
+    safetensors::serialize(views, Some(metadata)).map_err(|e| bad(e.to_string()))
+}
+
+/// The optimizer's moments, named after their parameters (PyTorch's AdamW state names).
+async fn encode_optimizer(optim: &AdamW) -> Result<Vec<u8>> {
+    let mut named = Vec::with_capacity(2 * optim.moments.len());
+    for (path, m) in &optim.moments {
+        for (kind, t) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
+            named.push((format!("{path}.{kind}"), t.dims().to_vec(), t.clone()));
+        }
+    }
+    let meta = HashMap::from([("steps".to_string(), optim.steps.to_string())]);
+    encode(named, meta).await
+}
+
+/// Rebuilds the optimizer on `device`; every moment must belong to a parameter of `model` and
+/// have its size.
+fn decode_optimizer(bytes: &[u8], model: &Gpt, device: &Device) -> Result<AdamW> {
+    let fail = |e: String| bad(format!("the optimizer state is unreadable: {e}"));
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| fail(e.to_string()))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| fail(e.to_string()))?;
+    let steps = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("steps"))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| fail("it does not say how many steps it has taken".into()))?;
+    let mut collect = Collect::default();
+    model.visit(&mut collect);
+    let sizes: HashMap<String, usize> = collect
+        .params
+        .into_iter()
+        .map(|(path, _, shape, _)| (path, shape.iter().product()))
+        .collect();
+    let read = |path: &str, kind: &str| -> Result<Tensor<1>> {
+        let name = format!("{path}.{kind}");
+        let view = tensors
+            .tensor(&name)
+            .map_err(|_| fail(format!("{name} is missing")))?;
+        let data = f32s(&name, &view).map_err(fail)?;
+        if data.len() != sizes[path] {
+            return Err(fail(format!(
+                "{name} has {} values but the parameter has {}",
+                data.len(),
+                sizes[path]
+            )));
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(data, [sizes[path]]),
+            device,
+        ))
+    };
+    let mut moments = BTreeMap::new();
+    for name in tensors.names() {
+        let path = name
+            .strip_suffix(".exp_avg_sq")
+            .or_else(|| name.strip_suffix(".exp_avg"))
+            .filter(|path| sizes.contains_key(*path))
+            .ok_or_else(|| fail(format!("{name} belongs to no parameter of this model")))?;
+        if !moments.contains_key(path) {
+            let m = Moments {
+                exp_avg: read(path, "exp_avg")?,
+                exp_avg_sq: read(path, "exp_avg_sq")?,
+            };
+            moments.insert(path.to_owned(), m);
+        }
+    }
+    Ok(AdamW { steps, moments })
+}
+
+/// The model's parameters as safetensors bytes, and their ids by path.
+async fn encode_weights(model: &Gpt) -> Result<(Vec<u8>, BTreeMap<String, u64>)> {
+    let mut collect = Collect::default();
+    model.visit(&mut collect);
+    let mut ids = BTreeMap::new();
+    let mut named = Vec::with_capacity(collect.params.len());
+    for (name, id, shape, flat) in collect.params {
+        ids.insert(name.clone(), id.val());
+        named.push((name, shape, flat));
+    }
     let info = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let weights = safetensors::serialize(views, Some(info)).map_err(|e| bad(e.to_string()))?;
-    Ok((weights, ids))
+    Ok((encode(named, info).await?, ids))
 }
 
 /// Loads safetensors bytes into `model`; every parameter must be present with its shape.

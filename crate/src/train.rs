@@ -1,9 +1,9 @@
-//! Training: AdamW (decoupled weight decay on matrices only), linear warmup + cosine decay,
+//! Training: AdamW ([`crate::optim`]), linear warmup + cosine decay,
 //! global-norm gradient clipping, gradient accumulation, periodic validation — and one metrics
 //! callback that the CLI and the page share.
 
-use burn::module::{ModuleVisitor, Param, ParamGroup, ParamId};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::module::{ModuleVisitor, Param};
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use web_time::Instant;
 
@@ -12,6 +12,7 @@ use crate::config::{Preset, TrainConfig};
 use crate::data::{Batch, Batcher, Corpus, Tokenizer, step_rng};
 use crate::error::{Error, Result};
 use crate::model::Gpt;
+use crate::optim::AdamW;
 
 /// What one optimizer step (and, every `eval_interval` steps, one validation pass) measured.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -51,36 +52,6 @@ pub fn lr_at(c: &TrainConfig, step: usize) -> f64 {
     let progress = (step - c.warmup_steps) as f64 / (c.max_steps - c.warmup_steps).max(1) as f64;
     let coeff = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
     c.min_lr + coeff * (c.lr - c.min_lr)
-}
-
-/// Ids of the model's matrices (linear and embedding weights).
-#[derive(Default)]
-struct Matrices(Vec<ParamId>);
-
-impl ModuleVisitor for Matrices {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if D >= 2 {
-            self.0.push(param.id);
-        }
-    }
-}
-
-/// The optimizer: AdamW without decay for vectors (norm gains, biases), and with decay for every
-/// matrix, as nanoGPT's `configure_optimizers` does.
-fn optimizer(c: &TrainConfig, model: &Gpt) -> ModuleOptimizer {
-    let adamw = |decay: f64| {
-        AdamWConfig::new()
-            .with_beta_1(c.beta1 as f32)
-            .with_beta_2(c.beta2 as f32)
-            .with_epsilon(1e-8)
-            .with_weight_decay(decay as f32)
-    };
-    let mut matrices = Matrices::default();
-    model.visit(&mut matrices);
-    let matrices = ParamGroup::from_ids(matrices.0);
-    adamw(0.0)
-        .init()
-        .with_group(matrices, adamw(c.weight_decay).build(), None)
 }
 
 /// Squared global norm of the gradients, as a one-element tensor (no read-back).
@@ -147,7 +118,7 @@ fn tensors(batch: Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
 /// A model, its optimizer and its data: everything a training run needs.
 pub struct Trainer {
     model: Gpt,
-    optim: ModuleOptimizer,
+    optim: AdamW,
     preset: Preset,
     tokenizer: Tokenizer,
     train: Batcher,
@@ -201,10 +172,9 @@ impl Trainer {
             batch,
             "validation",
         )?;
-        let optim = optimizer(&preset.train, &model);
         Ok(Self {
             model,
-            optim,
+            optim: AdamW::default(),
             preset,
             tokenizer,
             train,
@@ -239,11 +209,23 @@ impl Trainer {
         &self.device
     }
 
-    pub(crate) fn optimizer(&self) -> &ModuleOptimizer {
+    /// Changes the schedule of this run (steps, learning rate, batch size, ...) while keeping
+    /// the model, the optimizer state and the step: e.g. to train a loaded model for longer.
+    pub fn set_train_config(&mut self, train: TrainConfig) -> Result<()> {
+        train.validate()?;
+        if train.batch_size != self.preset.train.batch_size {
+            self.train = self.train.with_batch_size(train.batch_size);
+            self.val = self.val.with_batch_size(train.batch_size);
+        }
+        self.preset.train = train;
+        Ok(())
+    }
+
+    pub(crate) fn optimizer(&self) -> &AdamW {
         &self.optim
     }
 
-    pub(crate) fn set_optimizer(&mut self, optim: ModuleOptimizer) {
+    pub(crate) fn set_optimizer(&mut self, optim: AdamW) {
         self.optim = optim;
     }
 
@@ -299,7 +281,7 @@ impl Trainer {
         }
         let mut grads = accum.grads();
         let norm = clip_grad_norm(&self.model, &mut grads, c.grad_clip);
-        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.model = self.optim.step(c, lr, self.model.clone(), grads);
         let loss_sum = loss_sum.expect("at least one batch");
         let read = read_f32(Tensor::cat(vec![loss_sum, norm.inner()], 0)).await?;
         let (loss, grad_norm) = (read[0] / n as f32, read[1]);

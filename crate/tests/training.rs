@@ -2,11 +2,13 @@
 
 mod common;
 
-use burn::optim::GradientsParams;
+use burn::module::{ModuleVisitor, Param, ParamGroup, ParamId};
+use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use kiln::Gpt;
 use kiln::checkpoint::Checkpoint;
 use kiln::data::{Batcher, step_rng};
+use kiln::optim::{AdamW, EPS};
 use kiln::train::{Trainer, clip_grad_norm};
 
 /// 200 steps of `tiny` on the bundled Shakespeare learn more than character frequencies: the
@@ -75,6 +77,90 @@ fn clipping_caps_the_global_norm() {
     assert!((norm(&mut grads) - raw).abs() < 1e-5 * raw);
 }
 
+/// Ids of the matrices: the parameters Burn's AdamW should decay, as ours does.
+#[derive(Default)]
+struct Matrices(Vec<ParamId>);
+
+impl ModuleVisitor for Matrices {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if D >= 2 {
+            self.0.push(param.id);
+        }
+    }
+}
+
+/// Every parameter value, in visiting order.
+#[derive(Default)]
+struct Values(Vec<f32>);
+
+impl ModuleVisitor for Values {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.extend(param.val().try_into_vec_as::<f32>().unwrap());
+    }
+}
+
+/// Kiln's AdamW against Burn's (the reference), configured alike: decay on matrices only.
+#[test]
+fn adamw_matches_burns_adamw() {
+    let device = Device::flex().autodiff();
+    let corpus = common::small_corpus(5_000);
+    let tokenizer = common::char_tokenizer(&corpus);
+    let p = common::tiny(tokenizer.vocab_size());
+    let c = p.train.clone();
+    let ids = tokenizer.encode(corpus.train_text()).unwrap();
+    let batcher = Batcher::new(ids, p.model.block_size, 4, "training").unwrap();
+    let grads_of = |model: &Gpt, step: u64| {
+        let batch = batcher.sample(&mut step_rng(5, step));
+        let shape = [batch.batch, batch.block];
+        let x = Tensor::<2, Int>::from_data(TensorData::new(batch.inputs, shape), &device);
+        let y = Tensor::<2, Int>::from_data(TensorData::new(batch.targets, shape), &device);
+        GradientsParams::from_grads(Gpt::loss(model.forward(x, None), y).backward(), model)
+    };
+    let adamw = |decay: f64| {
+        AdamWConfig::new()
+            .with_beta_1(c.beta1 as f32)
+            .with_beta_2(c.beta2 as f32)
+            .with_epsilon(EPS as f32)
+            .with_weight_decay(decay as f32)
+    };
+    let mut ours = Gpt::new(&p.model, 3, &device);
+    let mut theirs = Gpt::new(&p.model, 3, &device);
+    let mut matrices = Matrices::default();
+    theirs.visit(&mut matrices);
+    let mut reference = adamw(0.0).init().with_group(
+        ParamGroup::from_ids(matrices.0),
+        adamw(c.weight_decay).build(),
+        None,
+    );
+    let mut optim = AdamW::default();
+    let lr = 1e-2; // large enough that the parameters move visibly
+    for step in 0..4 {
+        let g = grads_of(&ours, step);
+        ours = optim.step(&c, lr, ours, g);
+        let g = grads_of(&theirs, step);
+        theirs = reference.step(lr, theirs, g);
+    }
+    let flat = |m: &Gpt| {
+        let mut values = Values::default();
+        m.visit(&mut values);
+        values.0
+    };
+    let initial = flat(&Gpt::new(&p.model, 3, &device));
+    let (a, b) = (flat(&ours), flat(&theirs));
+    let moved = a
+        .iter()
+        .zip(&initial)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(moved > 1e-2, "the parameters moved by at most {moved}");
+    assert!(diff < 1e-5, "max difference from Burn's AdamW: {diff}");
+}
+
 /// Save at step 3, load, continue: the same losses as a run that never stopped.
 #[test]
 fn resume_repeats_the_uninterrupted_run() {
@@ -111,4 +197,31 @@ fn resume_repeats_the_uninterrupted_run() {
             "step {i}: uninterrupted {a}, resumed {b}"
         );
     }
+}
+
+/// A new schedule (longer, another batch size) continues the same run; a bad one changes nothing.
+#[test]
+fn schedule_changes_keep_the_run() {
+    let corpus = common::small_corpus(20_000);
+    let tokenizer = common::char_tokenizer(&corpus);
+    let p = common::tiny(tokenizer.vocab_size());
+    let mut t = Trainer::new(p.clone(), tokenizer, &corpus, &Device::flex()).unwrap();
+    t.step().unwrap();
+    t.step().unwrap();
+    let longer = kiln::TrainConfig {
+        max_steps: 500,
+        batch_size: 3,
+        ..p.train.clone()
+    };
+    t.set_train_config(longer.clone()).unwrap();
+    let m = t.step().unwrap();
+    assert_eq!((m.step, m.max_steps), (3, 500));
+    assert_eq!(m.lr, kiln::train::lr_at(&longer, 2));
+    let bad = kiln::TrainConfig {
+        batch_size: 0,
+        ..longer.clone()
+    };
+    assert!(t.set_train_config(bad).is_err());
+    assert_eq!(t.preset().train, longer);
+    assert_eq!(t.step().unwrap().step, 4);
 }

@@ -140,18 +140,6 @@ struct BenchArgs {
 
 fn main() {
     let cli = Cli::parse();
-    let backend = match &cli.command {
-        Command::Train(a) => Some(a.backend),
-        Command::Generate(a) => Some(a.backend),
-        Command::Score(a) => Some(a.backend),
-        Command::Bench(_) => None,
-    };
-    if backend == Some(BackendKind::Cpu) {
-        // Burn places some state (a loaded optimizer record) on its default device, which is the
-        // GPU when one is compiled in; pin it to the CPU so a CPU run never touches a GPU driver.
-        // SAFETY: no other thread exists yet.
-        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
-    }
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

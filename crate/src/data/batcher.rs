@@ -51,6 +51,14 @@ impl Batcher {
         })
     }
 
+    /// The same split, drawn `batch_size` windows at a time.
+    pub fn with_batch_size(&self, batch_size: usize) -> Self {
+        Self {
+            batch_size,
+            ..self.clone()
+        }
+    }
+
     pub fn len_tokens(&self) -> usize {
         self.ids.len()
     }

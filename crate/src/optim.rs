@@ -1,0 +1,112 @@
+//! AdamW with decoupled weight decay on matrices only, as nanoGPT's `configure_optimizers` sets it.
+//!
+//! Ours rather than Burn's `ModuleOptimizer`: Burn serialises its state by reading tensors
+//! synchronously, which a browser cannot do on WebGPU, and rebuilds it on its default device. Here
+//! the moments are plain tensors keyed by parameter path, so a checkpoint reads them back
+//! asynchronously and restores them on the trainer's own device.
+
+use std::collections::BTreeMap;
+
+use burn::module::{ModuleMapper, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+
+use crate::config::TrainConfig;
+use crate::model::Gpt;
+
+/// Added to the denominator, as in PyTorch's AdamW.
+pub const EPS: f64 = 1e-8;
+
+/// First and second moments of one parameter, flattened.
+#[derive(Clone, Debug)]
+pub struct Moments {
+    pub exp_avg: Tensor<1>,
+    pub exp_avg_sq: Tensor<1>,
+}
+
+/// The optimizer's whole state.
+#[derive(Clone, Debug, Default)]
+pub struct AdamW {
+    /// Updates applied so far; the bias correction depends on it.
+    pub steps: usize,
+    /// Moments by parameter path (`h.0.attn.c_attn.weight`).
+    pub moments: BTreeMap<String, Moments>,
+}
+
+impl AdamW {
+    /// Updates every parameter of `model` that has a gradient in `grads`:
+    /// `p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + eps)`, with `wd` = 0 for vectors (norm gains, biases).
+    pub fn step(&mut self, c: &TrainConfig, lr: f64, model: Gpt, grads: GradientsParams) -> Gpt {
+        self.steps += 1;
+        model.map(&mut Update {
+            c,
+            lr,
+            t: self.steps as i32,
+            grads,
+            moments: &mut self.moments,
+            path: Vec::new(),
+        })
+    }
+}
+
+struct Update<'a> {
+    c: &'a TrainConfig,
+    lr: f64,
+    t: i32,
+    grads: GradientsParams,
+    moments: &'a mut BTreeMap<String, Moments>,
+    path: Vec<String>,
+}
+
+impl ModuleMapper for Update<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_owned());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, value, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<D>(id) else {
+            return Param::from_mapped_value(id, value, mapper);
+        };
+        let autodiff = value.device().is_autodiff();
+        let shape = value.dims();
+        let n = shape.iter().product::<usize>();
+        let (c, lr) = (self.c, self.lr);
+        let p = value.inner().reshape([n]);
+        let g = grad.reshape([n]);
+        let path = self.path.join(".");
+        let (m, v) = match self.moments.remove(&path) {
+            Some(Moments {
+                exp_avg,
+                exp_avg_sq,
+            }) => (exp_avg, exp_avg_sq),
+            None => (
+                Tensor::zeros([n], &g.device()),
+                Tensor::zeros([n], &g.device()),
+            ),
+        };
+        let m = m.mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1);
+        let v = v.mul_scalar(c.beta2) + g.square().mul_scalar(1.0 - c.beta2);
+        let m_hat = m.clone().div_scalar(1.0 - c.beta1.powi(self.t));
+        let v_hat = v.clone().div_scalar(1.0 - c.beta2.powi(self.t));
+        let decay = if D >= 2 { c.weight_decay } else { 0.0 };
+        let p = p.mul_scalar(1.0 - lr * decay)
+            - (m_hat / (v_hat.sqrt().add_scalar(EPS))).mul_scalar(lr);
+        self.moments.insert(
+            path,
+            Moments {
+                exp_avg: m,
+                exp_avg_sq: v,
+            },
+        );
+        let mut p = p.reshape(shape);
+        if autodiff {
+            p = Tensor::from_inner(p).require_grad();
+        }
+        Param::from_mapped_value(id, p, mapper)
+    }
+}
