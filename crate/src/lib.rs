@@ -11,7 +11,10 @@ pub mod data;
 pub mod error;
 pub mod generate;
 pub mod model;
+pub mod optim;
 pub mod train;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use config::{ModelConfig, Preset, SampleConfig, TrainConfig};
 pub use error::{Error, Result};

@@ -1,5 +1,7 @@
-//! `cargo xtask setup | demo | test | bench`: the project's commands, each installing what it needs.
+//! `cargo xtask setup | serve | web | demo | test | bench`: the project's commands, each
+//! installing what it needs.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -15,19 +17,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what a fresh machine lacks (idempotent): the wasm32 target and the Debian packages
-    /// the tests need (lavapipe, Vulkan's software GPU).
+    /// Install what a fresh machine lacks (idempotent): the wasm32 target, the Debian packages the
+    /// tests need (lavapipe, Vulkan's software GPU; Chromium) and the npm packages.
     Setup,
+    /// Build the page and serve it on 127.0.0.1, ready to train on the bundled Shakespeare.
+    Serve {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Build the page into dist/: the wasm package (web/pkg) and the Vite bundle.
+    Web,
     /// Train `shakespeare-baby` on the bundled Shakespeare (CPU backend) and print samples.
     Demo {
         /// Extra `kiln train` arguments, e.g. `--set max_steps=500`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Lint and run every test: formatting, clippy, unit and integration tests (CPU and wgpu on
-    /// lavapipe) and the wasm32 build of the library.
+    /// Lint and run every test: formatting, clippy (native and wasm32), the JS linter, unit and
+    /// integration tests (CPU and wgpu on lavapipe), and the page in headless Chromium.
     Test,
-    /// Print the benchmark table (ms/step, tokens/s per preset and backend) and write bench.json.
+    /// Print the benchmark tables (native: ms/step, tokens/s per preset and backend; page: wasm
+    /// size, load time, tokens/s in Chromium) and write bench.json and bench-web.json.
     Bench {
         /// Extra `kiln bench` arguments, e.g. `--steps 5`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -45,6 +55,17 @@ fn main() -> Result<()> {
     std::env::set_current_dir(&root)?;
     match Cli::parse().task {
         Task::Setup => setup(),
+        Task::Serve { port } => {
+            setup()?;
+            web()?;
+            eprintln!("Kiln is at http://127.0.0.1:{port}/ (Ctrl-C stops it)");
+            let port = port.to_string();
+            npx(&["vite", "preview", "--port", &port, "--strictPort"])
+        }
+        Task::Web => {
+            setup()?;
+            web()
+        }
         Task::Demo { args } => {
             setup()?;
             let out = root.join("runs/shakespeare-baby");
@@ -80,23 +101,31 @@ fn main() -> Result<()> {
                 "-D",
                 "warnings",
             ])?;
-            cargo(&["test", "--workspace"])?;
-            // The page (issue #3) builds the library for the browser: keep that build working.
+            // web.rs exists only on wasm32: lint that build too.
             cargo(&[
-                "check",
+                "clippy",
                 "-p",
                 "kiln",
                 "--lib",
                 "--no-default-features",
                 "--target",
                 "wasm32-unknown-unknown",
-            ])
+                "--",
+                "-D",
+                "warnings",
+            ])?;
+            npx(&["eslint", "."])?;
+            cargo(&["test", "--workspace"])?;
+            web()?;
+            npx(&["playwright", "test"])
         }
         Task::Bench { args } => {
             setup()?;
             let mut bench = vec!["bench", "--json", "bench.json"];
             bench.extend(args.iter().map(String::as_str));
-            kiln(&bench)
+            kiln(&bench)?;
+            web()?;
+            web_bench()
         }
     }
 }
@@ -106,6 +135,76 @@ fn kiln(args: &[&str]) -> Result<()> {
     let mut all = vec!["run", "--quiet", "-p", "kiln", "--bin", "kiln", "--"];
     all.extend_from_slice(args);
     cargo(&all)
+}
+
+/// The wasm package's files, made by [`web`].
+const PKG: &str = "web/pkg";
+const WASM: &str = "web/pkg/kiln_bg.wasm";
+
+/// Builds the page: the library for wasm32, its JS bindings, `wasm-opt -Oz`, then Vite into dist/.
+fn web() -> Result<()> {
+    cargo(&[
+        "build",
+        "-p",
+        "kiln",
+        "--lib",
+        "--no-default-features",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        "wasm-release",
+    ])?;
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let input = Path::new(&target).join("wasm32-unknown-unknown/wasm-release/kiln.wasm");
+    eprintln!(
+        "$ wasm-bindgen --target web {} --out-dir {PKG}",
+        input.display()
+    );
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&input)
+        .web(true)?
+        .typescript(false)
+        .generate(PKG)?;
+    // The features Rust's wasm32 target emits by default; wasm-opt must accept them.
+    npx(&[
+        "wasm-opt",
+        "-Oz",
+        "--enable-bulk-memory",
+        "--enable-nontrapping-float-to-int",
+        "--enable-sign-ext",
+        "--enable-mutable-globals",
+        "--enable-reference-types",
+        "--enable-multivalue",
+        WASM,
+        "-o",
+        WASM,
+    ])?;
+    npx(&["vite", "build", "--logLevel", "warn"])
+}
+
+/// The page's benchmark: wasm size here, the rest measured in Chromium by web/bench.js.
+fn web_bench() -> Result<()> {
+    let wasm = std::fs::read(WASM)?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&wasm)?;
+    let gzip = gz.finish()?.len();
+    let mb = |n: usize| n as f64 / 1e6;
+    println!("\n| wasm | raw | gzip (-9) |\n|---|---|---|");
+    println!(
+        "| kiln_bg.wasm | {:.2} MB | {:.2} MB |",
+        mb(wasm.len()),
+        mb(gzip)
+    );
+    std::fs::write(
+        "bench-wasm.json",
+        serde_json::json!({ "wasm_bytes": wasm.len(), "wasm_gzip_bytes": gzip }).to_string(),
+    )?;
+    run(Command::new("node").arg("web/bench.js"))
+}
+
+/// Runs a tool installed by `npm ci` (node_modules/.bin).
+fn npx(args: &[&str]) -> Result<()> {
+    run(Command::new("npx").arg("--no-install").args(args))
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
@@ -130,8 +229,9 @@ fn setup() -> Result<()> {
     if !String::from_utf8_lossy(&targets.stdout).contains("wasm32-unknown-unknown") {
         run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     }
-    // lavapipe: the Vulkan driver that lets wgpu run WGSL on the CPU where there is no GPU.
-    let missing: Vec<&str> = ["mesa-vulkan-drivers", "libvulkan1"]
+    // lavapipe: the Vulkan driver that lets wgpu run WGSL on the CPU where there is no GPU;
+    // chromium: the browser the page's tests drive (SwiftShader gives it WebGPU without a GPU).
+    let missing: Vec<&str> = ["mesa-vulkan-drivers", "libvulkan1", "chromium"]
         .into_iter()
         .filter(|p| {
             !Command::new("dpkg")
@@ -152,6 +252,13 @@ fn setup() -> Result<()> {
         let mut install = vec!["apt-get", "install", "-y", "-qq"];
         install.extend(&missing);
         apt(&install)?;
+    }
+    // npm ci when node_modules was installed from another package-lock.json (or not at all).
+    let lock = std::fs::read("package-lock.json").context("package-lock.json")?;
+    let stamp = Path::new("node_modules/.kiln-lock");
+    if std::fs::read(stamp).ok().as_deref() != Some(&lock[..]) {
+        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]))?;
+        std::fs::write(stamp, &lock)?;
     }
     Ok(())
 }

@@ -1,0 +1,333 @@
+//! The browser API: thin wasm-bindgen wrappers over the library for `web/worker.js`.
+//!
+//! The worker calls one function at a time and awaits it, so the state is a thread-local. Async
+//! calls take the trainer out across their awaits and always put it back: a failed call returns
+//! an error for the page to show and leaves the run as it was.
+
+use std::cell::RefCell;
+
+use burn::prelude::*;
+use js_sys::{Function, Object, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use web_time::Instant;
+
+use crate::backend::{self, BackendKind};
+use crate::checkpoint::Checkpoint;
+use crate::config::{Preset, SampleConfig, preset};
+use crate::data::{Corpus, Tokenizer, TokenizerKind};
+use crate::generate;
+use crate::model::Gpt;
+use crate::train::Trainer;
+
+#[derive(Default)]
+struct State {
+    /// The WebGPU device, once `init_webgpu` found an adapter.
+    gpu: Option<Device>,
+    /// The backend new trainers are built on.
+    backend: Option<BackendKind>,
+    corpus: Option<Corpus>,
+    tokenizer: Option<Tokenizer>,
+    trainer: Option<Trainer>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::default();
+}
+
+/// Every error crosses to JavaScript as an `Error` whose message is the library's sentence.
+fn js(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String, JsError> {
+    serde_json::to_string(value).map_err(js)
+}
+
+fn missing(what: &str) -> JsError {
+    JsError::new(&format!(
+        "no {what} yet: {}",
+        match what {
+            "corpus" => "load some text first",
+            "tokenizer" => "build a tokenizer first",
+            _ => "configure a model first",
+        }
+    ))
+}
+
+fn device_of(s: &State, kind: BackendKind) -> Result<Device, JsError> {
+    match kind {
+        BackendKind::Cpu => Ok(Device::flex()),
+        BackendKind::Wgpu => s.gpu.clone().ok_or_else(|| {
+            JsError::new("WebGPU is not available in this browser; use the CPU backend")
+        }),
+    }
+}
+
+fn current_device() -> Result<(BackendKind, Device), JsError> {
+    STATE.with_borrow(|s| {
+        let kind = s.backend.unwrap_or(BackendKind::Cpu);
+        Ok((kind, device_of(s, kind)?))
+    })
+}
+
+/// Runs `f` on the trainer, which is out of the state while `f` awaits and back afterwards.
+async fn with_trainer<T>(
+    f: impl AsyncFnOnce(&mut Trainer) -> crate::Result<T>,
+) -> Result<T, JsError> {
+    let mut trainer = STATE
+        .with_borrow_mut(|s| s.trainer.take())
+        .ok_or_else(|| missing("model"))?;
+    let out = f(&mut trainer).await;
+    STATE.with_borrow_mut(|s| s.trainer = Some(trainer));
+    out.map_err(js)
+}
+
+/// Panics become console errors with their message (a panic is a bug: it ends the worker).
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// Opens Burn's wgpu runtime on the browser's WebGPU adapter; returns its description.
+#[wasm_bindgen(js_name = initWebgpu)]
+pub async fn init_webgpu() -> Result<String, JsError> {
+    if let Some(gpu) = STATE.with_borrow(|s| s.gpu.clone()) {
+        return Ok(backend::describe(BackendKind::Wgpu, &gpu));
+    }
+    let gpu = Device::wgpu_options()
+        .init_async()
+        .await
+        .map_err(|e| JsError::new(&format!("WebGPU could not be started: {e}")))?;
+    let described = backend::describe(BackendKind::Wgpu, &gpu);
+    STATE.with_borrow_mut(|s| s.gpu = Some(gpu));
+    Ok(described)
+}
+
+/// Chooses the backend ("cpu" or "wgpu"). A model that exists moves over through a checkpoint,
+/// optimizer state and step included, so switching mid-run continues the same run.
+#[wasm_bindgen(js_name = useBackend)]
+pub async fn use_backend(kind: String) -> Result<(), JsError> {
+    let kind: BackendKind = kind.parse().map_err(js)?;
+    let device = STATE.with_borrow(|s| device_of(s, kind))?;
+    if STATE.with_borrow(|s| s.trainer.is_some()) {
+        let ckpt = with_trainer(async |t| Checkpoint::from_trainer_async(t).await).await?;
+        let moved = resume(ckpt, &device)?;
+        STATE.with_borrow_mut(|s| s.trainer = Some(moved));
+    }
+    STATE.with_borrow_mut(|s| s.backend = Some(kind));
+    Ok(())
+}
+
+/// Resumes `ckpt` on the current corpus.
+fn resume(ckpt: Checkpoint, device: &Device) -> Result<Trainer, JsError> {
+    STATE.with_borrow(|s| {
+        let corpus = s.corpus.as_ref().ok_or_else(|| missing("corpus"))?;
+        ckpt.resume(corpus, device).map_err(js)
+    })
+}
+
+/// Loads the training text from one or more files (name + bytes). The previous corpus, tokenizer
+/// and model are replaced only when the new text is usable. Returns the corpus statistics as JSON.
+#[wasm_bindgen(js_name = loadCorpus)]
+pub fn load_corpus(names: Vec<String>, files: Vec<Uint8Array>) -> Result<String, JsError> {
+    let files: Vec<(String, Vec<u8>)> = names
+        .into_iter()
+        .zip(files.iter().map(Uint8Array::to_vec))
+        .collect();
+    let corpus = Corpus::from_files(&files).map_err(js)?;
+    let stats = serde_json::json!({
+        "files": files.len(),
+        "bytes": files.iter().map(|(_, b)| b.len()).sum::<usize>(),
+        "chars": corpus.text().chars().count(),
+        "trainChars": corpus.train_text().chars().count(),
+        "valChars": corpus.val_text().chars().count(),
+    });
+    STATE.with_borrow_mut(|s| {
+        s.corpus = Some(corpus);
+        s.tokenizer = None;
+        s.trainer = None;
+    });
+    json(&stats)
+}
+
+/// Builds a tokenizer on the corpus from `{"kind":"char"}` or `{"kind":"bpe","vocab_size":N}`.
+/// Returns `{vocabSize}` as JSON.
+#[wasm_bindgen(js_name = buildTokenizer)]
+pub fn build_tokenizer(kind_json: &str) -> Result<String, JsError> {
+    let kind: TokenizerKind = serde_json::from_str(kind_json).map_err(js)?;
+    let tokenizer = STATE.with_borrow(|s| {
+        let corpus = s.corpus.as_ref().ok_or_else(|| missing("corpus"))?;
+        Tokenizer::train(kind, corpus.text()).map_err(js)
+    })?;
+    let vocab_size = tokenizer.vocab_size();
+    STATE.with_borrow_mut(|s| {
+        s.tokenizer = Some(tokenizer);
+        s.trainer = None;
+    });
+    json(&serde_json::json!({ "vocabSize": vocab_size }))
+}
+
+/// A preset by name, as JSON, for the page's editable fields.
+#[wasm_bindgen(js_name = presetJson)]
+pub fn preset_json(name: &str) -> Result<String, JsError> {
+    json(&preset(name).map_err(js)?)
+}
+
+/// The preset with the tokenizer's vocabulary, checked; what both `describe` and `configure` use.
+fn checked_preset(preset_json: &str) -> Result<Preset, JsError> {
+    let mut preset: Preset = serde_json::from_str(preset_json).map_err(js)?;
+    preset.model.vocab_size = STATE.with_borrow(|s| {
+        s.tokenizer
+            .as_ref()
+            .map(Tokenizer::vocab_size)
+            .ok_or_else(|| missing("tokenizer"))
+    })?;
+    preset.model.validate().map_err(js)?;
+    preset.train.validate().map_err(js)?;
+    Ok(preset)
+}
+
+/// Validates a configuration without building it; returns `{params}` or the reason it is invalid.
+#[wasm_bindgen]
+pub fn describe(preset_json: &str) -> Result<String, JsError> {
+    let preset = checked_preset(preset_json)?;
+    json(&serde_json::json!({ "params": Gpt::num_params_of(&preset.model) }))
+}
+
+/// Builds a fresh model and optimizer for the configuration on the chosen backend.
+#[wasm_bindgen]
+pub fn configure(preset_json: &str) -> Result<String, JsError> {
+    let preset = checked_preset(preset_json)?;
+    let (_, device) = current_device()?;
+    let trainer = STATE.with_borrow(|s| {
+        let corpus = s.corpus.as_ref().ok_or_else(|| missing("corpus"))?;
+        let tokenizer = s.tokenizer.clone().ok_or_else(|| missing("tokenizer"))?;
+        Trainer::new(preset, tokenizer, corpus, &device).map_err(js)
+    })?;
+    let params = Gpt::num_params_of(trainer.model().config());
+    STATE.with_borrow_mut(|s| s.trainer = Some(trainer));
+    json(&serde_json::json!({ "params": params }))
+}
+
+/// Changes the training schedule (a [`crate::config::TrainConfig`] as JSON) of the current run
+/// without rebuilding the model.
+#[wasm_bindgen(js_name = setSchedule)]
+pub async fn set_schedule(train_json: String) -> Result<(), JsError> {
+    let train = serde_json::from_str(&train_json).map_err(js)?;
+    with_trainer(async |t| t.set_train_config(train)).await
+}
+
+/// One optimizer step; returns its metrics as JSON (`val_loss` is null: see [`evaluate`]).
+#[wasm_bindgen(js_name = trainStep)]
+pub async fn train_step() -> Result<String, JsError> {
+    let metrics = with_trainer(async |t| t.step_async().await).await?;
+    json(&metrics)
+}
+
+/// Mean validation loss over the configured number of fixed batches.
+#[wasm_bindgen]
+pub async fn evaluate() -> Result<f32, JsError> {
+    with_trainer(async |t| t.evaluate_async().await).await
+}
+
+/// Milliseconds per training step of the configured model on `kind`, from `steps` steps after a
+/// warm-up step (which compiles the shaders). Uses a throwaway copy: the run is not touched.
+#[wasm_bindgen(js_name = timeStep)]
+pub async fn time_step(kind: String, steps: usize) -> Result<f64, JsError> {
+    let kind: BackendKind = kind.parse().map_err(js)?;
+    let device = STATE.with_borrow(|s| device_of(s, kind))?;
+    let mut probe = STATE.with_borrow(|s| {
+        let trainer = s.trainer.as_ref().ok_or_else(|| missing("model"))?;
+        let corpus = s.corpus.as_ref().ok_or_else(|| missing("corpus"))?;
+        Trainer::new(
+            trainer.preset().clone(),
+            trainer.tokenizer().clone(),
+            corpus,
+            &device,
+        )
+        .map_err(js)
+    })?;
+    probe.step_async().await.map_err(js)?;
+    let start = Instant::now();
+    for _ in 0..steps.max(1) {
+        probe.step_async().await.map_err(js)?;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64)
+}
+
+/// Continues `prompt` with the current model, calling `on_text(piece)` as text arrives; the
+/// callback returns `false` to stop. `sample_json` is a [`SampleConfig`]. Returns the full text.
+#[wasm_bindgen]
+pub async fn generate(
+    prompt: String,
+    sample_json: String,
+    on_text: Function,
+) -> Result<String, JsError> {
+    let cfg: SampleConfig = serde_json::from_str(&sample_json).map_err(js)?;
+    with_trainer(async |t| {
+        let model = t.model().valid();
+        let device = t.device().clone().inner();
+        generate::generate_async(&model, t.tokenizer(), &prompt, &cfg, &device, |piece| {
+            // A callback that throws or returns a falsy value stops generation.
+            on_text
+                .call1(&JsValue::NULL, &JsValue::from_str(piece))
+                .is_ok_and(|v| v.is_truthy())
+        })
+        .await
+    })
+    .await
+}
+
+/// Log-probability and perplexity of `text` under the current model, as JSON.
+#[wasm_bindgen]
+pub async fn score(text: String) -> Result<String, JsError> {
+    let score = with_trainer(async |t| {
+        let model = t.model().valid();
+        let device = t.device().clone().inner();
+        generate::score_async(&model, t.tokenizer(), &text, &device).await
+    })
+    .await?;
+    json(&score)
+}
+
+/// The run as a checkpoint: `{meta: string (checkpoint.json), weights: Uint8Array
+/// (model.safetensors), optimizer: Uint8Array}`.
+#[wasm_bindgen(js_name = saveCheckpoint)]
+pub async fn save_checkpoint() -> Result<Object, JsError> {
+    let ckpt = with_trainer(async |t| Checkpoint::from_trainer_async(t).await).await?;
+    let out = Object::new();
+    let set = |key: &str, value: JsValue| Reflect::set(&out, &key.into(), &value);
+    let meta = ckpt.meta_json().map_err(js)?;
+    set("meta", meta.into()).map_err(|_| JsError::new("could not build the checkpoint object"))?;
+    set("weights", Uint8Array::from(&ckpt.weights[..]).into())
+        .map_err(|_| JsError::new("could not build the checkpoint object"))?;
+    if let Some(optimizer) = &ckpt.optimizer {
+        set("optimizer", Uint8Array::from(&optimizer[..]).into())
+            .map_err(|_| JsError::new("could not build the checkpoint object"))?;
+    }
+    Ok(out)
+}
+
+/// Resumes a checkpoint on the current corpus and backend. The tokenizer comes from the
+/// checkpoint. Returns `{step, preset, vocabSize, params}` as JSON so the page can show them.
+#[wasm_bindgen(js_name = loadCheckpoint)]
+pub fn load_checkpoint(
+    meta: &[u8],
+    weights: Vec<u8>,
+    optimizer: Option<Vec<u8>>,
+) -> Result<String, JsError> {
+    let ckpt = Checkpoint::from_parts(meta, weights, optimizer).map_err(js)?;
+    let (_, device) = current_device()?;
+    let trainer = resume(ckpt, &device)?;
+    let info = serde_json::json!({
+        "step": trainer.step_count(),
+        "preset": trainer.preset(),
+        "vocabSize": trainer.tokenizer().vocab_size(),
+        "params": Gpt::num_params_of(trainer.model().config()),
+    });
+    STATE.with_borrow_mut(|s| {
+        s.tokenizer = Some(trainer.tokenizer().clone());
+        s.trainer = Some(trainer);
+    });
+    json(&info)
+}

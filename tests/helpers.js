@@ -1,0 +1,55 @@
+// What the browser tests share: opening the page, driving its controls, reading its state.
+import { test, expect } from '@playwright/test';
+
+export { test, expect };
+
+/** Fails the test on any uncaught page or worker error (a Rust panic prints "panicked at"). */
+let errors = [];
+test.beforeEach(({ page }) => {
+  errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /panicked|RuntimeError|unreachable/.test(m.text())) errors.push(m.text());
+  });
+});
+test.afterEach(() => {
+  expect(errors, 'errors in the page or its worker').toEqual([]);
+});
+
+export async function open(page, query = '?backend=wgpu') {
+  await page.goto(`/${query}`);
+  await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
+}
+
+export const setField = (page, key, value) => page.fill(`[data-key="${key}"]`, String(value));
+export const kiln = (page, expr) => page.evaluate(`window.kiln.${expr}`);
+
+/** Trains `steps` steps with an evaluation every `every`, and waits for the run to finish. */
+export async function train(page, steps, every = 0) {
+  await setField(page, 'train.max_steps', steps);
+  await setField(page, 'train.eval_interval', every);
+  await page.click('#train');
+  await expect(page.locator('#eta')).toHaveText('done', { timeout: 5 * 60_000 });
+  await expect(page.locator('#train')).toBeEnabled();
+}
+
+export async function generate(page, seed, maxTokens = 40) {
+  await page.fill('#seed', String(seed));
+  await page.fill('#max-tokens', String(maxTokens));
+  await page.click('#generate');
+  await page.waitForFunction(() => window.kiln.generated != null, null, { timeout: 120_000 });
+  return kiln(page, 'generated');
+}
+
+/** A few kilobytes of text with a small vocabulary, different from Shakespeare. */
+export function customText() {
+  const words = ['kiln', 'fire', 'clay', 'glaze', 'pot', 'heat', 'ash', 'wheel', 'cone', 'slip'];
+  let x = 7;
+  const out = [];
+  for (let i = 0; i < 1200; i++) {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    out.push(words[x % words.length] + (i % 12 === 11 ? '.\n' : ' '));
+  }
+  return out.join('');
+}
+

@@ -1,0 +1,116 @@
+// The page end to end in Debian's Chromium with WebGPU on SwiftShader. Models are micro-sized:
+// SwiftShader emulates the GPU on the CPU.
+import { customText, expect, generate, kiln, open, setField, test, train } from './helpers.js';
+
+test('the adapter is WebGPU on SwiftShader', async ({ page }) => {
+  await open(page);
+  await expect(page.locator('#adapter')).toContainText(/swiftshader/i);
+  expect(await kiln(page, 'adapter.name')).toMatch(/swiftshader/i);
+  expect(await kiln(page, 'adapter.software')).toBe(true);
+  expect(await kiln(page, 'backend')).toBe('wgpu');
+  await expect(page.locator('#fallback-notice')).toBeHidden();
+});
+
+test('training tiny on WebGPU lowers the loss, draws the charts and stays responsive', async ({ page }) => {
+  await open(page);
+  await setField(page, 'train.max_steps', 24);
+  await setField(page, 'train.eval_interval', 12);
+  await page.click('#train');
+  // A click while training is handled: pause stops the steps, resume continues them.
+  await expect.poll(() => kiln(page, 'step'), { timeout: 120_000 }).toBeGreaterThanOrEqual(3);
+  await page.click('#pause');
+  await expect(page.locator('#status')).toHaveText('Paused');
+  const pausedAt = await kiln(page, 'step');
+  await page.waitForTimeout(3000);
+  expect(await kiln(page, 'step')).toBeLessThanOrEqual(pausedAt + 1); // at most the step in flight
+  const progress = await page.locator('#progress').evaluate((p) => p.value);
+  expect(progress).toBeGreaterThan(0);
+  await page.click('#resume');
+  await expect(page.locator('#eta')).toHaveText('done', { timeout: 5 * 60_000 });
+
+  const history = await kiln(page, 'history');
+  expect(history.map((p) => p.step)).toEqual([...Array(24).keys()].map((i) => i + 1));
+  const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const first = mean(history.slice(0, 3).map((p) => p.loss));
+  const last = mean(history.slice(-3).map((p) => p.loss));
+  expect(last).toBeLessThan(first - 0.3);
+  const vals = history.filter((p) => p.valLoss != null).map((p) => p.valLoss);
+  expect(vals).toHaveLength(2);
+  expect(vals[1]).toBeLessThan(vals[0]);
+  expect(await kiln(page, 'charts.loss.points')).toBe(24);
+  expect(await page.locator('#progress').evaluate((p) => p.value)).toBe(24);
+  await expect(page.locator('#sample')).toContainText('step 24');
+});
+
+test('generation streams text, and the same seed gives the same text', async ({ page }) => {
+  await open(page);
+  await train(page, 6);
+  const a = await generate(page, 7);
+  expect(a.length).toBeGreaterThanOrEqual(20);
+  expect(await kiln(page, 'tokenEvents')).toBeGreaterThanOrEqual(20); // one event per new piece
+  await expect(page.locator('#output')).toHaveText(a);
+  expect(await generate(page, 7)).toBe(a);
+  expect(await generate(page, 8)).not.toBe(a);
+});
+
+test('a checkpoint saved in the browser survives a reload and generates the same text', async ({ page }) => {
+  await open(page);
+  await train(page, 6);
+  await page.fill('#ckpt-name', 'reload-test');
+  await page.click('#save-browser');
+  await expect(page.locator('#ckpt-status')).toHaveText('Saved "reload-test" in this browser.');
+  const before = await generate(page, 3);
+
+  await page.reload();
+  await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
+  await expect(page.locator('#saved-list option[value="reload-test"]')).toHaveCount(1);
+  await page.selectOption('#saved-list', 'reload-test');
+  await page.click('#load-browser');
+  await expect(page.locator('#ckpt-status')).toHaveText('Loaded "reload-test" at step 6.');
+  expect(await generate(page, 3)).toBe(before);
+  await train(page, 8); // resumes at step 6
+  const steps = (await kiln(page, 'history')).map((p) => p.step);
+  expect(steps).toEqual([7, 8]);
+});
+
+test('a custom .txt trains; empty and binary files show an error and change nothing', async ({ page }) => {
+  await open(page);
+  const stats = page.locator('#corpus-stats');
+  await page.setInputFiles('#file', { name: 'empty.txt', mimeType: 'text/plain', buffer: Buffer.alloc(0) });
+  await expect(page.locator('#data-error')).toBeVisible();
+  await expect(page.locator('#data-error')).toContainText('empty');
+  await expect(stats).toContainText('shakespeare.txt');
+
+  const binary = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 0x0d, 0xff, 0xfe, 0, 1, 2, 3]);
+  await page.setInputFiles('#file', { name: 'image.txt', mimeType: 'text/plain', buffer: binary });
+  await expect(page.locator('#data-error')).toContainText('image.txt');
+  await expect(stats).toContainText('shakespeare.txt');
+
+  const text = customText();
+  await page.setInputFiles('#file', { name: 'pottery.txt', mimeType: 'text/plain', buffer: Buffer.from(text) });
+  await expect(stats).toContainText('pottery.txt');
+  await expect(page.locator('#data-error')).toBeHidden();
+  await expect(page.locator('#tok-stats')).toHaveText(`${new Set(text).size} tokens`);
+  await train(page, 5);
+  expect((await kiln(page, 'history')).map((p) => p.step)).toEqual([1, 2, 3, 4, 5]);
+  expect(await generate(page, 1, 30)).toMatch(/^[a-z .\n]+$/);
+});
+
+test('the CPU backend can be forced and trains', async ({ page }) => {
+  await open(page, '?backend=cpu');
+  expect(await kiln(page, 'backend')).toBe('cpu');
+  await train(page, 10);
+  const history = await kiln(page, 'history');
+  expect(history[9].loss).toBeLessThan(history[0].loss);
+});
+
+test('on a software adapter the page times both backends and uses the faster', async ({ page }) => {
+  await open(page, '');
+  const timing = page.locator('#backend-timing');
+  await expect(timing).toContainText('using', { timeout: 180_000 });
+  const ms = await kiln(page, 'timings.backends');
+  expect(ms.wgpu).toBeGreaterThan(0);
+  expect(ms.cpu).toBeGreaterThan(0);
+  expect(await kiln(page, 'backend')).toBe(ms.cpu < ms.wgpu ? 'cpu' : 'wgpu');
+  await expect(timing).toContainText(`WebGPU ${ms.wgpu.toFixed(0)} ms/step, CPU ${ms.cpu.toFixed(0)} ms/step`);
+});

@@ -1,0 +1,388 @@
+// The page: it reads the controls, talks to the training worker through protocol.js, and draws
+// what the worker reports. No model code runs here.
+import defaultCorpusUrl from './data/shakespeare.txt?url';
+import { lineChart } from './charts.js';
+import { Event, Request, client } from './protocol.js';
+import * as storage from './storage.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const PRESETS = ['tiny', 'shakespeare-baby', 'shakespeare-char'];
+
+const page = {
+  preset: null, // the configuration in the fields ({model, train})
+  configured: false, // the worker holds a model built from `page.preset.model`
+  scheduled: false, // ... and trains it with `page.preset.train`
+  adapter: null,
+  history: [], // every progress event of the current run
+  timings: { start: performance.now() }, // read by tests and the benchmark
+};
+window.kiln = page;
+
+// ---- errors and status ----------------------------------------------------------------------
+
+function showError(message) {
+  $('error-text').textContent = message;
+  $('error').hidden = false;
+}
+$('error-close').onclick = () => { $('error').hidden = true; };
+const status = (text) => { $('status').textContent = text; };
+
+/** Runs an action from a control; its failure becomes a visible message, never a silent one. */
+function action(fn, where = showError) {
+  return async (...args) => {
+    try {
+      await fn(...args);
+    } catch (e) {
+      where(e.message);
+    }
+  };
+}
+
+// ---- the worker -------------------------------------------------------------------------------
+
+const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+worker.onerror = (e) => {
+  showError(`The training worker stopped (${e.message ?? 'unknown error'}). Reload the page to start again.`);
+  status('Stopped');
+};
+const charts = {
+  loss: lineChart($('chart-loss'), 'loss', ['train', 'validation']),
+  speed: lineChart($('chart-speed'), 'tokens/s', ['tokens/s']),
+  lr: lineChart($('chart-lr'), 'learning rate', ['lr']),
+};
+page.charts = charts;
+
+const call = client(worker, (msg) => {
+  switch (msg.type) {
+    case Event.progress: return onProgress(msg);
+    case Event.sample: $('sample').textContent = `step ${msg.step}:\n${msg.text}`; return;
+    case Event.token:
+      $('output').textContent += msg.text;
+      page.tokenEvents += 1;
+      return;
+    case Event.state: return onState(msg.state);
+    case Event.error: showError(msg.message); return;
+  }
+});
+
+function onProgress(p) {
+  page.history.push(p);
+  charts.loss.push(p.step, [p.loss, p.valLoss]);
+  charts.speed.push(p.step, [p.tokensPerSec]);
+  charts.lr.push(p.step, [p.lr]);
+  $('progress').max = p.maxSteps;
+  $('progress').value = p.step;
+  $('step').textContent = `step ${p.step} / ${p.maxSteps} · loss ${p.loss.toFixed(3)}` +
+    (p.valLoss != null ? ` · val ${p.valLoss.toFixed(3)}` : '');
+  $('eta').textContent = p.step < p.maxSteps ? `ETA ${formatSeconds(p.eta)}` : 'done';
+  page.step = p.step;
+  page.timings.firstStep ??= performance.now();
+}
+
+function onState(state) {
+  page.state = state;
+  $('train').disabled = state !== 'idle';
+  $('pause').disabled = state !== 'running';
+  $('resume').disabled = state !== 'paused';
+  $('stop').disabled = state === 'idle';
+  status({ idle: 'Ready', running: 'Training…', paused: 'Paused' }[state]);
+}
+
+const formatSeconds = (s) => (s < 90 ? `${Math.round(s)} s` : `${Math.round(s / 60)} min`);
+
+// ---- device -----------------------------------------------------------------------------------
+
+function showAdapter({ adapter, backend }) {
+  page.adapter = adapter;
+  if (adapter.name) {
+    $('adapter').textContent = `WebGPU adapter: ${adapter.name}${adapter.software ? ' (software, emulated on the CPU)' : ''}`;
+  } else {
+    $('adapter').textContent = 'No WebGPU adapter.';
+    $('fallback-notice').textContent = `${adapter.reason} Kiln trains on the CPU instead (slower, but the same model and results).`;
+    $('fallback-notice').hidden = false;
+    $('backend').querySelector('option[value=wgpu]').disabled = true;
+  }
+  $('backend').value = backend;
+  page.backend = backend;
+}
+
+async function chooseBackend(backend) {
+  await call(Request.useBackend, { backend });
+  $('backend').value = backend;
+  page.backend = backend;
+}
+
+/** On a software adapter the CPU backend may well be faster: time one step on each, keep the faster. */
+async function pickFasterBackend() {
+  $('backend-timing').textContent = 'timing one step on each backend…';
+  const ms = await call(Request.timeBackends, { backends: ['wgpu', 'cpu'] });
+  const faster = ms.cpu < ms.wgpu ? 'cpu' : 'wgpu';
+  await chooseBackend(faster);
+  page.timings.backends = ms;
+  $('backend-timing').textContent =
+    `WebGPU ${ms.wgpu.toFixed(0)} ms/step, CPU ${ms.cpu.toFixed(0)} ms/step: using ${faster === 'cpu' ? 'CPU' : 'WebGPU'}`;
+}
+
+$('backend').onchange = action(async () => {
+  await chooseBackend($('backend').value);
+  $('backend-timing').textContent = 'chosen by hand';
+});
+
+// ---- data and tokenizer -----------------------------------------------------------------------
+
+async function loadCorpus(files) {
+  $('data-error').hidden = true;
+  const stats = await call(Request.loadCorpus, { files });
+  const names = files.map((f) => f.name).join(', ');
+  $('corpus-stats').textContent = `${names}: ${stats.bytes.toLocaleString()} bytes, ` +
+    `${stats.chars.toLocaleString()} characters; training on ${stats.trainChars.toLocaleString()}, ` +
+    `validating on ${stats.valChars.toLocaleString()}`;
+  page.configured = false;
+  await buildTokenizer();
+}
+
+const dataError = (message) => {
+  $('data-error').textContent = message;
+  $('data-error').hidden = false;
+};
+
+async function readFiles(fileList) {
+  const files = [];
+  for (const f of fileList) files.push({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) });
+  if (files.length) await loadCorpus(files);
+}
+
+async function loadUrl(url, name = new URL(url, location.href).pathname.split('/').pop() || 'download.txt') {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch {
+    throw new Error(`Could not fetch ${url} (offline, or the server does not allow it).`);
+  }
+  if (!response.ok) throw new Error(`Could not fetch ${url}: HTTP ${response.status}.`);
+  await loadCorpus([{ name, bytes: new Uint8Array(await response.arrayBuffer()) }]);
+}
+
+$('file').onchange = action((e) => readFiles(e.target.files), dataError);
+const loadDefault = () => loadUrl(defaultCorpusUrl, 'shakespeare.txt');
+$('use-default').onclick = action(loadDefault, dataError);
+$('load-url').onclick = action(() => loadUrl($('url').value), dataError);
+$('use-paste').onclick = action(
+  () => loadCorpus([{ name: 'pasted text', bytes: new TextEncoder().encode($('paste').value) }]),
+  dataError,
+);
+const drop = $('drop');
+drop.ondragover = (e) => { e.preventDefault(); drop.classList.add('over'); };
+drop.ondragleave = () => drop.classList.remove('over');
+drop.ondrop = action(async (e) => {
+  e.preventDefault();
+  drop.classList.remove('over');
+  await readFiles(e.dataTransfer.files);
+}, dataError);
+
+async function buildTokenizer() {
+  const kind = $('tok-kind').value;
+  const { vocabSize } = await call(Request.buildTokenizer, { kind, vocab_size: Number($('bpe-vocab').value) });
+  $('tok-stats').textContent = `${vocabSize} tokens`;
+  page.configured = false;
+  await describe();
+}
+$('build-tok').onclick = action(buildTokenizer);
+$('tok-kind').onchange = () => { $('bpe-vocab').disabled = $('tok-kind').value !== 'bpe'; };
+
+// ---- model configuration ----------------------------------------------------------------------
+
+const fields = [...document.querySelectorAll('[data-key]')];
+
+function fillFields() {
+  for (const input of fields) {
+    const [part, key] = input.dataset.key.split('.');
+    input.value = page.preset[part][key];
+  }
+}
+
+function readFields() {
+  for (const input of fields) {
+    const [part, key] = input.dataset.key.split('.');
+    page.preset[part][key] = Number(input.value);
+  }
+}
+
+/** Live parameter count and validation of the fields (nothing is built). */
+async function describe() {
+  try {
+    const { params: n } = await call(Request.describe, { preset: page.preset });
+    $('params').textContent = `${(n / 1e6).toFixed(3)}M parameters`;
+    $('config-error').textContent = '';
+    return true;
+  } catch (e) {
+    $('params').textContent = '';
+    $('config-error').textContent = e.message;
+    return false;
+  }
+}
+
+for (const input of fields) {
+  input.oninput = () => {
+    readFields();
+    // A model field means a new model; a schedule field keeps the run going.
+    if (input.dataset.key.startsWith('model.')) page.configured = false;
+    page.scheduled = false;
+    describe();
+  };
+}
+
+$('preset').append(...PRESETS.map((name) => new Option(name, name)));
+async function usePreset(name) {
+  page.preset = await call(Request.preset, { name });
+  $('preset').value = name;
+  fillFields();
+  page.configured = false;
+  await describe();
+}
+$('preset').onchange = action(() => usePreset($('preset').value));
+
+/** Builds a fresh model from the fields unless the worker already holds one built from them. */
+async function ensureConfigured() {
+  if (!page.configured) {
+    await call(Request.configure, { preset: page.preset });
+    page.configured = page.scheduled = true;
+    page.step = 0;
+    resetCharts();
+  } else if (!page.scheduled) {
+    await call(Request.schedule, { train: page.preset.train });
+    page.scheduled = true;
+  }
+}
+
+function resetCharts() {
+  page.history = [];
+  Object.values(charts).forEach((c) => c.reset());
+}
+
+// ---- training ---------------------------------------------------------------------------------
+
+$('train').onclick = action(async () => {
+  if (page.step >= page.preset.train.max_steps) page.configured = false; // finished: start over
+  await ensureConfigured();
+  await call(Request.train);
+});
+$('pause').onclick = action(() => call(Request.pause));
+$('resume').onclick = action(() => call(Request.resume));
+$('stop').onclick = action(() => call(Request.stop));
+
+// ---- generation -------------------------------------------------------------------------------
+
+$('generate').onclick = action(async () => {
+  await ensureConfigured();
+  $('output').textContent = '';
+  page.tokenEvents = 0;
+  page.generated = null;
+  $('generate').disabled = true;
+  $('stop-gen').disabled = false;
+  const num = (id) => Number($(id).value);
+  const sampling = {
+    temperature: num('temperature'), top_k: num('top-k'), top_p: num('top-p'),
+    max_tokens: num('max-tokens'), seed: num('seed'), stop: null,
+  };
+  try {
+    const { text } = await call(Request.generate, { prompt: $('prompt').value, sampling });
+    $('output').textContent = text;
+    page.generated = text;
+  } finally {
+    $('generate').disabled = false;
+    $('stop-gen').disabled = true;
+  }
+});
+$('stop-gen').onclick = action(() => call(Request.stopGenerate));
+
+// ---- checkpoints ------------------------------------------------------------------------------
+
+const ckptStatus = (text) => { $('ckpt-status').textContent = text; };
+
+async function refreshSaved() {
+  const names = await storage.list().catch(() => []);
+  $('saved-list').replaceChildren(...names.map((n) => new Option(n, n)));
+}
+
+/** The worker's model is now the checkpoint's: show its configuration and step. */
+function adoptCheckpoint(info, source) {
+  page.preset = info.preset;
+  fillFields();
+  page.configured = page.scheduled = true;
+  page.step = info.step;
+  resetCharts();
+  $('tok-stats').textContent = `${info.vocabSize} tokens (from the checkpoint)`;
+  $('params').textContent = `${(info.params / 1e6).toFixed(3)}M parameters`;
+  $('step').textContent = `step ${info.step} / ${info.preset.train.max_steps}`;
+  ckptStatus(`Loaded ${source} at step ${info.step}.`);
+}
+
+$('save-browser').onclick = action(async () => {
+  const ckpt = await call(Request.save);
+  const name = $('ckpt-name').value.trim() || 'my-model';
+  await storage.save(name, ckpt);
+  await refreshSaved();
+  $('saved-list').value = name;
+  ckptStatus(`Saved "${name}" in this browser.`);
+});
+
+$('load-browser').onclick = action(async () => {
+  const name = $('saved-list').value;
+  if (!name) throw new Error('Nothing is saved in this browser yet.');
+  const ckpt = await storage.load(name);
+  adoptCheckpoint(await call(Request.load, ckpt), `"${name}"`);
+});
+
+$('download').onclick = action(async () => {
+  const ckpt = await call(Request.save);
+  const base = `${$('ckpt-name').value.trim() || 'kiln'}-step${page.step ?? 0}`;
+  const files = [[`${base}.json`, ckpt.meta], [`${base}.safetensors`, ckpt.weights]];
+  if (ckpt.optimizer) files.push([`${base}.optimizer.safetensors`, ckpt.optimizer]);
+  for (const [name, bytes] of files) {
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(new Blob([bytes]));
+    a.download = name;
+    a.click();
+    URL.revokeObjectURL(a.href);
+  }
+});
+
+$('upload').onchange = action(async (e) => {
+  // name.json, name.safetensors and (to resume the optimizer too) name.optimizer.safetensors
+  const parts = {};
+  for (const f of e.target.files) {
+    const part = f.name.endsWith('.optimizer.safetensors') ? 'optimizer'
+      : f.name.endsWith('.safetensors') ? 'weights' : f.name.endsWith('.json') ? 'meta' : null;
+    if (part) parts[part] = new Uint8Array(await f.arrayBuffer());
+  }
+  if (!parts.meta || !parts.weights) {
+    throw new Error('Choose the checkpoint\'s .json and .safetensors files (and its .optimizer.safetensors to resume the optimizer).');
+  }
+  adoptCheckpoint(await call(Request.load, parts), 'the uploaded checkpoint');
+});
+
+// ---- start ------------------------------------------------------------------------------------
+
+async function start() {
+  status('Starting WebGPU…');
+  showAdapter(await call(Request.init));
+  const forced = params.get('backend');
+  if (forced) await chooseBackend(forced);
+  status('Loading the bundled corpus…');
+  await loadDefault();
+  await usePreset(params.get('preset') ?? (page.adapter.name && !page.adapter.software ? 'shakespeare-baby' : 'tiny'));
+  await ensureConfigured();
+  page.timings.ready = performance.now();
+  status(`Ready to train (${((page.timings.ready - page.timings.start) / 1000).toFixed(1)} s to load)`);
+  document.body.dataset.ready = 'true';
+  refreshSaved();
+  if (!forced && page.adapter.software) await pickFasterBackend();
+  else $('backend-timing').textContent = forced ? 'chosen by the page address' : '';
+}
+
+start().catch((e) => {
+  showError(e.message);
+  status('Could not start');
+});

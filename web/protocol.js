@@ -1,0 +1,78 @@
+// The one definition of the messages between the page (main.js) and the training worker
+// (worker.js). The page sends requests, each with an `id`; the worker answers each one with
+// `reply` (same id, a result) or `error` (same id, a sentence for the user). Training and
+// generation also push events while they run.
+
+/** Requests, page → worker. The comment gives the payload → the reply's result. */
+export const Request = Object.freeze({
+  /** {} → {adapter: {name, software, reason?}, backend} : start WebGPU if the browser has it. */
+  init: 'init',
+  /** {files: [{name, bytes: Uint8Array}]} → {files, bytes, chars, trainChars, valChars} */
+  loadCorpus: 'loadCorpus',
+  /** {kind: 'char'} | {kind: 'bpe', vocab_size} → {vocabSize} */
+  buildTokenizer: 'buildTokenizer',
+  /** {name} → preset ({model, train}) */
+  preset: 'preset',
+  /** {preset} → {params}, or an error naming the invalid field: validates without building. */
+  describe: 'describe',
+  /** {preset} → {params}: a fresh model and optimizer. */
+  configure: 'configure',
+  /** {train} → {}: a new schedule (steps, lr, batch, ...) for the current run, model kept. */
+  schedule: 'schedule',
+  /** {backend: 'cpu' | 'wgpu'} → {backend}: the run, if any, moves over. */
+  useBackend: 'useBackend',
+  /** {} → {cpu?, wgpu?} ms per step of the configured model on each backend. */
+  timeBackends: 'timeBackends',
+  /** {} → {}: trains to the configured max_steps, pushing `progress`, `sample` and `state`. */
+  train: 'train',
+  pause: 'pause',
+  resume: 'resume',
+  stop: 'stop',
+  /** {prompt, sampling} → {text}, pushing `token` events; `stopGenerate` ends it early. */
+  generate: 'generate',
+  stopGenerate: 'stopGenerate',
+  /** {} → {meta: string, weights: Uint8Array, optimizer?: Uint8Array} */
+  save: 'save',
+  /** {meta: Uint8Array, weights: Uint8Array, optimizer?: Uint8Array} → {step, preset, vocabSize, params} */
+  load: 'load',
+});
+
+/** Messages, worker → page. */
+export const Event = Object.freeze({
+  /** {id, result} */
+  reply: 'reply',
+  /** {id, code, message}: code is the request type that failed (or 'train', 'panic'). */
+  error: 'error',
+  /** {step, maxSteps, loss, valLoss?, lr, tokensPerSec, eta} */
+  progress: 'progress',
+  /** {step, text}: a sample from the model at an evaluation. */
+  sample: 'sample',
+  /** {text}: the next piece of a generation. */
+  token: 'token',
+  /** {state: 'idle' | 'running' | 'paused'} */
+  state: 'state',
+});
+
+/** Calls the worker: `call(type, payload)` returns a promise of the reply's result. */
+export function client(worker, onEvent) {
+  let next = 0;
+  const pending = new Map();
+  worker.addEventListener('message', ({ data }) => {
+    const waiting = pending.get(data.id);
+    if (data.type === Event.reply && waiting) {
+      pending.delete(data.id);
+      waiting.resolve(data.result);
+    } else if (data.type === Event.error && waiting) {
+      pending.delete(data.id);
+      waiting.reject(Object.assign(new Error(data.message), { code: data.code }));
+    } else {
+      onEvent(data);
+    }
+  });
+  return (type, payload = {}, transfer = []) =>
+    new Promise((resolve, reject) => {
+      const id = ++next;
+      pending.set(id, { resolve, reject });
+      worker.postMessage({ type, id, ...payload }, transfer);
+    });
+}

@@ -1,0 +1,183 @@
+// The training worker: it owns the wasm module, so model code never runs on the page's thread.
+// Every wasm call goes through `exclusive`, one at a time: a generation asked for during
+// training runs between two steps.
+import init, * as kiln from './pkg/kiln.js';
+import wasmUrl from './pkg/kiln_bg.wasm?url';
+import { Event, Request } from './protocol.js';
+
+const post = (message, transfer = []) => self.postMessage(message, transfer);
+
+let lock = Promise.resolve();
+function exclusive(fn) {
+  const result = lock.then(fn);
+  lock = result.catch(() => {});
+  return result;
+}
+
+const run = { state: 'idle', stop: false, resume: null, generating: false, evalInterval: 0 };
+function setState(state) {
+  run.state = state;
+  post({ type: Event.state, state });
+}
+
+/** The WebGPU adapter, described for the page; `software` when it emulates a GPU on the CPU. */
+async function adapterInfo() {
+  if (!self.navigator.gpu) {
+    return { name: null, software: false, reason: 'This browser has no WebGPU (navigator.gpu is missing).' };
+  }
+  const adapter = await self.navigator.gpu.requestAdapter();
+  if (!adapter) {
+    return { name: null, software: false, reason: 'WebGPU is present but gave no adapter (no usable GPU or driver).' };
+  }
+  const info = adapter.info ?? {};
+  const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown adapter';
+  const fallback = info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
+  return { name, software: fallback || /swiftshader|llvmpipe|lavapipe|software/i.test(name) };
+}
+
+const parse = (json) => JSON.parse(json);
+
+const handlers = {
+  async [Request.init]() {
+    await init({ module_or_path: wasmUrl });
+    const adapter = await adapterInfo();
+    let backend = 'cpu';
+    if (adapter.name) {
+      try {
+        adapter.burn = await kiln.initWebgpu();
+        backend = 'wgpu';
+      } catch (e) {
+        adapter.reason = e.message;
+        adapter.name = null;
+      }
+    }
+    await kiln.useBackend(backend);
+    return { adapter, backend };
+  },
+  [Request.loadCorpus]: ({ files }) =>
+    parse(kiln.loadCorpus(files.map((f) => f.name), files.map((f) => f.bytes))),
+  [Request.buildTokenizer]: ({ kind, vocab_size }) =>
+    parse(kiln.buildTokenizer(JSON.stringify(kind === 'bpe' ? { kind, vocab_size } : { kind }))),
+  [Request.preset]: ({ name }) => parse(kiln.presetJson(name)),
+  [Request.describe]: ({ preset }) => parse(kiln.describe(JSON.stringify(preset))),
+  [Request.configure]({ preset }) {
+    const result = parse(kiln.configure(JSON.stringify(preset)));
+    run.evalInterval = preset.train.eval_interval;
+    return result;
+  },
+  async [Request.schedule]({ train }) {
+    await kiln.setSchedule(JSON.stringify(train));
+    run.evalInterval = train.eval_interval;
+    return {};
+  },
+  async [Request.useBackend]({ backend }) {
+    await kiln.useBackend(backend);
+    return { backend };
+  },
+  async [Request.timeBackends]({ backends }) {
+    const ms = {};
+    for (const b of backends) ms[b] = await kiln.timeStep(b, 2);
+    return ms;
+  },
+  [Request.generate]({ prompt, sampling }) {
+    run.generating = true;
+    const onText = (text) => {
+      post({ type: Event.token, text });
+      return run.generating;
+    };
+    return kiln
+      .generate(prompt, JSON.stringify(sampling), onText)
+      .then((text) => ({ text }))
+      .finally(() => { run.generating = false; });
+  },
+  [Request.save]: () => kiln.saveCheckpoint(),
+  [Request.load]({ meta, weights, optimizer }) {
+    const info = parse(kiln.loadCheckpoint(meta, weights, optimizer ?? undefined));
+    run.evalInterval = info.preset.train.eval_interval;
+    return info;
+  },
+};
+
+/** Requests that must not wait behind a training step. */
+const immediate = {
+  [Request.train]() {
+    if (run.state !== 'idle') throw new Error('Training is already running.');
+    train().catch((e) => post({ type: Event.error, id: null, code: 'train', message: e.message }));
+    return {};
+  },
+  [Request.pause]() {
+    if (run.state === 'running') setState('paused');
+    return {};
+  },
+  [Request.resume]() {
+    if (run.state === 'paused') {
+      setState('running');
+      run.resume?.();
+    }
+    return {};
+  },
+  [Request.stop]() {
+    run.stop = true;
+    run.resume?.();
+    return {};
+  },
+  [Request.stopGenerate]() {
+    run.generating = false;
+    return {};
+  },
+};
+
+const SAMPLE = { temperature: 0.8, top_k: 0, top_p: 1.0, max_tokens: 80, seed: 0, stop: null };
+
+async function train() {
+  run.stop = false;
+  setState('running');
+  const started = performance.now();
+  let startStep = null;
+  try {
+    for (;;) {
+      if (run.state === 'paused') await new Promise((r) => { run.resume = r; });
+      if (run.stop) break;
+      const m = parse(await exclusive(() => kiln.trainStep()));
+      startStep ??= m.step - 1;
+      const every = run.evalInterval;
+      if (m.step === m.max_steps || (every > 0 && m.step % every === 0)) {
+        m.val_loss = await exclusive(() => kiln.evaluate());
+      }
+      const perStep = (performance.now() - started) / 1000 / (m.step - startStep);
+      post({
+        type: Event.progress,
+        step: m.step,
+        maxSteps: m.max_steps,
+        loss: m.loss,
+        valLoss: m.val_loss ?? null,
+        lr: m.lr,
+        tokensPerSec: m.tokens_per_sec,
+        eta: perStep * (m.max_steps - m.step),
+      });
+      if (m.val_loss != null) {
+        const text = await exclusive(() => kiln.generate('', JSON.stringify(SAMPLE), () => true));
+        post({ type: Event.sample, step: m.step, text });
+      }
+      if (m.step >= m.max_steps) break;
+      // Let pause/stop/generate messages in between steps, even on a backend that never awaits.
+      await new Promise((r) => setTimeout(r, 0));
+    }
+  } finally {
+    run.resume = null;
+    setState('idle');
+  }
+}
+
+self.onmessage = async ({ data }) => {
+  const { type, id, ...args } = data;
+  try {
+    let result;
+    if (immediate[type]) result = immediate[type](args);
+    else if (handlers[type]) result = await exclusive(() => handlers[type](args));
+    else throw new Error(`unknown request "${type}"`);
+    post({ type: Event.reply, id, result });
+  } catch (e) {
+    post({ type: Event.error, id, code: type, message: e?.message ?? String(e) });
+  }
+};
