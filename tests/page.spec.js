@@ -9,6 +9,13 @@ test('the adapter is WebGPU on SwiftShader', async ({ page }) => {
   expect(await kiln(page, 'adapter.software')).toBe(true);
   expect(await kiln(page, 'backend')).toBe('wgpu');
   await expect(page.locator('#fallback-notice')).toBeHidden();
+  // The fields are checked as they are typed: the parameter count, or why the model is invalid.
+  await expect(page.locator('#params')).toHaveText('0.028M parameters');
+  await setField(page, 'model.n_head', 3);
+  await expect(page.locator('#config-error')).toContainText('n_head');
+  await setField(page, 'model.n_head', 4);
+  await expect(page.locator('#config-error')).toHaveText('');
+  await expect(page.locator('#params')).toHaveText('0.028M parameters');
 });
 
 test('training tiny on WebGPU lowers the loss, draws the charts and stays responsive', async ({ page }) => {
@@ -51,6 +58,9 @@ test('generation streams text, and the same seed gives the same text', async ({ 
   await expect(page.locator('#output')).toHaveText(a);
   expect(await generate(page, 7)).toBe(a);
   expect(await generate(page, 8)).not.toBe(a);
+  await page.fill('#prompt', 'To be, or not to be');
+  await page.click('#score-prompt');
+  await expect(page.locator('#score')).toContainText(/18 tokens, log-probability -\d+\.\d\d, perplexity \d+\.\d\d/);
 });
 
 test('a checkpoint saved in the browser survives a reload and generates the same text', async ({ page }) => {
@@ -94,6 +104,12 @@ test('a custom .txt trains; empty and binary files show an error and change noth
   await train(page, 5);
   expect((await kiln(page, 'history')).map((p) => p.step)).toEqual([1, 2, 3, 4, 5]);
   expect(await generate(page, 1, 30)).toMatch(/^[a-z .\n]+$/);
+  // A byte-level BPE trained in the page, on this text.
+  await page.selectOption('#tok-kind', 'bpe');
+  await page.fill('#bpe-vocab', '300');
+  await page.click('#build-tok');
+  await expect(page.locator('#tok-stats')).toHaveText(/^(2[6-9]\d|300) tokens$/);
+  await train(page, 3);
 });
 
 test('the CPU backend can be forced and trains', async ({ page }) => {

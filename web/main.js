@@ -296,6 +296,11 @@ $('generate').onclick = action(async () => {
   }
 });
 $('stop-gen').onclick = action(() => call(Request.stopGenerate));
+$('score-prompt').onclick = action(async () => {
+  await ensureConfigured();
+  const s = await call(Request.score, { text: $('prompt').value });
+  $('score').textContent = `${s.tokens} tokens, log-probability ${s.log_prob.toFixed(2)}, perplexity ${s.perplexity.toFixed(2)}`;
+}, (message) => { $('score').textContent = message; });
 
 // ---- checkpoints ------------------------------------------------------------------------------
 

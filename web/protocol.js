@@ -31,6 +31,8 @@ export const Request = Object.freeze({
   /** {prompt, sampling} → {text}, pushing `token` events; `stopGenerate` ends it early. */
   generate: 'generate',
   stopGenerate: 'stopGenerate',
+  /** {text} → {tokens, log_prob, perplexity}: how likely the model finds the text. */
+  score: 'score',
   /** {} → {meta: string, weights: Uint8Array, optimizer?: Uint8Array} */
   save: 'save',
   /** {meta: Uint8Array, weights: Uint8Array, optimizer?: Uint8Array} → {step, preset, vocabSize, params} */
@@ -43,7 +45,7 @@ export const Event = Object.freeze({
   reply: 'reply',
   /** {id, code, message}: code is the request type that failed (or 'train', 'panic'). */
   error: 'error',
-  /** {step, maxSteps, loss, valLoss?, lr, tokensPerSec, eta} */
+  /** {step, maxSteps, loss, valLoss?, lr, tokensPerSec, stepMs, eta (seconds)} */
   progress: 'progress',
   /** {step, text}: a sample from the model at an evaluation. */
   sample: 'sample',

@@ -90,6 +90,7 @@ const handlers = {
       .then((text) => ({ text }))
       .finally(() => { run.generating = false; });
   },
+  [Request.score]: async ({ text }) => parse(await kiln.score(text)),
   [Request.save]: () => kiln.saveCheckpoint(),
   [Request.load]({ meta, weights, optimizer }) {
     const info = parse(kiln.loadCheckpoint(meta, weights, optimizer ?? undefined));
@@ -138,7 +139,9 @@ async function train() {
     for (;;) {
       if (run.state === 'paused') await new Promise((r) => { run.resume = r; });
       if (run.stop) break;
+      const before = performance.now();
       const m = parse(await exclusive(() => kiln.trainStep()));
+      const stepMs = performance.now() - before;
       startStep ??= m.step - 1;
       const every = run.evalInterval;
       if (m.step === m.max_steps || (every > 0 && m.step % every === 0)) {
@@ -153,6 +156,7 @@ async function train() {
         valLoss: m.val_loss ?? null,
         lr: m.lr,
         tokensPerSec: m.tokens_per_sec,
+        stepMs,
         eta: perStep * (m.max_steps - m.step),
       });
       if (m.val_loss != null) {
