@@ -63,24 +63,57 @@ test('generation streams text, and the same seed gives the same text', async ({ 
   await expect(page.locator('#score')).toContainText(/18 tokens, log-probability -\d+\.\d\d, perplexity \d+\.\d\d/);
 });
 
-test('a checkpoint saved in the browser survives a reload and generates the same text', async ({ page }) => {
+test('a checkpoint saved in the browser survives a reload: same text, and training continues', async ({ page }) => {
   await open(page);
   await train(page, 6);
   await page.fill('#ckpt-name', 'reload-test');
   await page.click('#save-browser');
-  await expect(page.locator('#ckpt-status')).toHaveText('Saved "reload-test" in this browser.');
+  await expect(page.locator('#ckpt-status')).toHaveText('Saved "reload-test" in this browser at step 6.');
   const before = await generate(page, 3);
+  const losses = (await kiln(page, 'history')).map((p) => p.loss);
 
   await page.reload();
   await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
-  await expect(page.locator('#saved-list option[value="reload-test"]')).toHaveCount(1);
-  await page.selectOption('#saved-list', 'reload-test');
-  await page.click('#load-browser');
+  const row = page.locator('#saved tr[data-name="reload-test"]');
+  await expect(row).toContainText('reload-test6'); // name, then the step
+  await row.locator('button.load').click();
   await expect(page.locator('#ckpt-status')).toHaveText('Loaded "reload-test" at step 6.');
+  // The chart history came back with the model.
+  expect(await kiln(page, 'charts.loss.points')).toBe(6);
+  expect((await kiln(page, 'history')).map((p) => p.loss)).toEqual(losses);
   expect(await generate(page, 3)).toBe(before);
-  await train(page, 8); // resumes at step 6
-  const steps = (await kiln(page, 'history')).map((p) => p.step);
-  expect(steps).toEqual([7, 8]);
+  await train(page, 8);
+  expect((await kiln(page, 'history')).map((p) => p.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+});
+
+test('a save that dies half-way leaves the previous checkpoint; delete removes one', async ({ page }) => {
+  await open(page, '?backend=cpu');
+  await page.fill('#ckpt-name', 'atomic');
+  await page.fill('#autosave', '3');
+  await train(page, 3); // autosaved at step 3
+  await expect(page.locator('#ckpt-status')).toHaveText('Saved "atomic" in this browser at step 3.');
+  await page.fill('#autosave', '0');
+  await train(page, 5);
+  // The next save fails on its third file, after two were written.
+  await page.evaluate(() => {
+    const close = FileSystemWritableFileStream.prototype.close;
+    let calls = 0;
+    FileSystemWritableFileStream.prototype.close = function () {
+      calls += 1;
+      return calls === 3 ? Promise.reject(new Error('disk full (simulated)')) : close.call(this);
+    };
+  });
+  await page.click('#save-browser');
+  await expect(page.locator('#error-text')).toHaveText('disk full (simulated)');
+  await page.reload();
+  await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
+  await page.locator('#saved tr[data-name="atomic"] button.load').click();
+  await expect(page.locator('#ckpt-status')).toHaveText('Loaded "atomic" at step 3.');
+  await page.locator('#saved tr[data-name="atomic"] button.delete').click();
+  await expect(page.locator('#saved tr[data-name="atomic"]')).toHaveCount(0);
+  await page.reload();
+  await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
+  await expect(page.locator('#saved tr[data-name="atomic"]')).toHaveCount(0);
 });
 
 test('a custom .txt trains; empty and binary files show an error and change nothing', async ({ page }) => {

@@ -66,7 +66,8 @@ const call = client(worker, (msg) => {
   }
 });
 
-function onProgress(p) {
+/** Draws one step's progress (live, or replayed from a checkpoint's history). */
+function plot(p) {
   page.history.push(p);
   charts.loss.push(p.step, [p.loss, p.valLoss]);
   charts.speed.push(p.step, [p.tokensPerSec]);
@@ -77,7 +78,13 @@ function onProgress(p) {
     (p.valLoss != null ? ` · val ${p.valLoss.toFixed(3)}` : '');
   $('eta').textContent = p.step < p.maxSteps ? `ETA ${formatSeconds(p.eta)}` : 'done';
   page.step = p.step;
+}
+
+function onProgress(p) {
+  plot(p);
   page.timings.firstStep ??= performance.now();
+  const every = Number($('autosave').value);
+  if (every > 0 && p.step % every === 0) saveToBrowser(ckptName()).catch((e) => showError(e.message));
 }
 
 function onState(state) {
@@ -266,6 +273,7 @@ function resetCharts() {
 $('train').onclick = action(async () => {
   if (page.step >= page.preset.train.max_steps) page.configured = false; // finished: start over
   await ensureConfigured();
+  $('eta').textContent = '';
   await call(Request.train);
 });
 $('pause').onclick = action(() => call(Request.pause));
@@ -305,44 +313,70 @@ $('score-prompt').onclick = action(async () => {
 // ---- checkpoints ------------------------------------------------------------------------------
 
 const ckptStatus = (text) => { $('ckpt-status').textContent = text; };
+const kb = (bytes) => (bytes < 1e6 ? `${(bytes / 1e3).toFixed(0)} kB` : `${(bytes / 1e6).toFixed(1)} MB`);
 
 async function refreshSaved() {
-  const names = await storage.list().catch(() => []);
-  $('saved-list').replaceChildren(...names.map((n) => new Option(n, n)));
+  const rows = (await storage.list()).map((c) => {
+    const tr = document.createElement('tr');
+    tr.dataset.name = c.name;
+    const m = c.model;
+    const cells = [c.name, c.step, `${m.n_layer}×${m.n_embd}, ctx ${m.block_size}, vocab ${m.vocab_size}`,
+      kb(c.bytes), new Date(c.date).toLocaleString()];
+    tr.append(...cells.map((text) => Object.assign(document.createElement('td'), { textContent: text })));
+    const buttons = document.createElement('td');
+    const button = (label, fn) => Object.assign(document.createElement('button'), { textContent: label, className: label.toLowerCase(), onclick: action(fn) });
+    buttons.append(button('Load', () => loadSaved(c.name)), button('Delete', () => deleteSaved(c.name)));
+    tr.append(buttons);
+    return tr;
+  });
+  $('saved').querySelector('tbody').replaceChildren(...rows);
 }
 
-/** The worker's model is now the checkpoint's: show its configuration and step. */
-function adoptCheckpoint(info, source) {
+/** The worker's model is now the checkpoint's: show its configuration, step and chart history. */
+function adoptCheckpoint(info, source, history = []) {
   page.preset = info.preset;
   fillFields();
   page.configured = page.scheduled = true;
-  page.step = info.step;
   resetCharts();
+  history.forEach(plot);
+  page.step = info.step;
   $('tok-stats').textContent = `${info.vocabSize} tokens (from the checkpoint)`;
   $('params').textContent = `${(info.params / 1e6).toFixed(3)}M parameters`;
   $('step').textContent = `step ${info.step} / ${info.preset.train.max_steps}`;
+  $('eta').textContent = '';
   ckptStatus(`Loaded ${source} at step ${info.step}.`);
 }
 
-$('save-browser').onclick = action(async () => {
-  const ckpt = await call(Request.save);
-  const name = $('ckpt-name').value.trim() || 'my-model';
-  await storage.save(name, ckpt);
-  await refreshSaved();
-  $('saved-list').value = name;
-  ckptStatus(`Saved "${name}" in this browser.`);
-});
+/** One save at a time (autosaves queue behind a save in progress). */
+let saving = Promise.resolve();
+function saveToBrowser(name) {
+  saving = saving.catch(() => {}).then(async () => {
+    const ckpt = await call(Request.save);
+    await storage.save(name, ckpt, page.history);
+    await refreshSaved();
+    ckptStatus(`Saved "${name}" in this browser at step ${JSON.parse(ckpt.meta).step}.`);
+  });
+  return saving;
+}
 
-$('load-browser').onclick = action(async () => {
-  const name = $('saved-list').value;
-  if (!name) throw new Error('Nothing is saved in this browser yet.');
-  const ckpt = await storage.load(name);
-  adoptCheckpoint(await call(Request.load, ckpt), `"${name}"`);
-});
+async function loadSaved(name) {
+  const { history, ...ckpt } = await storage.load(name);
+  adoptCheckpoint(await call(Request.load, ckpt), `"${name}"`, history);
+}
+
+async function deleteSaved(name) {
+  await storage.remove(name);
+  await refreshSaved();
+  ckptStatus(`Deleted "${name}".`);
+}
+
+const ckptName = () => $('ckpt-name').value.trim() || 'my-model';
+$('save-browser').onclick = action(() => saveToBrowser(ckptName()));
+$('storage-kind').textContent = `Checkpoints are kept in this browser's ${storage.kind() === 'opfs' ? 'origin-private file system' : 'IndexedDB'}.`;
 
 $('download').onclick = action(async () => {
   const ckpt = await call(Request.save);
-  const base = `${$('ckpt-name').value.trim() || 'kiln'}-step${page.step ?? 0}`;
+  const base = `${ckptName()}-step${page.step ?? 0}`;
   const files = [[`${base}.json`, ckpt.meta], [`${base}.safetensors`, ckpt.weights]];
   if (ckpt.optimizer) files.push([`${base}.optimizer.safetensors`, ckpt.optimizer]);
   for (const [name, bytes] of files) {
@@ -382,7 +416,7 @@ async function start() {
   page.timings.ready = performance.now();
   status(`Ready to train (${((page.timings.ready - page.timings.start) / 1000).toFixed(1)} s to load)`);
   document.body.dataset.ready = 'true';
-  refreshSaved();
+  refreshSaved().catch((e) => ckptStatus(e.message));
   if (!forced && page.adapter.software) await pickFasterBackend();
   else $('backend-timing').textContent = forced ? 'chosen by the page address' : '';
 }
