@@ -228,7 +228,37 @@ impl Checkpoint {
 
     /// A trainer that continues this run on `corpus` from the saved step, optimizer state included.
     pub fn resume(&self, corpus: &Corpus, device: &Device) -> Result<Trainer> {
+        let m = &self.meta;
+        let mut trainer = self.trainer(corpus, m.train.clone(), device, m.step, m.elapsed)?;
+        if let Some(bytes) = &self.optimizer {
+            let device = trainer.device().clone().inner();
+            let optim = decode_optimizer(bytes, trainer.model(), &device)?;
+            trainer.set_optimizer(optim);
+        }
+        Ok(trainer)
+    }
+
+    /// A new run from this checkpoint's weights and tokenizer on `corpus` with schedule `train`
+    /// (finetuning): fresh optimizer state, step 0.
+    pub fn finetune(
+        &self,
+        corpus: &Corpus,
+        train: TrainConfig,
+        device: &Device,
+    ) -> Result<Trainer> {
+        self.trainer(corpus, train, device, 0, 0.0)
+    }
+
+    fn trainer(
+        &self,
+        corpus: &Corpus,
+        train: TrainConfig,
+        device: &Device,
+        step: usize,
+        elapsed: f64,
+    ) -> Result<Trainer> {
         let tokenizer = self.checked_tokenizer()?;
+        train.validate()?;
         let device = device.clone().autodiff();
         let model = decode_weights(
             Gpt::new(&self.meta.model, 0, &device),
@@ -237,24 +267,9 @@ impl Checkpoint {
         )?;
         let preset = Preset {
             model: self.meta.model.clone(),
-            train: self.meta.train.clone(),
+            train,
         };
-        preset.train.validate()?;
-        let mut trainer = Trainer::with_model(
-            model,
-            preset,
-            tokenizer,
-            corpus,
-            device,
-            self.meta.step,
-            self.meta.elapsed,
-        )?;
-        if let Some(bytes) = &self.optimizer {
-            let device = trainer.device().clone().inner();
-            let optim = decode_optimizer(bytes, trainer.model(), &device)?;
-            trainer.set_optimizer(optim);
-        }
-        Ok(trainer)
+        Trainer::with_model(model, preset, tokenizer, corpus, device, step, elapsed)
     }
 
     /// Parses the three parts; nothing is checked against a model until it is loaded.

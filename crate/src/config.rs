@@ -82,6 +82,9 @@ pub struct TrainConfig {
     /// Batches averaged in one validation pass.
     pub eval_steps: usize,
     pub seed: u64,
+    /// Finetuning: the first this many transformer blocks keep their weights.
+    #[serde(default)]
+    pub freeze_blocks: usize,
 }
 
 /// How tokens are drawn during generation.
@@ -153,6 +156,7 @@ pub fn preset(name: &str) -> Result<Preset> {
         eval_interval: 250,
         eval_steps,
         seed: 1337,
+        freeze_blocks: 0,
     };
     Ok(match name {
         // Small enough for unit tests and browser tests on an emulated GPU.

@@ -107,6 +107,32 @@ pub fn clip_grad_norm(model: &Gpt, grads: &mut GradientsParams, max_norm: f64) -
     norm
 }
 
+/// Drops the gradients of the first `blocks` transformer blocks (`h.0` ... `h.{blocks-1}`), so
+/// neither the clipping norm nor the optimizer sees them: those weights stay as they are.
+struct Freeze<'a> {
+    grads: &'a mut GradientsParams,
+    blocks: usize,
+    path: Vec<String>,
+}
+
+impl ModuleVisitor for Freeze<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_owned());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let frozen = matches!(self.path.as_slice(), [h, i, ..] if h == "h"
+            && i.parse::<usize>().is_ok_and(|i| i < self.blocks));
+        if frozen {
+            self.grads.remove::<D>(param.id);
+        }
+    }
+}
+
 fn tensors(batch: Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
     let shape = [batch.batch, batch.block];
     (
@@ -127,6 +153,16 @@ pub struct Trainer {
     elapsed: f64,
     /// The autodiff device the model trains on.
     device: Device,
+}
+
+fn check_freeze(p: &Preset) -> Result<()> {
+    if p.train.freeze_blocks > p.model.n_layer {
+        return Err(Error::Config(format!(
+            "freeze_blocks is {} but the model has only {} blocks",
+            p.train.freeze_blocks, p.model.n_layer
+        )));
+    }
+    Ok(())
 }
 
 /// Seed offset for validation batches: the same windows at every evaluation, so values compare.
@@ -158,6 +194,7 @@ impl Trainer {
         step: usize,
         elapsed: f64,
     ) -> Result<Self> {
+        check_freeze(&preset)?;
         let block = preset.model.block_size;
         let batch = preset.train.batch_size;
         let train = Batcher::new(
@@ -213,11 +250,26 @@ impl Trainer {
     /// the model, the optimizer state and the step: e.g. to train a loaded model for longer.
     pub fn set_train_config(&mut self, train: TrainConfig) -> Result<()> {
         train.validate()?;
+        check_freeze(&Preset {
+            model: self.preset.model.clone(),
+            train: train.clone(),
+        })?;
         if train.batch_size != self.preset.train.batch_size {
             self.train = self.train.with_batch_size(train.batch_size);
             self.val = self.val.with_batch_size(train.batch_size);
         }
         self.preset.train = train;
+        Ok(())
+    }
+
+    /// Continues this run on another text (finetuning), encoded with the run's tokenizer; a
+    /// character the tokenizer has never seen is an error that names it.
+    pub fn set_corpus(&mut self, corpus: &Corpus) -> Result<()> {
+        let (block, batch) = (self.preset.model.block_size, self.preset.train.batch_size);
+        let encode = |text: &str| self.tokenizer.encode(text);
+        let train = Batcher::new(encode(corpus.train_text())?, block, batch, "training")?;
+        let val = Batcher::new(encode(corpus.val_text())?, block, batch, "validation")?;
+        (self.train, self.val) = (train, val);
         Ok(())
     }
 
@@ -280,6 +332,13 @@ impl Trainer {
             loss_sum = Some(loss_sum.map_or(loss.clone(), |s| s + loss));
         }
         let mut grads = accum.grads();
+        if c.freeze_blocks > 0 {
+            self.model.visit(&mut Freeze {
+                grads: &mut grads,
+                blocks: c.freeze_blocks,
+                path: Vec::new(),
+            });
+        }
         let norm = clip_grad_norm(&self.model, &mut grads, c.grad_clip);
         self.model = self.optim.step(c, lr, self.model.clone(), grads);
         let loss_sum = loss_sum.expect("at least one batch");

@@ -130,5 +130,50 @@ fn train_resume_generate_score() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("perplexity"));
     let out = kiln(&["score", "--ckpt", ckpt, "--text", "Zebra!"]);
     fails_cleanly(&out, "not in the vocabulary");
+    // Finetune on another text from this checkpoint: a new run at step 0 with its own schedule.
+    let other = dir.join("other.txt");
+    std::fs::write(&other, "not to be or to be, that is the question.\n".repeat(100)).unwrap();
+    let (other, ft) = (other.to_str().unwrap(), dir.join("ft"));
+    let ft = ft.to_str().unwrap();
+    let finetune = |set: &str| {
+        let args = [
+            "--data",
+            other,
+            "--init-from",
+            ckpt,
+            "--set",
+            set,
+            "--out",
+            ft,
+        ];
+        kiln(&[&["train"][..], &args].concat())
+    };
+    let out = finetune("n_layer=3");
+    fails_cleanly(&out, "training settings only");
+    let out = finetune("max_steps=5");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("training from step 0"),
+        "{stderr}"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("ft/checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(
+        (meta["step"].as_u64(), meta["train"]["max_steps"].as_u64()),
+        (Some(5), Some(5))
+    );
+    // Milton's characters that the tokenizer never saw are named.
+    let accent = dir.join("accent.txt");
+    std::fs::write(&accent, "to be é\n".repeat(300)).unwrap();
+    let out = kiln(&[
+        "train",
+        "--data",
+        accent.to_str().unwrap(),
+        "--init-from",
+        ckpt,
+        "--out",
+        ft,
+    ]);
+    fails_cleanly(&out, "'é'");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -225,3 +225,89 @@ fn schedule_changes_keep_the_run() {
     assert_eq!(t.preset().train, longer);
     assert_eq!(t.step().unwrap().step, 4);
 }
+
+/// Every parameter's path and values.
+#[derive(Default)]
+struct Named(Vec<(String, Vec<f32>)>, Vec<String>);
+
+impl ModuleVisitor for Named {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.1.push(name.to_owned());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.1.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let values = param.val().try_into_vec_as::<f32>().unwrap();
+        self.0.push((self.1.join("."), values));
+    }
+}
+
+/// Blocks below `freeze_blocks` keep their exact weights; the rest train.
+#[test]
+fn frozen_blocks_keep_their_weights() {
+    let corpus = common::small_corpus(20_000);
+    let tokenizer = common::char_tokenizer(&corpus);
+    let mut p = common::tiny(tokenizer.vocab_size());
+    p.train.freeze_blocks = 1;
+    let mut t = Trainer::new(p.clone(), tokenizer.clone(), &corpus, &Device::flex()).unwrap();
+    let block = |t: &Trainer, i: usize| {
+        let mut named = Named::default();
+        t.model().visit(&mut named);
+        let prefix = format!("h.{i}.");
+        named
+            .0
+            .into_iter()
+            .filter(|(path, _)| path.starts_with(&prefix))
+            .collect::<Vec<_>>()
+    };
+    let (frozen, trained) = (block(&t, 0), block(&t, 1));
+    for _ in 0..3 {
+        t.step().unwrap();
+    }
+    assert!(!frozen.is_empty());
+    assert_eq!(block(&t, 0), frozen, "block 0 is frozen");
+    assert_ne!(block(&t, 1), trained, "block 1 trains");
+    p.train.freeze_blocks = 3;
+    let err = Trainer::new(p, tokenizer, &corpus, &Device::flex())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("freeze_blocks"), "{err}");
+}
+
+/// Pretrain on Shakespeare, finetune on Milton: Milton's validation loss falls.
+#[test]
+fn finetuning_on_milton_lowers_its_loss() {
+    let shakespeare = common::small_corpus(40_000);
+    // The vocabulary of all the plays, as the page builds it: it covers Milton's characters.
+    let all = kiln::data::Corpus::from_text(common::shakespeare()).unwrap();
+    let tokenizer = common::char_tokenizer(&all);
+    let p = common::tiny(tokenizer.vocab_size());
+    let mut t = Trainer::new(p.clone(), tokenizer, &shakespeare, &Device::flex()).unwrap();
+    for _ in 0..40 {
+        t.step().unwrap();
+    }
+    let ckpt = Checkpoint::from_trainer(&t).unwrap();
+    let milton = common::milton(40_000);
+    let schedule = kiln::TrainConfig {
+        max_steps: 40,
+        warmup_steps: 0,
+        ..p.train
+    };
+    let mut ft = ckpt.finetune(&milton, schedule, &Device::flex()).unwrap();
+    assert_eq!(ft.step_count(), 0);
+    let before = ft.evaluate().unwrap();
+    for _ in 0..40 {
+        ft.step().unwrap();
+    }
+    let after = ft.evaluate().unwrap();
+    assert!(after < before - 0.1, "Milton val loss {before} -> {after}");
+    // The same run can also switch text in place; unseen characters are named.
+    let accented = kiln::data::Corpus::from_text("café au lait ".repeat(500)).unwrap();
+    let err = ft.set_corpus(&accented).err().unwrap();
+    assert!(err.to_string().contains("'é'"), "{err}");
+    ft.set_corpus(&shakespeare).unwrap();
+    ft.step().unwrap();
+}

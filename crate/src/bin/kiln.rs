@@ -64,6 +64,10 @@ struct TrainArgs {
     /// Checkpoint directory; training resumes from it if it already holds a checkpoint.
     #[arg(long)]
     out: PathBuf,
+    /// Finetune: start from this checkpoint's weights and tokenizer, with the schedule of
+    /// --preset and --set (model settings stay the checkpoint's), at step 0.
+    #[arg(long, value_name = "CKPT_DIR")]
+    init_from: Option<PathBuf>,
     /// Steps between checkpoints (default: eval_interval).
     #[arg(long)]
     save_every: Option<usize>,
@@ -205,6 +209,19 @@ fn train(a: TrainArgs) -> Result<()> {
             );
         }
         Checkpoint::load_dir(&a.out)?.resume(&corpus, &device)?
+    } else if let Some(base) = &a.init_from {
+        let base = Checkpoint::load_dir(base)?;
+        let mut preset = config::preset(&a.preset)?;
+        preset.model = base.meta.model.clone();
+        for o in &a.overrides {
+            preset.set(o)?;
+        }
+        if preset.model != base.meta.model {
+            bail!(
+                "--init-from keeps the checkpoint's model; --set can change training settings only"
+            );
+        }
+        base.finetune(&corpus, preset.train, &device)?
     } else {
         let mut preset = config::preset(&a.preset)?;
         for o in &a.overrides {

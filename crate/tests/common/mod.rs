@@ -16,6 +16,13 @@ pub fn small_corpus(chars: usize) -> Corpus {
     Corpus::from_text(shakespeare().chars().take(chars).collect()).unwrap()
 }
 
+/// The first `chars` characters of the bundled Milton (the finetuning demo's second text).
+pub fn milton(chars: usize) -> Corpus {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/data/milton.txt");
+    let text = std::fs::read_to_string(path).expect("bundled Milton");
+    Corpus::from_text(text.chars().take(chars).collect()).unwrap()
+}
+
 pub fn char_tokenizer(corpus: &Corpus) -> Tokenizer {
     Tokenizer::train(TokenizerKind::Char, corpus.text()).unwrap()
 }
