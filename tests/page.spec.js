@@ -163,3 +163,17 @@ test('on a software adapter the page times both backends and uses the faster', a
   expect(await kiln(page, 'backend')).toBe(ms.cpu < ms.wgpu ? 'cpu' : 'wgpu');
   await expect(timing).toContainText(`WebGPU ${ms.wgpu.toFixed(0)} ms/step, CPU ${ms.cpu.toFixed(0)} ms/step`);
 });
+
+test('the demo pretrains on Shakespeare, finetunes on Milton, and Milton\'s loss falls', async ({ page }) => {
+  await open(page, '?backend=cpu');
+  await setField(page, 'train.max_steps', 80);
+  await setField(page, 'train.eval_interval', 0);
+  await page.click('#demo-milton');
+  await expect(page.locator('#demo-result')).toContainText('after', { timeout: 5 * 60_000 });
+  const { before, after } = await kiln(page, 'demo');
+  expect(after).toBeLessThan(before - 0.05);
+  await expect(page.locator('#demo-before')).toContainText('Before finetuning:\n');
+  await expect(page.locator('#demo-after')).toContainText('After finetuning on Milton:\n');
+  await expect(page.locator('#corpus-stats')).toContainText('milton.txt');
+  expect((await kiln(page, 'history')).map((p) => p.step).at(-1)).toBe(80);
+});

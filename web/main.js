@@ -1,6 +1,7 @@
 // The page: it reads the controls, talks to the training worker through protocol.js, and draws
 // what the worker reports. No model code runs here.
 import defaultCorpusUrl from './data/shakespeare.txt?url';
+import miltonUrl from './data/milton.txt?url';
 import { lineChart } from './charts.js';
 import { Event, Request, client } from './protocol.js';
 import * as storage from './storage.js';
@@ -87,8 +88,12 @@ function onProgress(p) {
   if (every > 0 && p.step % every === 0) saveToBrowser(ckptName()).catch((e) => showError(e.message));
 }
 
+let idle = null; // resolves when a training run ends
+const untilIdle = () => new Promise((resolve) => { idle = resolve; });
+
 function onState(state) {
   page.state = state;
+  if (state === 'idle') idle?.();
   $('train').disabled = state !== 'idle';
   $('pause').disabled = state !== 'running';
   $('resume').disabled = state !== 'paused';
@@ -138,15 +143,21 @@ $('backend').onchange = action(async () => {
 
 // ---- data and tokenizer -----------------------------------------------------------------------
 
-async function loadCorpus(files) {
+/** Makes `files` the training text; with `finetune` (and a model) the model stays. */
+async function loadCorpus(files, finetune = $('finetune').checked && page.configured) {
   $('data-error').hidden = true;
-  const stats = await call(Request.loadCorpus, { files });
+  const stats = await call(Request.loadCorpus, { files, finetune });
   const names = files.map((f) => f.name).join(', ');
   $('corpus-stats').textContent = `${names}: ${stats.bytes.toLocaleString()} bytes, ` +
     `${stats.chars.toLocaleString()} characters; training on ${stats.trainChars.toLocaleString()}, ` +
-    `validating on ${stats.valChars.toLocaleString()}`;
-  page.configured = false;
-  await buildTokenizer();
+    `validating on ${stats.valChars.toLocaleString()}` + (finetune ? ' (finetuning the current model)' : '');
+  if (finetune) {
+    page.step = 0;
+    resetCharts();
+  } else {
+    page.configured = false;
+    await buildTokenizer();
+  }
 }
 
 const dataError = (message) => {
@@ -160,7 +171,7 @@ async function readFiles(fileList) {
   if (files.length) await loadCorpus(files);
 }
 
-async function loadUrl(url, name = new URL(url, location.href).pathname.split('/').pop() || 'download.txt') {
+async function fetchBytes(url) {
   let response;
   try {
     response = await fetch(url);
@@ -168,7 +179,11 @@ async function loadUrl(url, name = new URL(url, location.href).pathname.split('/
     throw new Error(`Could not fetch ${url} (offline, or the server does not allow it).`);
   }
   if (!response.ok) throw new Error(`Could not fetch ${url}: HTTP ${response.status}.`);
-  await loadCorpus([{ name, bytes: new Uint8Array(await response.arrayBuffer()) }]);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+async function loadUrl(url, name = new URL(url, location.href).pathname.split('/').pop() || 'download.txt') {
+  await loadCorpus([{ name, bytes: await fetchBytes(url) }]);
 }
 
 $('file').onchange = action((e) => readFiles(e.target.files), dataError);
@@ -309,6 +324,42 @@ $('score-prompt').onclick = action(async () => {
   const s = await call(Request.score, { text: $('prompt').value });
   $('score').textContent = `${s.tokens} tokens, log-probability ${s.log_prob.toFixed(2)}, perplexity ${s.perplexity.toFixed(2)}`;
 }, (message) => { $('score').textContent = message; });
+
+// ---- demo: pretrain on Shakespeare, finetune on Milton ---------------------------------------
+
+async function trainToEnd() {
+  const done = untilIdle();
+  await ensureConfigured();
+  $('eta').textContent = '';
+  await call(Request.train);
+  await done;
+}
+
+async function sample() {
+  const sampling = { temperature: 0.8, top_k: 0, top_p: 1, max_tokens: 200, seed: 0, stop: null };
+  return (await call(Request.generate, { prompt: '', sampling })).text;
+}
+
+$('demo-milton').onclick = action(async () => {
+  $('demo-milton').disabled = true;
+  const result = (text) => { $('demo-result').textContent = text; };
+  try {
+    result('Pretraining on Shakespeare…');
+    await loadCorpus([{ name: 'shakespeare.txt', bytes: await fetchBytes(defaultCorpusUrl) }], false);
+    await trainToEnd();
+    $('demo-before').textContent = `Before finetuning:\n${await sample()}`;
+    await loadCorpus([{ name: 'milton.txt', bytes: await fetchBytes(miltonUrl) }], true);
+    const { valLoss: before } = await call(Request.evaluate);
+    result(`Milton validation loss before finetuning: ${before.toFixed(3)}. Finetuning on Milton…`);
+    await trainToEnd();
+    const { valLoss: after } = await call(Request.evaluate);
+    $('demo-after').textContent = `After finetuning on Milton:\n${await sample()}`;
+    page.demo = { before, after };
+    result(`Milton validation loss: ${before.toFixed(3)} before finetuning, ${after.toFixed(3)} after.`);
+  } finally {
+    $('demo-milton').disabled = false;
+  }
+});
 
 // ---- checkpoints ------------------------------------------------------------------------------
 

@@ -7,7 +7,10 @@
 export const Request = Object.freeze({
   /** {} → {adapter: {name, software, reason?}, backend} : start WebGPU if the browser has it. */
   init: 'init',
-  /** {files: [{name, bytes: Uint8Array}]} → {files, bytes, chars, trainChars, valChars} */
+  /**
+   * {files: [{name, bytes: Uint8Array}], finetune?} → {files, bytes, chars, trainChars, valChars}.
+   * With `finetune` the current model stays and starts a new run on this text.
+   */
   loadCorpus: 'loadCorpus',
   /** {kind: 'char'} | {kind: 'bpe', vocab_size} → {vocabSize} */
   buildTokenizer: 'buildTokenizer',
@@ -23,6 +26,8 @@ export const Request = Object.freeze({
   useBackend: 'useBackend',
   /** {} → {cpu?, wgpu?} ms per step of the configured model on each backend. */
   timeBackends: 'timeBackends',
+  /** {} → {valLoss}: the validation loss of the current model on the current text. */
+  evaluate: 'evaluate',
   /** {} → {}: trains to the configured max_steps, pushing `progress`, `sample` and `state`. */
   train: 'train',
   pause: 'pause',

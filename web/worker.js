@@ -54,8 +54,9 @@ const handlers = {
     await kiln.useBackend(backend);
     return { adapter, backend };
   },
-  [Request.loadCorpus]: ({ files }) =>
-    parse(kiln.loadCorpus(files.map((f) => f.name), files.map((f) => f.bytes))),
+  [Request.loadCorpus]: async ({ files, finetune }) =>
+    parse(await kiln.loadCorpus(files.map((f) => f.name), files.map((f) => f.bytes), Boolean(finetune))),
+  [Request.evaluate]: async () => ({ valLoss: await kiln.evaluate() }),
   [Request.buildTokenizer]: ({ kind, vocab_size }) =>
     parse(kiln.buildTokenizer(JSON.stringify(kind === 'bpe' ? { kind, vocab_size } : { kind }))),
   [Request.preset]: ({ name }) => parse(kiln.presetJson(name)),

@@ -126,10 +126,17 @@ fn resume(ckpt: Checkpoint, device: &Device) -> Result<Trainer, JsError> {
     })
 }
 
-/// Loads the training text from one or more files (name + bytes). The previous corpus, tokenizer
-/// and model are replaced only when the new text is usable. Returns the corpus statistics as JSON.
+/// Loads the training text from one or more files (name + bytes); returns its statistics as JSON.
+/// The previous corpus, tokenizer and model are replaced only when the new text is usable.
+///
+/// With `finetune` and a model present, the model stays and starts a new run on this text (step 0,
+/// fresh optimizer state, same schedule); the text must fit its tokenizer.
 #[wasm_bindgen(js_name = loadCorpus)]
-pub fn load_corpus(names: Vec<String>, files: Vec<Uint8Array>) -> Result<String, JsError> {
+pub async fn load_corpus(
+    names: Vec<String>,
+    files: Vec<Uint8Array>,
+    finetune: bool,
+) -> Result<String, JsError> {
     let files: Vec<(String, Vec<u8>)> = names
         .into_iter()
         .zip(files.iter().map(Uint8Array::to_vec))
@@ -142,11 +149,23 @@ pub fn load_corpus(names: Vec<String>, files: Vec<Uint8Array>) -> Result<String,
         "trainChars": corpus.train_text().chars().count(),
         "valChars": corpus.val_text().chars().count(),
     });
-    STATE.with_borrow_mut(|s| {
-        s.corpus = Some(corpus);
-        s.tokenizer = None;
-        s.trainer = None;
-    });
+    if finetune && STATE.with_borrow(|s| s.trainer.is_some()) {
+        let ckpt = with_trainer(async |t| Checkpoint::from_trainer_async(t).await).await?;
+        let (_, device) = current_device()?;
+        let trainer = ckpt
+            .finetune(&corpus, ckpt.meta.train.clone(), &device)
+            .map_err(js)?;
+        STATE.with_borrow_mut(|s| {
+            s.corpus = Some(corpus);
+            s.trainer = Some(trainer);
+        });
+    } else {
+        STATE.with_borrow_mut(|s| {
+            s.corpus = Some(corpus);
+            s.tokenizer = None;
+            s.trainer = None;
+        });
+    }
     json(&stats)
 }
 

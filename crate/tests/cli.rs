@@ -132,7 +132,11 @@ fn train_resume_generate_score() {
     fails_cleanly(&out, "not in the vocabulary");
     // Finetune on another text from this checkpoint: a new run at step 0 with its own schedule.
     let other = dir.join("other.txt");
-    std::fs::write(&other, "not to be or to be, that is the question.\n".repeat(100)).unwrap();
+    std::fs::write(
+        &other,
+        "not to be or to be, that is the question.\n".repeat(100),
+    )
+    .unwrap();
     let (other, ft) = (other.to_str().unwrap(), dir.join("ft"));
     let ft = ft.to_str().unwrap();
     let finetune = |set: &str| {
