@@ -156,29 +156,33 @@ fn web() -> Result<()> {
     ])?;
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     let input = Path::new(&target).join("wasm32-unknown-unknown/wasm-release/kiln.wasm");
-    eprintln!(
-        "$ wasm-bindgen --target web {} --out-dir {PKG}",
-        input.display()
-    );
-    wasm_bindgen_cli_support::Bindgen::new()
-        .input_path(&input)
-        .web(true)?
-        .typescript(false)
-        .generate(PKG)?;
-    // The features Rust's wasm32 target emits by default; wasm-opt must accept them.
-    npx(&[
-        "wasm-opt",
-        "-Oz",
-        "--enable-bulk-memory",
-        "--enable-nontrapping-float-to-int",
-        "--enable-sign-ext",
-        "--enable-mutable-globals",
-        "--enable-reference-types",
-        "--enable-multivalue",
-        WASM,
-        "-o",
-        WASM,
-    ])?;
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    // wasm-opt takes minutes: skip both steps when the package is newer than the build.
+    if modified(Path::new(WASM)) < modified(&input) {
+        eprintln!(
+            "$ wasm-bindgen --target web {} --out-dir {PKG}",
+            input.display()
+        );
+        wasm_bindgen_cli_support::Bindgen::new()
+            .input_path(&input)
+            .web(true)?
+            .typescript(false)
+            .generate(PKG)?;
+        // The features Rust's wasm32 target emits by default; wasm-opt must accept them.
+        npx(&[
+            "wasm-opt",
+            "-Oz",
+            "--enable-bulk-memory",
+            "--enable-nontrapping-float-to-int",
+            "--enable-sign-ext",
+            "--enable-mutable-globals",
+            "--enable-reference-types",
+            "--enable-multivalue",
+            WASM,
+            "-o",
+            WASM,
+        ])?;
+    }
     npx(&["vite", "build", "--logLevel", "warn"])
 }
 
