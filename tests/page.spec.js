@@ -1,5 +1,6 @@
 // The page end to end in Debian's Chromium with WebGPU on SwiftShader. Models are micro-sized:
 // SwiftShader emulates the GPU on the CPU.
+import { readFileSync } from 'node:fs';
 import { customText, expect, generate, kiln, open, setField, test, train } from './helpers.js';
 
 test('the adapter is WebGPU on SwiftShader', async ({ page }) => {
@@ -114,6 +115,30 @@ test('a save that dies half-way leaves the previous checkpoint; delete removes o
   await page.reload();
   await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
   await expect(page.locator('#saved tr[data-name="atomic"]')).toHaveCount(0);
+});
+
+test('a downloaded checkpoint uploads back and resumes', async ({ page }) => {
+  await open(page, '?backend=cpu');
+  await train(page, 4);
+  await page.fill('#ckpt-name', 'dl');
+  const files = [];
+  page.on('download', (d) => files.push(d));
+  await page.click('#download');
+  await expect.poll(() => files.length).toBe(3);
+  const names = files.map((d) => d.suggestedFilename()).sort();
+  expect(names).toEqual(['dl-step4.json', 'dl-step4.optimizer.safetensors', 'dl-step4.safetensors']);
+  const paths = await Promise.all(files.map((d) => d.path()));
+  const before = await generate(page, 9);
+  await page.reload();
+  await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
+  await page.setInputFiles('#upload', files.map((d, i) => ({
+    name: d.suggestedFilename(), mimeType: 'application/octet-stream', buffer: readFileSync(paths[i]),
+  })));
+  await expect(page.locator('#ckpt-status')).toHaveText('Loaded the uploaded checkpoint at step 4.');
+  expect(await generate(page, 9)).toBe(before);
+  // Only the weights: a clear message, and the loaded run is untouched.
+  await page.setInputFiles('#upload', { name: 'x.safetensors', mimeType: 'application/octet-stream', buffer: readFileSync(paths[0]) });
+  await expect(page.locator('#error-text')).toContainText('.json');
 });
 
 test('a custom .txt trains; empty and binary files show an error and change nothing', async ({ page }) => {
