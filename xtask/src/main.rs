@@ -130,11 +130,15 @@ fn main() -> Result<()> {
     }
 }
 
-/// Runs the `kiln` CLI, built with the same profile the tests use so Burn compiles once.
+/// Runs the `kiln` CLI. It is built as part of the workspace, as `cargo test --workspace` builds
+/// it: `-p kiln` alone would unify dependency features differently and rebuild Burn.
 fn kiln(args: &[&str]) -> Result<()> {
-    let mut all = vec!["run", "--quiet", "-p", "kiln", "--bin", "kiln", "--"];
-    all.extend_from_slice(args);
-    cargo(&all)
+    cargo(&["build", "--quiet", "--workspace", "--bins"])?;
+    run(Command::new(target_dir().join("debug/kiln")).args(args))
+}
+
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), Into::into)
 }
 
 /// The wasm package's files, made by [`web`].
@@ -154,8 +158,7 @@ fn web() -> Result<()> {
         "--profile",
         "wasm-release",
     ])?;
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let input = Path::new(&target).join("wasm32-unknown-unknown/wasm-release/kiln.wasm");
+    let input = target_dir().join("wasm32-unknown-unknown/wasm-release/kiln.wasm");
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     // wasm-opt takes minutes: skip both steps when the package is newer than the build.
     if modified(Path::new(WASM)) < modified(&input) {
