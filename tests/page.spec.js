@@ -16,6 +16,10 @@ test('the adapter is WebGPU on SwiftShader', async ({ page }) => {
   await expect(page.locator('#config-error')).toContainText('n_head');
   await setField(page, 'model.n_head', 4);
   await expect(page.locator('#config-error')).toHaveText('');
+  await setField(page, 'train.freeze_blocks', 3);
+  await expect(page.locator('#config-error')).toContainText('freeze_blocks is 3 but the model has only 2 blocks');
+  await setField(page, 'train.freeze_blocks', 0);
+  await expect(page.locator('#config-error')).toHaveText('');
   await expect(page.locator('#params')).toHaveText('0.028M parameters');
 });
 

@@ -296,6 +296,19 @@ impl SampleConfig {
 }
 
 impl Preset {
+    /// Checks the model, the schedule, and what depends on both.
+    pub fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.train.validate()?;
+        if self.train.freeze_blocks > self.model.n_layer {
+            return Err(Error::Config(format!(
+                "freeze_blocks is {} but the model has only {} blocks",
+                self.train.freeze_blocks, self.model.n_layer
+            )));
+        }
+        Ok(())
+    }
+
     /// Applies `key=value` overrides (`n_layer=2`, `lr=3e-4`, `position=rope`) to whichever of the
     /// model or training config has that key, then validates the training config.
     pub fn set(&mut self, assignment: &str) -> Result<()> {

@@ -155,16 +155,6 @@ pub struct Trainer {
     device: Device,
 }
 
-fn check_freeze(p: &Preset) -> Result<()> {
-    if p.train.freeze_blocks > p.model.n_layer {
-        return Err(Error::Config(format!(
-            "freeze_blocks is {} but the model has only {} blocks",
-            p.train.freeze_blocks, p.model.n_layer
-        )));
-    }
-    Ok(())
-}
-
 /// Seed offset for validation batches: the same windows at every evaluation, so values compare.
 const EVAL_STREAM: u64 = u64::MAX;
 
@@ -177,8 +167,7 @@ impl Trainer {
         device: &Device,
     ) -> Result<Self> {
         preset.model.vocab_size = tokenizer.vocab_size();
-        preset.model.validate()?;
-        preset.train.validate()?;
+        preset.validate()?;
         let device = device.clone().autodiff();
         let model = Gpt::new(&preset.model, preset.train.seed, &device);
         Self::with_model(model, preset, tokenizer, corpus, device, 0, 0.0)
@@ -194,7 +183,7 @@ impl Trainer {
         step: usize,
         elapsed: f64,
     ) -> Result<Self> {
-        check_freeze(&preset)?;
+        preset.validate()?;
         let block = preset.model.block_size;
         let batch = preset.train.batch_size;
         let train = Batcher::new(
@@ -249,11 +238,11 @@ impl Trainer {
     /// Changes the schedule of this run (steps, learning rate, batch size, ...) while keeping
     /// the model, the optimizer state and the step: e.g. to train a loaded model for longer.
     pub fn set_train_config(&mut self, train: TrainConfig) -> Result<()> {
-        train.validate()?;
-        check_freeze(&Preset {
+        Preset {
             model: self.preset.model.clone(),
             train: train.clone(),
-        })?;
+        }
+        .validate()?;
         if train.batch_size != self.preset.train.batch_size {
             self.train = self.train.with_batch_size(train.batch_size);
             self.val = self.val.with_batch_size(train.batch_size);

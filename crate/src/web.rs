@@ -201,8 +201,7 @@ fn checked_preset(preset_json: &str) -> Result<Preset, JsError> {
             .map(Tokenizer::vocab_size)
             .ok_or_else(|| missing("tokenizer"))
     })?;
-    preset.model.validate().map_err(js)?;
-    preset.train.validate().map_err(js)?;
+    preset.validate().map_err(js)?;
     Ok(preset)
 }
 
