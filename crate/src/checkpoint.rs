@@ -258,7 +258,6 @@ impl Checkpoint {
         elapsed: f64,
     ) -> Result<Trainer> {
         let tokenizer = self.checked_tokenizer()?;
-        train.validate()?;
         let device = device.clone().autodiff();
         let model = decode_weights(
             Gpt::new(&self.meta.model, 0, &device),

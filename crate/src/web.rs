@@ -314,14 +314,15 @@ pub async fn score(text: String) -> Result<String, JsError> {
 pub async fn save_checkpoint() -> Result<Object, JsError> {
     let ckpt = with_trainer(async |t| Checkpoint::from_trainer_async(t).await).await?;
     let out = Object::new();
-    let set = |key: &str, value: JsValue| Reflect::set(&out, &key.into(), &value);
-    let meta = ckpt.meta_json().map_err(js)?;
-    set("meta", meta.into()).map_err(|_| JsError::new("could not build the checkpoint object"))?;
-    set("weights", Uint8Array::from(&ckpt.weights[..]).into())
-        .map_err(|_| JsError::new("could not build the checkpoint object"))?;
+    let set = |key: &str, value: JsValue| {
+        Reflect::set(&out, &key.into(), &value)
+            .map(drop)
+            .map_err(|_| JsError::new("could not build the checkpoint object"))
+    };
+    set("meta", ckpt.meta_json().map_err(js)?.into())?;
+    set("weights", Uint8Array::from(&ckpt.weights[..]).into())?;
     if let Some(optimizer) = &ckpt.optimizer {
-        set("optimizer", Uint8Array::from(&optimizer[..]).into())
-            .map_err(|_| JsError::new("could not build the checkpoint object"))?;
+        set("optimizer", Uint8Array::from(&optimizer[..]).into())?;
     }
     Ok(out)
 }

@@ -102,18 +102,7 @@ fn main() -> Result<()> {
                 "warnings",
             ])?;
             // web.rs exists only on wasm32: lint that build too.
-            cargo(&[
-                "clippy",
-                "-p",
-                "kiln",
-                "--lib",
-                "--no-default-features",
-                "--target",
-                "wasm32-unknown-unknown",
-                "--",
-                "-D",
-                "warnings",
-            ])?;
+            cargo(&[&["clippy"], WASM_LIB, &["--", "-D", "warnings"]].concat())?;
             npx(&["eslint", "."])?;
             cargo(&["test", "--workspace"])?;
             web()?;
@@ -141,23 +130,23 @@ fn target_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), Into::into)
 }
 
+/// The library as the browser gets it (no CLI).
+const WASM_LIB: &[&str] = &[
+    "-p",
+    "kiln",
+    "--lib",
+    "--no-default-features",
+    "--target",
+    "wasm32-unknown-unknown",
+];
+
 /// The wasm package's files, made by [`web`].
 const PKG: &str = "web/pkg";
 const WASM: &str = "web/pkg/kiln_bg.wasm";
 
 /// Builds the page: the library for wasm32, its JS bindings, `wasm-opt -Oz`, then Vite into dist/.
 fn web() -> Result<()> {
-    cargo(&[
-        "build",
-        "-p",
-        "kiln",
-        "--lib",
-        "--no-default-features",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--profile",
-        "wasm-release",
-    ])?;
+    cargo(&[&["build"], WASM_LIB, &["--profile", "wasm-release"]].concat())?;
     let input = target_dir().join("wasm32-unknown-unknown/wasm-release/kiln.wasm");
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     // wasm-opt takes minutes: skip both steps when the package is newer than the build.
