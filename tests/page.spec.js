@@ -174,6 +174,20 @@ test('a custom .txt trains; empty and binary files show an error and change noth
   await train(page, 3);
 });
 
+test('the fused WGSL kernels train on WebGPU like the plain ops: the same losses', async ({ page }) => {
+  await open(page);
+  await expect(page.locator('[data-key="model.kernels"]')).toBeChecked();
+  await train(page, 6);
+  const fused = (await kiln(page, 'history')).map((p) => p.loss);
+  await page.locator('[data-key="model.kernels"]').uncheck();
+  expect(await kiln(page, 'preset.model.kernels')).toBe(false);
+  await train(page, 6);
+  const plain = (await kiln(page, 'history')).map((p) => p.loss);
+  expect(plain).toHaveLength(6);
+  expect(fused[5]).toBeLessThan(fused[0]);
+  fused.forEach((loss, i) => expect(Math.abs(loss - plain[i])).toBeLessThan(2e-3 * plain[i]));
+});
+
 test('the CPU backend can be forced and trains', async ({ page }) => {
   await open(page, '?backend=cpu');
   expect(await kiln(page, 'backend')).toBe('cpu');

@@ -1,6 +1,8 @@
 // The page's benchmark (run by `cargo xtask bench` after it builds dist/): in Debian's Chromium,
 // the time from navigation to "ready to train" and to the first finished training step, and the
 // training speed of `tiny` on each backend. Prints a table and writes bench-web.json.
+// `node web/bench.js kernels` (run by `cargo xtask bench kernels`) instead times the WGSL kernels
+// against Burn's ops on WebGPU, plus the FMA peak and matmul, and writes bench-kernels-web.json.
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { chromium } from '@playwright/test';
@@ -56,20 +58,51 @@ async function measure(browser, backend) {
   };
 }
 
+/** The kernel tables on WebGPU, at the shapes of two presets with a small batch. */
+async function kernels(browser) {
+  const page = await browser.newPage();
+  await page.goto(`http://127.0.0.1:${PORT}/?backend=wgpu`);
+  await page.waitForSelector('body[data-ready=true]', { timeout: 120_000 });
+  const adapter = await page.evaluate(() => window.kiln.adapter.name);
+  const rows = [];
+  let result;
+  for (const name of ['shakespeare-baby', 'shakespeare-char']) {
+    result = await page.evaluate(
+      (payload) => window.kiln.benchKernels(payload),
+      { name, vocab: 65, batch: 2, reps: 3, matmul: [256, 512, 1024] },
+    );
+    rows.push(...result.kernels);
+  }
+  await page.close();
+  console.log(`\nadapter: ${adapter}\n\n| kernel (fwd+bwd) | shape | Burn ops ms | fused ms | speedup |\n|---|---|---|---|---|`);
+  for (const r of rows) {
+    console.log(`| ${r.op} | ${r.shape} | ${r.unfused_ms.toFixed(2)} | ${r.fused_ms.toFixed(2)} | ${r.speedup.toFixed(2)}× |`);
+  }
+  console.log(`\nFMA peak: ${result.peak_gflops.toFixed(1)} GFLOP/s\n\n| Burn matmul n³ | ms | GFLOP/s | % of peak |\n|---|---|---|---|`);
+  for (const r of result.matmul) {
+    console.log(`| ${r.n} | ${r.ms.toFixed(2)} | ${r.gflops.toFixed(1)} | ${r.percent_of_peak.toFixed(0)}% |`);
+  }
+  writeFileSync('bench-kernels-web.json', JSON.stringify({ adapter, kernels: rows, peak_gflops: result.peak_gflops, matmul: result.matmul }, null, 2));
+}
+
 try {
   await waitForServer();
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: [...chromiumArgs, '--enable-unsafe-webgpu'],
   });
-  const rows = [];
-  for (const backend of ['wgpu', 'cpu']) rows.push(await measure(browser, backend));
-  await browser.close();
-  console.log('\n| page, tiny | load → ready | load → first step done | ms/step | tokens/s |\n|---|---|---|---|---|');
-  for (const r of rows) {
-    console.log(`| ${r.backend} | ${r.ready_ms} ms | ${r.first_step_ms} ms | ${r.ms_per_step} | ${r.tokens_per_sec} |`);
+  if (process.argv[2] === 'kernels') {
+    await kernels(browser);
+  } else {
+    const rows = [];
+    for (const backend of ['wgpu', 'cpu']) rows.push(await measure(browser, backend));
+    console.log('\n| page, tiny | load → ready | load → first step done | ms/step | tokens/s |\n|---|---|---|---|---|');
+    for (const r of rows) {
+      console.log(`| ${r.backend} | ${r.ready_ms} ms | ${r.first_step_ms} ms | ${r.ms_per_step} | ${r.tokens_per_sec} |`);
+    }
+    writeFileSync('bench-web.json', JSON.stringify(rows, null, 2));
   }
-  writeFileSync('bench-web.json', JSON.stringify(rows, null, 2));
+  await browser.close();
 } finally {
   stopServer();
 }

@@ -67,6 +67,9 @@ const call = client(worker, (msg) => {
   }
 });
 
+/** The kernel benchmark (driven by web/bench.js): `{name, vocab, batch, reps, matmul}` → tables. */
+page.benchKernels = (payload) => call(Request.benchKernels, payload);
+
 /** Draws one step's progress (live, or replayed from a checkpoint's history). */
 function plot(p) {
   page.history.push(p);
@@ -217,17 +220,20 @@ $('tok-kind').onchange = () => { $('bpe-vocab').disabled = $('tok-kind').value !
 
 const fields = [...document.querySelectorAll('[data-key]')];
 
+const isCheckbox = (input) => input.type === 'checkbox';
+
 function fillFields() {
   for (const input of fields) {
     const [part, key] = input.dataset.key.split('.');
-    input.value = page.preset[part][key];
+    if (isCheckbox(input)) input.checked = page.preset[part][key];
+    else input.value = page.preset[part][key];
   }
 }
 
 function readFields() {
   for (const input of fields) {
     const [part, key] = input.dataset.key.split('.');
-    page.preset[part][key] = Number(input.value);
+    page.preset[part][key] = isCheckbox(input) ? input.checked : Number(input.value);
   }
 }
 

@@ -26,6 +26,11 @@ export const Request = Object.freeze({
   useBackend: 'useBackend',
   /** {} → {cpu?, wgpu?} ms per step of the configured model on each backend. */
   timeBackends: 'timeBackends',
+  /**
+   * {name, vocab, batch, reps, matmul: [n]} → {kernels, peak_gflops, matmul}: the WGSL kernels
+   * against Burn's ops on WebGPU at the shapes of preset `name` (the kernel benchmark).
+   */
+  benchKernels: 'benchKernels',
   /** {} → {valLoss}: the validation loss of the current model on the current text. */
   evaluate: 'evaluate',
   /** {} → {}: trains to the configured max_steps, pushing `progress`, `sample` and `state`. */

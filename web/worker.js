@@ -32,7 +32,8 @@ async function adapterInfo() {
   const info = adapter.info ?? {};
   const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown adapter';
   const fallback = info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
-  return { name, software: fallback || /swiftshader|llvmpipe|lavapipe|software/i.test(name) };
+  const software = fallback || /swiftshader|llvmpipe|lavapipe|software/i.test(name);
+  return { name, software, f16: adapter.features.has('shader-f16') };
 }
 
 const parse = (json) => JSON.parse(json);
@@ -92,6 +93,11 @@ const handlers = {
       .finally(() => { run.generating = false; });
   },
   [Request.score]: async ({ text }) => parse(await kiln.score(text)),
+  async [Request.benchKernels]({ name, vocab, batch, reps, matmul }) {
+    const preset = parse(kiln.presetJson(name));
+    preset.model.vocab_size = vocab;
+    return parse(await kiln.benchKernels(JSON.stringify(preset), batch, reps, new Uint32Array(matmul)));
+  },
   [Request.save]: () => kiln.saveCheckpoint(),
   [Request.load]({ meta, weights, optimizer }) {
     const info = parse(kiln.loadCheckpoint(meta, weights, optimizer ?? undefined));

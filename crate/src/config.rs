@@ -55,6 +55,14 @@ pub struct ModelConfig {
     pub mlp: Mlp,
     /// Share the token embedding with the output head.
     pub tie_weights: bool,
+    /// Run Kiln's fused WGSL kernels (attention, cross-entropy) on the wgpu backend; `false`
+    /// runs plain Burn ops everywhere. Both compute the same function, to float rounding.
+    #[serde(default = "enabled")]
+    pub kernels: bool,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// The optimisation schedule (nanoGPT's names where it has one).
@@ -140,6 +148,7 @@ pub fn preset(name: &str) -> Result<Preset> {
         norm: Norm::LayerNorm,
         mlp: Mlp::Gelu,
         tie_weights: true,
+        kernels: true,
     };
     // nanoGPT's config/train_shakespeare_char.py; the CPU ("baby") variant is its README's.
     let shakespeare = |batch_size, max_steps, eval_steps| TrainConfig {

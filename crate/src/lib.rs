@@ -5,11 +5,13 @@
 //! [`generate`]; saving and resuming in [`checkpoint`].
 
 pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod generate;
+pub mod kernels;
 pub mod model;
 pub mod optim;
 pub mod train;

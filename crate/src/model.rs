@@ -9,13 +9,15 @@ use burn::nn::{
     Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear, RmsNorm, RmsNormConfig,
 };
 use burn::prelude::*;
-use burn::tensor::activation::{gelu_approximate, log_softmax, silu, softmax};
+use burn::tensor::activation::{gelu_approximate, silu};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::config::{self, ModelConfig, Position};
+use crate::kernels::cross_entropy::cross_entropy;
+use crate::kernels::{attention, norm};
 
 /// Standard deviation of GPT-2's initialisation.
 const INIT_STD: f64 = 0.02;
@@ -133,6 +135,7 @@ impl Norm {
         match c.norm {
             config::Norm::LayerNorm => Self::Layer(
                 LayerNormConfig::new(c.n_embd)
+                    .with_epsilon(norm::LAYER_NORM_EPS)
                     .with_bias(c.bias)
                     .init(device),
             ),
@@ -142,10 +145,10 @@ impl Norm {
         }
     }
 
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, kernels: bool) -> Tensor<3> {
         match self {
-            Self::Layer(n) => n.forward(x),
-            Self::Rms(n) => n.forward(x),
+            Self::Layer(n) => norm::layer_norm(n, x, kernels),
+            Self::Rms(n) => norm::rms_norm(n, x, kernels),
         }
     }
 }
@@ -223,12 +226,12 @@ impl Gpt {
         }
         for (i, block) in self.h.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = block.forward(x, layer_cache, rope.as_ref());
+            x = block.forward(x, layer_cache, rope.as_ref(), self.config.kernels);
         }
         if let Some(c) = cache {
             c.len += t;
         }
-        let x = self.ln_f.forward(x);
+        let x = self.ln_f.forward(x, self.config.kernels);
         match &self.lm_head {
             Some(head) => head.forward(x),
             None => x.matmul(self.wte.weight.val().transpose().unsqueeze_dim(0)),
@@ -236,10 +239,10 @@ impl Gpt {
     }
 
     /// Mean cross-entropy of `logits [B, T, V]` against `targets [B, T]`.
-    pub fn loss(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
+    pub fn loss(&self, logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
         let [b, t, v] = logits.dims();
-        let logp = log_softmax(logits.reshape([b * t, v]), 1);
-        logp.gather(1, targets.reshape([b * t, 1])).mean().neg()
+        let rows = logits.reshape([b * t, v]);
+        cross_entropy(rows, targets.reshape([b * t]), self.config.kernels).mean()
     }
 
     /// Number of trainable scalars (a tied head counts once).
@@ -282,9 +285,13 @@ impl Block {
         x: Tensor<3>,
         cache: Option<&mut LayerCache>,
         rope: Option<&RopeTables>,
+        kernels: bool,
     ) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), cache, rope);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+        let x = x.clone()
+            + self
+                .attn
+                .forward(self.ln_1.forward(x, kernels), cache, rope, kernels);
+        x.clone() + self.mlp.forward(self.ln_2.forward(x, kernels))
     }
 }
 
@@ -294,6 +301,7 @@ impl Attention {
         x: Tensor<3>,
         cache: Option<&mut LayerCache>,
         rope: Option<&RopeTables>,
+        kernels: bool,
     ) -> Tensor<3> {
         let [b, t, c] = x.dims();
         let (h, d) = (self.n_head, c / self.n_head);
@@ -316,13 +324,16 @@ impl Attention {
             }
             *slot = Some((k.clone(), v.clone()));
         }
-        let t_k = k.dims()[2];
-        let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
-        // Query i sits at absolute position t_k - t + i and may see keys 0..=that position.
-        let future = Tensor::<2, Bool>::tril_mask([t, t_k], (t_k - t) as i64, &scores.device());
-        let scores = scores.mask_fill(future.unsqueeze_dims(&[0, 1]), f32::NEG_INFINITY);
-        let att = self.attn_drop.forward(softmax(scores, 3));
-        let y = att.matmul(v).swap_dims(1, 2).reshape([b, t, c]);
+        let dropout = self.attn_drop.prob > 0.0
+            && self.attn_drop.training.is_enabled()
+            && q.device().is_autodiff();
+        let y = if dropout {
+            // Dropout on the attention weights needs them materialised: the unfused path.
+            self.attn_drop.forward(attention::weights(q, k)).matmul(v)
+        } else {
+            attention::attention(q, k, v, kernels)
+        };
+        let y = y.swap_dims(1, 2).reshape([b, t, c]);
         self.resid_drop.forward(self.c_proj.forward(y))
     }
 }

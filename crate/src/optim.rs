@@ -12,10 +12,8 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 use crate::config::TrainConfig;
+use crate::kernels::adamw::{self, Hyper};
 use crate::model::Gpt;
-
-/// Added to the denominator, as in PyTorch's AdamW.
-pub const EPS: f64 = 1e-8;
 
 /// First and second moments of one parameter, flattened.
 #[derive(Clone, Debug)]
@@ -38,9 +36,11 @@ impl AdamW {
     /// `p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + eps)`, with `wd` = 0 for vectors (norm gains, biases).
     pub fn step(&mut self, c: &TrainConfig, lr: f64, model: Gpt, grads: GradientsParams) -> Gpt {
         self.steps += 1;
+        let fused = model.config().kernels;
         model.map(&mut Update {
             c,
             lr,
+            fused,
             t: self.steps as i32,
             grads,
             moments: &mut self.moments,
@@ -52,6 +52,8 @@ impl AdamW {
 struct Update<'a> {
     c: &'a TrainConfig,
     lr: f64,
+    /// Use the fused AdamW kernel where it applies.
+    fused: bool,
     t: i32,
     grads: GradientsParams,
     moments: &'a mut BTreeMap<String, Moments>,
@@ -75,7 +77,6 @@ impl ModuleMapper for Update<'_> {
         let autodiff = value.device().is_autodiff();
         let shape = value.dims();
         let n = shape.iter().product::<usize>();
-        let (c, lr) = (self.c, self.lr);
         let p = value.inner().reshape([n]);
         let g = grad.reshape([n]);
         let path = self.path.join(".");
@@ -89,13 +90,14 @@ impl ModuleMapper for Update<'_> {
                 Tensor::zeros([n], &g.device()),
             ),
         };
-        let m = m.mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1);
-        let v = v.mul_scalar(c.beta2) + g.square().mul_scalar(1.0 - c.beta2);
-        let m_hat = m.clone().div_scalar(1.0 - c.beta1.powi(self.t));
-        let v_hat = v.clone().div_scalar(1.0 - c.beta2.powi(self.t));
-        let decay = if D >= 2 { c.weight_decay } else { 0.0 };
-        let p = p.mul_scalar(1.0 - lr * decay)
-            - (m_hat / (v_hat.sqrt().add_scalar(EPS))).mul_scalar(lr);
+        let h = Hyper {
+            lr: self.lr,
+            beta1: self.c.beta1,
+            beta2: self.c.beta2,
+            weight_decay: if D >= 2 { self.c.weight_decay } else { 0.0 },
+            t: self.t,
+        };
+        let (p, m, v) = adamw::step(p, g, m, v, h, self.fused);
         self.moments.insert(
             path,
             Moments {

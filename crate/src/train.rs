@@ -314,7 +314,7 @@ impl Trainer {
         let mut loss_sum: Option<Tensor<1>> = None;
         for batch in batches {
             let (x, y) = tensors(batch, &self.device);
-            let loss = Gpt::loss(self.model.forward(x, None), y);
+            let loss = self.model.loss(self.model.forward(x, None), y);
             let grads = (loss.clone() / n as f64).backward();
             accum.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
             let loss = loss.detach().inner();
@@ -369,7 +369,7 @@ impl Trainer {
         let mut sum: Option<Tensor<1>> = None;
         for _ in 0..c.eval_steps {
             let (x, y) = tensors(self.val.sample(&mut rng), &device);
-            let loss = Gpt::loss(model.forward(x, None), y);
+            let loss = model.loss(model.forward(x, None), y);
             sum = Some(sum.map_or(loss.clone(), |s| s + loss));
         }
         let total = read_f32(sum.expect("eval_steps >= 1 is validated")).await?[0];

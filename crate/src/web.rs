@@ -273,6 +273,32 @@ pub async fn time_step(kind: String, steps: usize) -> Result<f64, JsError> {
     Ok(start.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64)
 }
 
+/// The kernel benchmark on WebGPU (see [`crate::bench`]): each WGSL kernel against the Burn ops
+/// it replaces at the shapes of the preset `preset_json` with `batch` sequences, the FMA peak
+/// and Burn's matmul at `n³` for each of `matmul`. Returns JSON.
+#[wasm_bindgen(js_name = benchKernels)]
+pub async fn bench_kernels(
+    preset_json: String,
+    batch: usize,
+    reps: usize,
+    matmul: Vec<u32>,
+) -> Result<String, JsError> {
+    let matmul: Vec<usize> = matmul.into_iter().map(|n| n as usize).collect();
+    let device = STATE.with_borrow(|s| device_of(s, BackendKind::Wgpu))?;
+    let preset: Preset = serde_json::from_str(&preset_json).map_err(js)?;
+    let kernels = crate::bench::kernels(&preset.model, batch, reps, &device)
+        .await
+        .map_err(js)?;
+    let peak = crate::bench::peak_gflops(&device)
+        .await
+        .map_err(js)?
+        .ok_or_else(|| JsError::new("the FMA probe needs WebGPU"))?;
+    let matmul = crate::bench::matmul(&matmul, peak, reps, &device)
+        .await
+        .map_err(js)?;
+    json(&serde_json::json!({ "kernels": kernels, "peak_gflops": peak, "matmul": matmul }))
+}
+
 /// Continues `prompt` with the current model, calling `on_text(piece)` as text arrives; the
 /// callback returns `false` to stop. `sample_json` is a [`SampleConfig`]. Returns the full text.
 #[wasm_bindgen]

@@ -8,7 +8,8 @@ use burn::prelude::*;
 use kiln::Gpt;
 use kiln::checkpoint::Checkpoint;
 use kiln::data::{Batcher, step_rng};
-use kiln::optim::{AdamW, EPS};
+use kiln::kernels::adamw::EPS;
+use kiln::optim::AdamW;
 use kiln::train::{Trainer, clip_grad_norm};
 
 /// 200 steps of `tiny` on the bundled Shakespeare learn more than character frequencies: the
@@ -53,7 +54,7 @@ fn clipping_caps_the_global_norm() {
         let shape = [batch.batch, batch.block];
         let x = Tensor::<2, Int>::from_data(TensorData::new(batch.inputs.clone(), shape), &device);
         let y = Tensor::<2, Int>::from_data(TensorData::new(batch.targets.clone(), shape), &device);
-        GradientsParams::from_grads(Gpt::loss(model.forward(x, None), y).backward(), &model)
+        GradientsParams::from_grads(model.loss(model.forward(x, None), y).backward(), &model)
     };
     let norm = |g: &mut GradientsParams| clip_grad_norm(&model, g, 0.0).into_scalar::<f32>();
     let mut grads = grads_of();
@@ -114,7 +115,7 @@ fn adamw_matches_burns_adamw() {
         let shape = [batch.batch, batch.block];
         let x = Tensor::<2, Int>::from_data(TensorData::new(batch.inputs, shape), &device);
         let y = Tensor::<2, Int>::from_data(TensorData::new(batch.targets, shape), &device);
-        GradientsParams::from_grads(Gpt::loss(model.forward(x, None), y).backward(), model)
+        GradientsParams::from_grads(model.loss(model.forward(x, None), y).backward(), model)
     };
     let adamw = |decay: f64| {
         AdamWConfig::new()

@@ -38,8 +38,11 @@ enum Task {
     Test,
     /// Print the benchmark tables (native: ms/step, tokens/s per preset and backend; page: wasm
     /// size, load time, tokens/s in Chromium) and write bench.json and bench-web.json.
+    /// `bench kernels`: the WGSL kernels against Burn's ops, a step's profile and matmul against
+    /// the adapter's peak, natively on wgpu (bench-kernels.json) and in Chromium.
     Bench {
-        /// Extra `kiln bench` arguments, e.g. `--steps 5`.
+        /// Extra `kiln bench` arguments, e.g. `--steps 5`; or `kernels` and extra
+        /// `kiln bench-kernels` arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -107,6 +110,14 @@ fn main() -> Result<()> {
             cargo(&["test", "--workspace"])?;
             web()?;
             npx(&["playwright", "test"])
+        }
+        Task::Bench { args } if args.first().is_some_and(|a| a == "kernels") => {
+            setup()?;
+            let mut bench = vec!["bench-kernels", "--json", "bench-kernels.json"];
+            bench.extend(args[1..].iter().map(String::as_str));
+            kiln(&bench)?;
+            web()?;
+            run(Command::new("node").args(["web/bench.js", "kernels"]))
         }
         Task::Bench { args } => {
             setup()?;

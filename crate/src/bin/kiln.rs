@@ -40,6 +40,9 @@ enum Command {
     Score(ScoreArgs),
     /// Time training steps per preset and backend; print a table and optionally write JSON.
     Bench(BenchArgs),
+    /// On wgpu: Kiln's WGSL kernels against the plain Burn ops, a training step's profile by
+    /// op, a training step with kernels on and off, and matmul against the adapter's FMA peak.
+    BenchKernels(BenchKernelsArgs),
 }
 
 #[derive(Args)]
@@ -142,6 +145,27 @@ struct BenchArgs {
     json: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct BenchKernelsArgs {
+    /// Presets whose shapes the kernels are timed at; the first is also profiled and trained.
+    #[arg(long, num_args = 1.., default_values = ["shakespeare-baby", "shakespeare-char"])]
+    presets: Vec<String>,
+    /// Sequences per batch for the kernel rows (the presets' own batch for the training step).
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Timed repetitions per measurement (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Matrix sizes n for the n³ matmul rows.
+    #[arg(long, num_args = 1.., default_values_t = [256, 512, 1024, 2048])]
+    matmul: Vec<usize>,
+    #[arg(long, default_value = DEFAULT_CORPUS)]
+    data: PathBuf,
+    /// Also write the tables as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
@@ -185,6 +209,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(a) => bench(a),
+        Command::BenchKernels(a) => bench_kernels(a),
     }
 }
 
@@ -354,4 +379,117 @@ fn bench(a: BenchArgs) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+fn bench_kernels(a: BenchKernelsArgs) -> Result<()> {
+    let device = backend::open(BackendKind::Wgpu)?;
+    let adapter = backend::describe(BackendKind::Wgpu, &device);
+    let corpus = corpus(std::slice::from_ref(&a.data))?;
+    let tokenizer = Tokenizer::train(TokenizerKind::Char, corpus.text())?;
+    let preset = |name: &str| -> Result<Preset> {
+        let mut p = config::preset(name)?;
+        p.model.vocab_size = tokenizer.vocab_size();
+        Ok(p)
+    };
+    println!(
+        "adapter: {adapter}; shader-f16: {}\n",
+        if shader_f16() { "yes" } else { "no" }
+    );
+
+    println!(
+        "| kernel (fwd+bwd) | shape | Burn ops ms | fused ms | speedup |\n|---|---|---|---|---|"
+    );
+    let mut kernel_rows = Vec::new();
+    for name in &a.presets {
+        let rows = backend::block_on(kiln::bench::kernels(
+            &preset(name)?.model,
+            a.batch,
+            a.reps,
+            &device,
+        ))?;
+        for r in &rows {
+            println!(
+                "| {} | {} | {:.2} | {:.2} | {:.2}× |",
+                r.op, r.shape, r.unfused_ms, r.fused_ms, r.speedup
+            );
+        }
+        kernel_rows.extend(rows);
+    }
+
+    let first = a.presets.first().context("name at least one preset")?;
+    let p = preset(first)?;
+    let step_ms = |kernels: bool| -> Result<f64> {
+        let mut p = p.clone();
+        p.model.kernels = kernels;
+        p.train.max_steps = usize::MAX / 2;
+        let mut trainer = Trainer::new(p, tokenizer.clone(), &corpus, &device)?;
+        for _ in 0..2 {
+            trainer.step()?; // shader compilation and autotuning
+        }
+        let start = web_time::Instant::now();
+        for _ in 0..a.reps {
+            trainer.step()?;
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e3 / a.reps as f64)
+    };
+    let (off, on) = (step_ms(false)?, step_ms(true)?);
+    let profile = backend::block_on(kiln::bench::profile(
+        &p.model,
+        p.train.batch_size,
+        a.reps,
+        &device,
+    ))?;
+    println!("\n| {first} step, Burn ops | calls | ms per step | share |\n|---|---|---|---|");
+    let mut accounted = 0.0;
+    for r in &profile {
+        accounted += r.ms;
+        println!(
+            "| {} | {} | {:.1} | {:.0}% |",
+            r.op,
+            r.calls,
+            r.ms,
+            100.0 * r.ms / off
+        );
+    }
+    println!(
+        "| everything else (embeddings, residuals, AdamW, clipping, data) | | {:.1} | {:.0}% |",
+        off - accounted,
+        100.0 * (off - accounted) / off
+    );
+    println!("| whole step | | {off:.1} | 100% |");
+    println!(
+        "\n| {first} training step | ms/step |\n|---|---|\n| kernels off | {off:.1} |\n| kernels on | {on:.1} |\n| speedup | {:.2}× |",
+        off / on
+    );
+
+    let peak = backend::block_on(kiln::bench::peak_gflops(&device))?
+        .context("the FMA probe needs wgpu")?;
+    let matmul = backend::block_on(kiln::bench::matmul(&a.matmul, peak, a.reps, &device))?;
+    println!(
+        "\nFMA peak: {peak:.1} GFLOP/s\n\n| Burn matmul n³ | ms | GFLOP/s | % of peak |\n|---|---|---|---|"
+    );
+    for r in &matmul {
+        println!(
+            "| {} | {:.2} | {:.1} | {:.0}% |",
+            r.n, r.ms, r.gflops, r.percent_of_peak
+        );
+    }
+    if let Some(path) = a.json {
+        let json = serde_json::json!({
+            "adapter": adapter, "kernels": kernel_rows, "profile": profile,
+            "step_ms": { "preset": first, "kernels_off": off, "kernels_on": on },
+            "peak_gflops": peak, "matmul": matmul,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&json)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Whether the native wgpu adapter offers `shader-f16`, which mixed precision would need.
+fn shader_f16() -> bool {
+    use burn::backend::wgpu::wgpu;
+    let instance = wgpu::Instance::default();
+    backend::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+        .is_ok_and(|a| a.features().contains(wgpu::Features::SHADER_F16))
 }

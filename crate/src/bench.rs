@@ -1,0 +1,291 @@
+//! Kernel benchmarks (`kiln bench kernels`, and the page's `benchKernels`): each fused kernel
+//! against the plain Burn ops it replaces, an op-by-op profile of a training step, and Burn's
+//! matmul throughput against the adapter's peak. Asynchronous because the browser cannot block
+//! on the GPU; timings wait for the device by reading one number back.
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use serde::Serialize;
+use web_time::Instant;
+
+use crate::backend::read_f32;
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::kernels::{adamw, attention, cross_entropy, peak};
+
+/// One kernel against the ops it replaces (forward + backward where the op is differentiable).
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelRow {
+    pub op: String,
+    pub shape: String,
+    pub unfused_ms: f64,
+    pub fused_ms: f64,
+    /// `unfused_ms / fused_ms`: above 1, the kernel is faster.
+    pub speedup: f64,
+}
+
+/// One line of a training step's profile: an op class with the plain Burn ops.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProfileRow {
+    pub op: String,
+    pub calls: usize,
+    pub ms: f64,
+}
+
+/// Burn's matmul at `n³` against the measured peak.
+#[derive(Clone, Debug, Serialize)]
+pub struct MatmulRow {
+    pub n: usize,
+    pub ms: f64,
+    pub gflops: f64,
+    pub percent_of_peak: f64,
+}
+
+/// Waits for `out` (and everything queued before it) by reading its sum back.
+async fn wait<const D: usize>(out: Tensor<D>) -> Result<()> {
+    read_f32(out.sum()).await.map(|_| ())
+}
+
+/// Milliseconds per call of `f`, after one warm-up call (shader compilation, autotuning). The
+/// calls' results are summed and read once, so no call's work can be skipped.
+async fn time(reps: usize, mut f: impl FnMut() -> Tensor<1>) -> Result<f64> {
+    wait(f()).await?;
+    let start = Instant::now();
+    let mut total = f();
+    for _ in 1..reps {
+        total = total + f();
+    }
+    wait(total).await?;
+    Ok(start.elapsed().as_secs_f64() * 1e3 / reps as f64)
+}
+
+fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+}
+
+/// Forward + backward of attention on `[b, h, t, d]`: the sum of the three gradients.
+fn attention_step(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, fused: bool) -> Tensor<1> {
+    let [q, k, v] = [q, k, v].map(|x| x.clone().require_grad());
+    let y = attention::attention(q.clone(), k.clone(), v.clone(), fused);
+    let grads = y.sum().backward();
+    let g = |x: &Tensor<4>| {
+        x.grad(&grads)
+            .map_or_else(|| Tensor::zeros([1], &x.device()), |g| g.sum())
+    };
+    g(&q) + g(&k) + g(&v)
+}
+
+/// Forward + backward of the mean cross-entropy of `[n, v]` logits.
+fn cross_entropy_step(x: &Tensor<2>, t: &Tensor<1, Int>, fused: bool) -> Tensor<1> {
+    let x = x.clone().require_grad();
+    let loss = cross_entropy::cross_entropy(x.clone(), t.clone(), fused).mean();
+    let grads = loss.backward();
+    x.grad(&grads)
+        .map_or_else(|| Tensor::zeros([1], &x.device()), |g| g.sum())
+}
+
+/// Forward + backward of a LayerNorm of width `c` on `[n, c]`.
+fn norm_step(norm: &burn::nn::LayerNorm, x: &Tensor<2>, fused: bool) -> Tensor<1> {
+    let x = x.clone().require_grad();
+    let grads = crate::kernels::norm::layer_norm(norm, x.clone(), fused)
+        .sum()
+        .backward();
+    x.grad(&grads)
+        .map_or_else(|| Tensor::zeros([1], &x.device()), |g| g.sum())
+}
+
+/// Every kernel against the unfused ops, at `model`'s shapes with `batch` sequences, on `device`
+/// (a wgpu device; elsewhere both columns time the same reference).
+pub async fn kernels(
+    model: &ModelConfig,
+    batch: usize,
+    reps: usize,
+    device: &Device,
+) -> Result<Vec<KernelRow>> {
+    let ad = device.clone().autodiff();
+    let (t, c, h) = (model.block_size, model.n_embd, model.n_head);
+    let d = model.head_dim();
+    let n = batch * t;
+    let mut rows = Vec::new();
+    let mut row = |op: &str, shape: String, unfused_ms: f64, fused_ms: f64| {
+        rows.push(KernelRow {
+            op: op.into(),
+            shape,
+            unfused_ms,
+            fused_ms,
+            speedup: unfused_ms / fused_ms,
+        })
+    };
+
+    let [q, k, v] = [0; 3].map(|_| random([batch, h, t, d], &ad));
+    let unfused = time(reps, || attention_step(&q, &k, &v, false)).await?;
+    let fused = time(reps, || attention_step(&q, &k, &v, true)).await?;
+    row(
+        "attention fwd+bwd",
+        format!("B{batch} H{h} T{t} D{d}"),
+        unfused,
+        fused,
+    );
+
+    let vocab = model.vocab_size;
+    let logits = random([n, vocab], &ad);
+    let targets = Tensor::<1>::random([n], Distribution::Uniform(0.0, vocab as f64), &ad)
+        .int()
+        .clamp(0, vocab as i64 - 1);
+    let unfused = time(reps, || cross_entropy_step(&logits, &targets, false)).await?;
+    let fused = time(reps, || cross_entropy_step(&logits, &targets, true)).await?;
+    row(
+        "cross-entropy fwd+bwd",
+        format!("N{n} V{vocab}"),
+        unfused,
+        fused,
+    );
+
+    let norm = burn::nn::LayerNormConfig::new(c).init(&ad);
+    let x = random([n, c], &ad);
+    let unfused = time(reps, || norm_step(&norm, &x, false)).await?;
+    let fused = time(reps, || norm_step(&norm, &x, true)).await?;
+    row("layer norm fwd+bwd", format!("N{n} C{c}"), unfused, fused);
+
+    let params = crate::Gpt::num_params_of(model);
+    let (p, g) = (random([params], device), random([params], device));
+    let (m, v2) = (p.zeros_like(), p.zeros_like());
+    let h1 = adamw::Hyper {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.99,
+        weight_decay: 0.1,
+        t: 3,
+    };
+    let adam = |fused: bool| {
+        let (p, m, v) = adamw::step(p.clone(), g.clone(), m.clone(), v2.clone(), h1, fused);
+        p.sum() + m.sum() + v.sum()
+    };
+    let unfused = time(reps, || adam(false)).await?;
+    let fused = time(reps, || adam(true)).await?;
+    row("AdamW update", format!("{params} params"), unfused, fused);
+    Ok(rows)
+}
+
+/// Where a training step of `model` goes with the plain Burn ops: each op class timed alone at
+/// the step's shapes (forward + backward), times its calls per step.
+pub async fn profile(
+    model: &ModelConfig,
+    batch: usize,
+    reps: usize,
+    device: &Device,
+) -> Result<Vec<ProfileRow>> {
+    let ad = device.clone().autodiff();
+    let (t, c, l) = (model.block_size, model.n_embd, model.n_layer);
+    let n = batch * t;
+    let hidden = model.mlp_hidden();
+    let mut rows = Vec::new();
+
+    // Linear layers: [n, in] x [in, out], forward and both backward matmuls.
+    let linear = |i: usize, o: usize| {
+        let x = random([n, i], &ad).require_grad();
+        let w = random([i, o], &ad).require_grad();
+        move || {
+            let grads = x.clone().matmul(w.clone()).sum().backward();
+            x.grad(&grads).unwrap().sum() + w.grad(&grads).unwrap().sum()
+        }
+    };
+    let matmuls = [
+        ("matmul c_attn", c, 3 * c, l),
+        ("matmul attn c_proj", c, c, l),
+        ("matmul mlp c_fc", c, hidden, l),
+        ("matmul mlp c_proj", hidden, c, l),
+        ("matmul lm_head", c, model.vocab_size, 1),
+    ];
+    for (op, i, o, calls) in matmuls {
+        let f = linear(i, o);
+        let ms = time(reps, f).await?;
+        rows.push(ProfileRow {
+            op: op.into(),
+            calls,
+            ms: ms * calls as f64,
+        });
+    }
+    let [q, k, v] = [0; 3].map(|_| random([batch, model.n_head, t, model.head_dim()], &ad));
+    let ms = time(reps, || attention_step(&q, &k, &v, false)).await?;
+    rows.push(ProfileRow {
+        op: "attention (scores, mask, softmax, weighted sum)".into(),
+        calls: l,
+        ms: ms * l as f64,
+    });
+    let norm = burn::nn::LayerNormConfig::new(c).init(&ad);
+    let x = random([n, c], &ad);
+    let ms = time(reps, || norm_step(&norm, &x, false)).await?;
+    rows.push(ProfileRow {
+        op: "layer norm".into(),
+        calls: 2 * l + 1,
+        ms: ms * (2 * l + 1) as f64,
+    });
+    let h = random([n, hidden], &ad);
+    let ms = time(reps, || {
+        let x = h.clone().require_grad();
+        let grads = burn::tensor::activation::gelu_approximate(x.clone())
+            .sum()
+            .backward();
+        x.grad(&grads).unwrap().sum()
+    })
+    .await?;
+    rows.push(ProfileRow {
+        op: "GELU".into(),
+        calls: l,
+        ms: ms * l as f64,
+    });
+    let logits = random([n, model.vocab_size], &ad);
+    let targets = Tensor::<1, Int>::zeros([n], &ad);
+    let ms = time(reps, || cross_entropy_step(&logits, &targets, false)).await?;
+    rows.push(ProfileRow {
+        op: "cross-entropy".into(),
+        calls: 1,
+        ms,
+    });
+    Ok(rows)
+}
+
+/// The adapter's peak f32 rate in GFLOP/s, from the FMA probe (`None` off the wgpu backend).
+pub async fn peak_gflops(device: &Device) -> Result<Option<f64>> {
+    const INVOCATIONS: usize = 256 * peak::WG;
+    let x = random([INVOCATIONS], device);
+    let mut iters = 256u32;
+    loop {
+        let Some(_) = peak::fma(x.clone(), iters) else {
+            return Ok(None);
+        };
+        let ms = time(3, || peak::fma(x.clone(), iters).expect("checked above")).await?;
+        // Long enough that launch and read-back overheads are noise.
+        if ms > 50.0 || iters >= 1 << 20 {
+            let flops = (INVOCATIONS * iters as usize * peak::FLOPS_PER_ITER) as f64;
+            return Ok(Some(flops / (ms * 1e6)));
+        }
+        iters *= 4;
+    }
+}
+
+/// Burn's matmul at `n³` for each `n`, against `peak` GFLOP/s.
+pub async fn matmul(
+    sizes: &[usize],
+    peak: f64,
+    reps: usize,
+    device: &Device,
+) -> Result<Vec<MatmulRow>> {
+    let mut rows = Vec::new();
+    for &n in sizes {
+        let (a, b) = (random([n, n], device), random([n, n], device));
+        let ms = time(reps, || {
+            a.clone().matmul(b.clone()).slice([0..1, 0..1]).reshape([1])
+        })
+        .await?;
+        let gflops = 2.0 * (n as f64).powi(3) / (ms * 1e6);
+        rows.push(MatmulRow {
+            n,
+            ms,
+            gflops,
+            percent_of_peak: 100.0 * gflops / peak,
+        });
+    }
+    Ok(rows)
+}

@@ -1,0 +1,424 @@
+//! Kiln's hand-written WGSL kernels for the training hot path (`shaders/*.wgsl`).
+//!
+//! Each op is one module holding the WGSL binding for Burn's CubeCL backend, its autodiff backward
+//! and a plain-Burn reference. The reference is what tests compare against and what runs wherever
+//! the kernels cannot: the CPU backend, other dtypes, shapes past a kernel's limits, or a model
+//! built with `kernels = false`.
+//!
+//! The ops are a Burn backend extension: [`KernelOps`] is implemented for `CubeBackend` (the
+//! kernels), for Burn's autodiff decorator (the backward passes, written by hand) and, natively,
+//! for the fusion decorator (generated). Call sites use the `Tensor` functions of each module.
+
+pub mod adamw;
+pub mod attention;
+pub mod cross_entropy;
+pub mod norm;
+pub mod peak;
+
+use burn::backend::autodiff::{Autodiff, checkpoint::strategy::CheckpointStrategy};
+use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
+use burn::backend::{
+    AutodiffBackend, Backend, backend_extension,
+    tensor::{FloatTensor, IntTensor},
+};
+use burn::cubecl::prelude::KernelId;
+use burn::cubecl::server::KernelArguments;
+use burn::cubecl::{CubeCount, CubeDim};
+use burn::prelude::*;
+use burn::tensor::{DType, Shape};
+
+/// The fused ops. Use them through the `Tensor` functions of each module ([`attention::attention`],
+/// [`cross_entropy::cross_entropy`], [`norm::layer_norm`], [`adamw::step`]), which fall back to
+/// the references where the kernels do not apply.
+#[backend_extension(Cube, Fusion: cfg(not(target_arch = "wasm32")), Autodiff)]
+pub trait KernelOps: Backend {
+    /// Causal attention of `q [B, H, T_q, D]` over `k, v [B, H, T_k, D]` (`T_q ≤ T_k`, queries are
+    /// the last `T_q` positions): the output `[B, H, T_q, D]` and the log-sum-exp `[B, H, T_q]`.
+    #[fusion(meta = attention::forward_meta)]
+    fn flash_attention_forward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Gradients `(dq, dk, dv)` of [`KernelOps::flash_attention_forward`] given its output `o`, `lse`
+    /// and the output's gradient `d_o`.
+    #[allow(clippy::too_many_arguments)]
+    #[fusion(meta = attention::backward_meta)]
+    fn flash_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        o: FloatTensor<Self>,
+        d_o: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        scale: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The differentiable op: attention's output alone.
+    #[fusion(default)]
+    fn flash_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        Self::flash_attention_forward(q, k, v, scale).0
+    }
+
+    /// Softmax cross-entropy of each row of `logits [N, V]` against `targets [N]`: the per-row
+    /// loss `[N]` and log-sum-exp `[N]`.
+    #[fusion(meta = cross_entropy::forward_meta)]
+    fn cross_entropy_forward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Gradient of the logits given the per-row losses' gradient `grad [N]`.
+    #[fusion(dtype = logits, shape = logits)]
+    fn cross_entropy_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        lse: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// The differentiable op: the per-row losses alone.
+    #[fusion(default)]
+    fn cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        Self::cross_entropy_forward(logits, targets).0
+    }
+
+    /// LayerNorm (or, with `rms`, RMSNorm) of each row of `x [N, C]` with gain and bias `[C]`:
+    /// the output `[N, C]` and the row statistics mean and 1/std, `[N]` each.
+    #[fusion(meta = norm::forward_meta)]
+    fn norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+        rms: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Gradients `(dx, dgamma, dbeta)` of [`KernelOps::norm_forward`] given the output's
+    /// gradient `dy` and the saved statistics.
+    #[fusion(meta = norm::backward_meta)]
+    fn norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        rms: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The differentiable op: the normalised output alone.
+    #[fusion(default)]
+    fn norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+        rms: bool,
+    ) -> FloatTensor<Self> {
+        Self::norm_forward(x, gamma, beta, eps, rms).0
+    }
+
+    /// One AdamW step of a flat parameter: the new `(param, exp_avg, exp_avg_sq)`.
+    #[fusion(meta = adamw::meta)]
+    fn adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        exp_avg: FloatTensor<Self>,
+        exp_avg_sq: FloatTensor<Self>,
+        h: adamw::Hyper,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The throughput probe of [`peak::fma`].
+    #[fusion(dtype = x, shape = x)]
+    fn fma_peak(x: FloatTensor<Self>, iters: u32) -> FloatTensor<Self>;
+}
+
+/// The kernels.
+impl KernelOps for CubeBackend {
+    fn flash_attention_forward(
+        q: CubeTensor,
+        k: CubeTensor,
+        v: CubeTensor,
+        scale: f32,
+    ) -> (CubeTensor, CubeTensor) {
+        attention::forward_cube(q, k, v, scale)
+    }
+
+    fn flash_attention_backward(
+        q: CubeTensor,
+        k: CubeTensor,
+        v: CubeTensor,
+        o: CubeTensor,
+        d_o: CubeTensor,
+        lse: CubeTensor,
+        scale: f32,
+    ) -> (CubeTensor, CubeTensor, CubeTensor) {
+        attention::backward_cube(q, k, v, o, d_o, lse, scale)
+    }
+
+    fn cross_entropy_forward(logits: CubeTensor, targets: CubeTensor) -> (CubeTensor, CubeTensor) {
+        cross_entropy::forward_cube(logits, targets)
+    }
+
+    fn cross_entropy_backward(
+        logits: CubeTensor,
+        targets: CubeTensor,
+        lse: CubeTensor,
+        grad: CubeTensor,
+    ) -> CubeTensor {
+        cross_entropy::backward_cube(logits, targets, lse, grad)
+    }
+
+    fn norm_forward(
+        x: CubeTensor,
+        gamma: CubeTensor,
+        beta: CubeTensor,
+        eps: f32,
+        rms: bool,
+    ) -> (CubeTensor, CubeTensor, CubeTensor) {
+        norm::forward_cube(x, gamma, beta, eps, rms)
+    }
+
+    fn norm_backward(
+        x: CubeTensor,
+        gamma: CubeTensor,
+        dy: CubeTensor,
+        mean: CubeTensor,
+        rstd: CubeTensor,
+        rms: bool,
+    ) -> (CubeTensor, CubeTensor, CubeTensor) {
+        norm::backward_cube(x, gamma, dy, mean, rstd, rms)
+    }
+
+    fn adamw(
+        param: CubeTensor,
+        grad: CubeTensor,
+        exp_avg: CubeTensor,
+        exp_avg_sq: CubeTensor,
+        h: adamw::Hyper,
+    ) -> (CubeTensor, CubeTensor, CubeTensor) {
+        adamw::step_cube(param, grad, exp_avg, exp_avg_sq, h)
+    }
+
+    fn fma_peak(x: CubeTensor, iters: u32) -> CubeTensor {
+        peak::fma_cube(x, iters)
+    }
+}
+
+/// The backward passes. The forward/backward halves themselves are not differentiable: on
+/// autodiff tensors they run on the inner values and return untracked results.
+impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
+    fn flash_attention_forward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (o, lse) =
+            B::flash_attention_forward(Self::inner(q), Self::inner(k), Self::inner(v), scale);
+        (Self::from_inner(o), Self::from_inner(lse))
+    }
+
+    fn flash_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        o: FloatTensor<Self>,
+        d_o: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        scale: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [q, k, v, o, d_o, lse] = [q, k, v, o, d_o, lse].map(Self::inner);
+        let (dq, dk, dv) = B::flash_attention_backward(q, k, v, o, d_o, lse, scale);
+        (
+            Self::from_inner(dq),
+            Self::from_inner(dk),
+            Self::from_inner(dv),
+        )
+    }
+
+    fn flash_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        attention::autodiff::<B, C>(q, k, v, scale)
+    }
+
+    fn cross_entropy_forward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (loss, lse) = B::cross_entropy_forward(Self::inner(logits), targets);
+        (Self::from_inner(loss), Self::from_inner(lse))
+    }
+
+    fn cross_entropy_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        lse: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let [logits, lse, grad] = [logits, lse, grad].map(Self::inner);
+        Self::from_inner(B::cross_entropy_backward(logits, targets, lse, grad))
+    }
+
+    fn cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        cross_entropy::autodiff::<B, C>(logits, targets)
+    }
+
+    fn norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+        rms: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [x, gamma, beta] = [x, gamma, beta].map(Self::inner);
+        let (y, mean, rstd) = B::norm_forward(x, gamma, beta, eps, rms);
+        (
+            Self::from_inner(y),
+            Self::from_inner(mean),
+            Self::from_inner(rstd),
+        )
+    }
+
+    fn norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        rms: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [x, gamma, dy, mean, rstd] = [x, gamma, dy, mean, rstd].map(Self::inner);
+        let (dx, dgamma, dbeta) = B::norm_backward(x, gamma, dy, mean, rstd, rms);
+        (
+            Self::from_inner(dx),
+            Self::from_inner(dgamma),
+            Self::from_inner(dbeta),
+        )
+    }
+
+    fn norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+        rms: bool,
+    ) -> FloatTensor<Self> {
+        norm::autodiff::<B, C>(x, gamma, beta, eps, rms)
+    }
+
+    fn adamw(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        exp_avg: FloatTensor<Self>,
+        exp_avg_sq: FloatTensor<Self>,
+        h: adamw::Hyper,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [p, g, m, v] = [param, grad, exp_avg, exp_avg_sq].map(Self::inner);
+        let (p, m, v) = B::adamw(p, g, m, v, h);
+        (
+            Self::from_inner(p),
+            Self::from_inner(m),
+            Self::from_inner(v),
+        )
+    }
+
+    fn fma_peak(x: FloatTensor<Self>, iters: u32) -> FloatTensor<Self> {
+        Self::from_inner(B::fma_peak(Self::inner(x), iters))
+    }
+}
+
+/// What the fusion decorator is told about an output before the kernel runs.
+#[cfg(not(target_arch = "wasm32"))]
+type Spec = burn::backend::fusion::custom::TensorSpec;
+
+/// Whether the kernels can run on `device`: a CubeCL (wgpu) device. Tensor dtypes and shapes are
+/// checked by each op.
+pub fn supported(device: &Device) -> bool {
+    device.identity().is_some()
+}
+
+/// A WGSL file from `shaders/` with its template values (`{{ name }}` in the source).
+#[derive(Debug)]
+struct Wgsl {
+    name: &'static str,
+    source: &'static str,
+    params: Vec<(&'static str, u32)>,
+}
+
+impl KernelSource for Wgsl {
+    fn source(&self) -> SourceTemplate {
+        self.params
+            .iter()
+            .fold(SourceTemplate::new(self.source), |t, (key, value)| {
+                t.register(*key, value.to_string())
+            })
+    }
+
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.name, self.params.clone()))
+    }
+
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+/// Writes `info` to the device and launches `kernel` with `workgroup` invocations per workgroup
+/// over `workgroups`, binding `buffers` in order and `info` last.
+fn launch(
+    like: &CubeTensor,
+    kernel: Wgsl,
+    workgroup: u32,
+    workgroups: (u32, u32),
+    buffers: &[&CubeTensor],
+    info: &[u32],
+) {
+    let info: Vec<u8> = info.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let info = like.client.create_from_slice(&info);
+    let bindings = buffers
+        .iter()
+        .map(|t| t.handle.clone().binding())
+        .chain(std::iter::once(info.binding()))
+        .collect();
+    like.client.launch(
+        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(workgroup))),
+        CubeCount::Static(workgroups.0, workgroups.1, 1),
+        KernelArguments::new().with_buffers(bindings),
+    );
+}
+
+/// A new, uninitialised contiguous f32 tensor on `like`'s device.
+fn empty(like: &CubeTensor, shape: impl Into<Shape>) -> CubeTensor {
+    let shape = shape.into();
+    let handle = like.client.empty(shape.num_elements() * DType::F32.size());
+    CubeTensor::new_contiguous(
+        like.client.clone(),
+        like.device.clone(),
+        shape,
+        handle,
+        DType::F32,
+    )
+}
+
+/// Spreads `n` workgroups over x and y: a dispatch dimension holds at most 65535.
+fn grid(n: usize) -> (u32, u32) {
+    const MAX: usize = 65535;
+    ((n.min(MAX)) as u32, n.div_ceil(MAX) as u32)
+}
+
+/// The largest workgroup memory the adapter gives a kernel, in bytes.
+fn shared_memory(like: &CubeTensor) -> usize {
+    like.client.properties().hardware.max_shared_memory_size
+}

@@ -1,0 +1,503 @@
+//! The WGSL kernels against their plain-Burn references and against finite differences, on
+//! wgpu (lavapipe where there is no GPU). Its own binary: the wgpu runtime is registered once per
+//! process.
+//!
+//! Tolerance: forward values and gradients agree to `1e-4 · max(1, max |reference|)`; finite
+//! differences (f32, central, ε = 1e-2) to 1e-2 relative.
+
+mod common;
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use kiln::Gpt;
+use kiln::backend::{self, BackendKind};
+use kiln::config::{Norm, Position};
+use kiln::kernels::{adamw, attention, cross_entropy, norm};
+use kiln::model::KvCache;
+use kiln::train::Trainer;
+
+/// The wgpu device; the kernels must run on it (else these tests would compare the reference
+/// with itself).
+fn wgpu() -> Device {
+    let device = backend::open(BackendKind::Wgpu).expect("a wgpu adapter (lavapipe without a GPU)");
+    assert!(kiln::kernels::supported(&device));
+    assert!(kiln::kernels::supported(&device.clone().autodiff()));
+    device
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// Asserts `got` matches `want` to `1e-4 · max(1, max |want|)`.
+fn assert_close(what: &str, got: Vec<f32>, want: Vec<f32>) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(1f32, |m, x| m.max(x.abs()));
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= 1e-4 * scale,
+        "{what}: max |Δ| = {worst:e} (scale {scale})"
+    );
+    assert!(got.iter().all(|x| x.is_finite()), "{what}: non-finite");
+}
+
+fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+}
+
+/// (B, H, T_q, T_k, D): T = 1, lengths that are not multiples of the tiles (64 rows, 16–64 keys),
+/// head dims 16–128, batch > 1, and queries that continue a cached past (T_q < T_k).
+const ATTENTION_SHAPES: &[(usize, usize, usize, usize, usize)] = &[
+    (1, 1, 1, 1, 16),
+    (2, 3, 37, 37, 16),
+    (1, 2, 70, 70, 32),
+    (2, 1, 33, 33, 64),
+    (1, 1, 20, 20, 128),
+    (2, 2, 130, 130, 24),
+    (1, 2, 5, 40, 32),
+    (1, 1, 1, 19, 64),
+];
+
+#[test]
+fn attention_forward_matches_reference() {
+    let device = wgpu();
+    for &(b, h, t_q, t_k, d) in ATTENTION_SHAPES {
+        let q = random([b, h, t_q, d], &device);
+        let k = random([b, h, t_k, d], &device);
+        let v = random([b, h, t_k, d], &device);
+        let fused = attention::attention(q.clone(), k.clone(), v.clone(), true);
+        let reference = attention::reference(q, k, v);
+        assert_close(
+            &format!("attention {b}x{h}x{t_q}x{t_k}x{d}"),
+            values(fused),
+            values(reference),
+        );
+    }
+}
+
+/// Gradients of `Σ w ⊙ attention(q, k, v)` for q, k and v.
+fn attention_grads(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+    w: &Tensor<4>,
+    fused: bool,
+) -> [Vec<f32>; 3] {
+    let [q, k, v] = [q, k, v].map(|x| x.clone().require_grad());
+    let y = if fused {
+        attention::attention(q.clone(), k.clone(), v.clone(), true)
+    } else {
+        attention::reference(q.clone(), k.clone(), v.clone())
+    };
+    let grads = (y * w.clone()).sum().backward();
+    [q, k, v].map(|x| values(x.grad(&grads).expect("a gradient")))
+}
+
+#[test]
+fn attention_grad_matches_reference() {
+    let device = wgpu().autodiff();
+    for &(b, h, t_q, t_k, d) in ATTENTION_SHAPES {
+        let q = random([b, h, t_q, d], &device);
+        let k = random([b, h, t_k, d], &device);
+        let v = random([b, h, t_k, d], &device);
+        let w = random([b, h, t_q, d], &device);
+        let fused = attention_grads(&q, &k, &v, &w, true);
+        let reference = attention_grads(&q, &k, &v, &w, false);
+        for (name, (got, want)) in ["dq", "dk", "dv"]
+            .iter()
+            .zip(fused.into_iter().zip(reference))
+        {
+            assert_close(&format!("{name} {b}x{h}x{t_q}x{t_k}x{d}"), got, want);
+        }
+    }
+}
+
+/// Central differences of a scalar function at a few coordinates of `x`, against `grad`.
+fn check_finite_differences(
+    what: &str,
+    x: &[f32],
+    shape: [usize; 4],
+    grad: &[f32],
+    f: impl Fn(Tensor<4>) -> f32,
+    device: &Device,
+) {
+    const EPS: f32 = 1e-2;
+    let n = x.len();
+    for i in [0, n / 3, n / 2, n - 1] {
+        let at = |delta: f32| {
+            let mut y = x.to_vec();
+            y[i] += delta;
+            f(Tensor::from_data(TensorData::new(y, shape), device))
+        };
+        let numeric = (at(EPS) - at(-EPS)) / (2.0 * EPS);
+        let err = (numeric - grad[i]).abs();
+        assert!(
+            err <= 1e-2 * numeric.abs().max(grad[i].abs()).max(0.1),
+            "{what}[{i}]: finite difference {numeric}, backward {}",
+            grad[i]
+        );
+    }
+}
+
+#[test]
+fn attention_grad_matches_finite_differences() {
+    let plain = wgpu();
+    let shape = [1, 1, 5, 16];
+    let [q, k, v, w] = [0, 1, 2, 3].map(|_| values(random(shape, &plain)));
+    let tensor = |x: &Vec<f32>, device: &Device| -> Tensor<4> {
+        Tensor::from_data(TensorData::new(x.clone(), shape), device)
+    };
+    let autodiff = plain.clone().autodiff();
+    let grads = attention_grads(
+        &tensor(&q, &autodiff),
+        &tensor(&k, &autodiff),
+        &tensor(&v, &autodiff),
+        &tensor(&w, &autodiff),
+        true,
+    );
+    let loss = |q: Tensor<4>, k: Tensor<4>, v: Tensor<4>| -> f32 {
+        let y = attention::attention(q, k, v, true) * tensor(&w, &plain);
+        y.sum().into_scalar()
+    };
+    let (tq, tk, tv) = (tensor(&q, &plain), tensor(&k, &plain), tensor(&v, &plain));
+    check_finite_differences(
+        "dq",
+        &q,
+        shape,
+        &grads[0],
+        |x| loss(x, tk.clone(), tv.clone()),
+        &plain,
+    );
+    check_finite_differences(
+        "dk",
+        &k,
+        shape,
+        &grads[1],
+        |x| loss(tq.clone(), x, tv.clone()),
+        &plain,
+    );
+    check_finite_differences(
+        "dv",
+        &v,
+        shape,
+        &grads[2],
+        |x| loss(tq.clone(), tk.clone(), x),
+        &plain,
+    );
+}
+
+/// Random targets in `0..v`.
+fn targets(n: usize, v: usize, device: &Device) -> Tensor<1, Int> {
+    Tensor::<1>::random([n], Distribution::Uniform(0.0, v as f64), device)
+        .int()
+        .clamp(0, v as i64 - 1)
+}
+
+/// (N, V): one row, one class, small and large vocabularies, and more rows than one dispatch
+/// dimension holds (65535).
+const CROSS_ENTROPY_SHAPES: &[(usize, usize)] =
+    &[(1, 1), (1, 65), (37, 3), (300, 1031), (70_000, 3)];
+
+#[test]
+fn cross_entropy_forward_matches_reference() {
+    let device = wgpu();
+    for &(n, v) in CROSS_ENTROPY_SHAPES {
+        let logits = random([n, v], &device).mul_scalar(3.0);
+        let t = targets(n, v, &device);
+        let fused = cross_entropy::cross_entropy(logits.clone(), t.clone(), true);
+        let reference = cross_entropy::reference(logits, t);
+        assert_close(
+            &format!("cross-entropy {n}x{v}"),
+            values(fused),
+            values(reference),
+        );
+    }
+}
+
+/// Gradient of `Σ w ⊙ cross_entropy(logits, t)` for the logits.
+fn cross_entropy_grad(
+    logits: &Tensor<2>,
+    t: &Tensor<1, Int>,
+    w: &Tensor<1>,
+    fused: bool,
+) -> Vec<f32> {
+    let x = logits.clone().require_grad();
+    let rows = if fused {
+        cross_entropy::cross_entropy(x.clone(), t.clone(), true)
+    } else {
+        cross_entropy::reference(x.clone(), t.clone())
+    };
+    let grads = (rows * w.clone()).sum().backward();
+    values(x.grad(&grads).expect("a gradient"))
+}
+
+#[test]
+fn cross_entropy_grad_matches_reference() {
+    let device = wgpu().autodiff();
+    for &(n, v) in &CROSS_ENTROPY_SHAPES[..4] {
+        let logits = random([n, v], &device).mul_scalar(3.0);
+        let t = targets(n, v, &device);
+        let w = random([n], &device);
+        assert_close(
+            &format!("d logits {n}x{v}"),
+            cross_entropy_grad(&logits, &t, &w, true),
+            cross_entropy_grad(&logits, &t, &w, false),
+        );
+    }
+}
+
+#[test]
+fn cross_entropy_grad_matches_finite_differences() {
+    let plain = wgpu();
+    let (n, v) = (3, 7);
+    let x = values(random([n, v], &plain));
+    let w = random([n], &plain);
+    let t = targets(n, v, &plain);
+    let autodiff = plain.clone().autodiff();
+    let grad = cross_entropy_grad(
+        &Tensor::from_data(TensorData::new(x.clone(), [n, v]), &autodiff),
+        &Tensor::from_data(t.to_data(), &autodiff),
+        &Tensor::from_data(w.to_data(), &autodiff),
+        true,
+    );
+    // Seen as [1, 1, N, V] so the helper's 4-D tensors carry it.
+    check_finite_differences(
+        "d logits",
+        &x,
+        [1, 1, n, v],
+        &grad,
+        |x| {
+            let rows = cross_entropy::cross_entropy(x.reshape([n, v]), t.clone(), true);
+            (rows * w.clone()).sum().into_scalar()
+        },
+        &plain,
+    );
+}
+
+/// 50 steps of `tiny` on wgpu with the kernels and without: the same loss curve.
+#[test]
+fn training_with_kernels_matches_without() {
+    let device = wgpu();
+    let corpus = common::small_corpus(20_000);
+    let tokenizer = common::char_tokenizer(&corpus);
+    let curve = |kernels: bool| -> Vec<f32> {
+        let mut p = common::tiny(tokenizer.vocab_size());
+        p.model.kernels = kernels;
+        p.train.max_steps = 50;
+        let mut trainer = Trainer::new(p, tokenizer.clone(), &corpus, &device).unwrap();
+        (0..50).map(|_| trainer.step().unwrap().loss).collect()
+    };
+    let (on, off) = (curve(true), curve(false));
+    for (step, (a, b)) in on.iter().zip(&off).enumerate() {
+        assert!(
+            (a - b).abs() <= 2e-3 * b.abs(),
+            "step {step}: loss {a} with kernels, {b} without"
+        );
+    }
+    assert!(
+        on[49] < on[0] - 0.3,
+        "the loss falls: {} -> {}",
+        on[0],
+        on[49]
+    );
+}
+
+/// (N, C): one row, widths that are not multiples of the workgroup (64), more rows than one
+/// dispatch dimension holds.
+const NORM_SHAPES: &[(usize, usize)] = &[(1, 5), (3, 32), (37, 100), (300, 384), (70_000, 4)];
+
+/// A LayerNorm (with bias) and an RMSNorm of width `c` with random parameters.
+fn norms(c: usize, device: &Device) -> (LayerNorm, RmsNorm) {
+    let mut ln = LayerNormConfig::new(c).with_bias(true).init(device);
+    ln.gamma = Param::from_tensor(random([c], device));
+    ln.beta = Some(Param::from_tensor(random([c], device)));
+    let mut rms = RmsNormConfig::new(c).with_epsilon(1e-6).init(device);
+    rms.gamma = Param::from_tensor(random([c], device));
+    (ln, rms)
+}
+
+#[test]
+fn norm_forward_matches_reference() {
+    let device = wgpu();
+    for &(n, c) in NORM_SHAPES {
+        let (ln, rms) = norms(c, &device);
+        let x = random([n, c], &device).mul_scalar(2.0).add_scalar(0.5);
+        assert_close(
+            &format!("layer norm {n}x{c}"),
+            values(norm::layer_norm(&ln, x.clone(), true)),
+            values(ln.forward(x.clone())),
+        );
+        assert_close(
+            &format!("rms norm {n}x{c}"),
+            values(norm::rms_norm(&rms, x.clone(), true)),
+            values(rms.forward(x)),
+        );
+    }
+}
+
+/// Gradients of `Σ w ⊙ norm(x)` for x, γ and (LayerNorm) β.
+fn norm_grads(
+    ln: &LayerNorm,
+    rms: &RmsNorm,
+    x: &Tensor<2>,
+    w: &Tensor<2>,
+    fused: bool,
+) -> Vec<Vec<f32>> {
+    let x = x.clone().require_grad();
+    let y = norm::layer_norm(ln, x.clone(), fused);
+    let grads = (y * w.clone()).sum().backward();
+    let beta = ln.beta.as_ref().unwrap().val();
+    let mut out = vec![
+        values(x.grad(&grads).unwrap()),
+        values(ln.gamma.val().grad(&grads).unwrap()),
+        values(beta.grad(&grads).unwrap()),
+    ];
+    let y = norm::rms_norm(rms, x.clone(), fused);
+    let grads = (y * w.clone()).sum().backward();
+    out.push(values(x.grad(&grads).unwrap()));
+    out.push(values(rms.gamma.val().grad(&grads).unwrap()));
+    out
+}
+
+#[test]
+fn norm_grad_matches_reference() {
+    let device = wgpu().autodiff();
+    for &(n, c) in &NORM_SHAPES[..4] {
+        let (ln, rms) = norms(c, &device);
+        let x = random([n, c], &device).mul_scalar(2.0).add_scalar(0.5);
+        let w = random([n, c], &device);
+        let fused = norm_grads(&ln, &rms, &x, &w, true);
+        let reference = norm_grads(&ln, &rms, &x, &w, false);
+        let names = [
+            "layer norm dx",
+            "layer norm dγ",
+            "layer norm dβ",
+            "rms dx",
+            "rms dγ",
+        ];
+        for (name, (got, want)) in names.iter().zip(fused.into_iter().zip(reference)) {
+            assert_close(&format!("{name} {n}x{c}"), got, want);
+        }
+    }
+}
+
+#[test]
+fn norm_grad_matches_finite_differences() {
+    let device = wgpu().autodiff();
+    let (n, c) = (2, 9);
+    let (ln, rms) = norms(c, &device);
+    let x = values(random([n, c], &device));
+    let w = random([n, c], &device);
+    let x_t = Tensor::from_data(TensorData::new(x.clone(), [n, c]), &device);
+    let grads = norm_grads(&ln, &rms, &x_t, &w, true);
+    check_finite_differences(
+        "layer norm dx",
+        &x,
+        [1, 1, n, c],
+        &grads[0],
+        |x| {
+            (norm::layer_norm(&ln, x.reshape([n, c]), true) * w.clone())
+                .sum()
+                .into_scalar()
+        },
+        &device,
+    );
+    check_finite_differences(
+        "rms norm dx",
+        &x,
+        [1, 1, n, c],
+        &grads[3],
+        |x| {
+            (norm::rms_norm(&rms, x.reshape([n, c]), true) * w.clone())
+                .sum()
+                .into_scalar()
+        },
+        &device,
+    );
+}
+
+/// Five AdamW steps with the fused kernel and with the reference: the same parameters and
+/// moments, with and without weight decay, while the parameters move by more than 1e-2.
+#[test]
+fn adamw_matches_reference() {
+    let device = wgpu();
+    for (n, weight_decay) in [(1, 0.0), (1000, 0.1), (70_001, 0.1)] {
+        let init = random([n], &device);
+        let mut fused = (init.clone(), init.zeros_like(), init.zeros_like());
+        let mut reference = fused.clone();
+        for t in 1..=5 {
+            let grad = random([n], &device);
+            let h = adamw::Hyper {
+                lr: 1e-2,
+                beta1: 0.9,
+                beta2: 0.99,
+                weight_decay,
+                t,
+            };
+            let (p, m, v) = fused;
+            fused = adamw::step(p, grad.clone(), m, v, h, true);
+            let (p, m, v) = reference;
+            reference = adamw::reference(p, grad, m, v, h);
+        }
+        let moved = values((fused.0.clone() - init).abs().max());
+        assert!(moved[0] > 1e-2, "the parameters move: {moved:?}");
+        assert_close(
+            &format!("adamw p {n}"),
+            values(fused.0),
+            values(reference.0),
+        );
+        assert_close(
+            &format!("adamw m {n}"),
+            values(fused.1),
+            values(reference.1),
+        );
+        assert_close(
+            &format!("adamw v {n}"),
+            values(fused.2),
+            values(reference.2),
+        );
+    }
+}
+
+/// Generation's path on wgpu: with the kernels, logits from the KV cache (one query over the
+/// cached keys) match a full forward pass with the plain ops, for both position and norm kinds.
+#[test]
+fn kv_cache_with_kernels_matches_plain_full_pass() {
+    let device = wgpu();
+    for (position, norm) in [
+        (Position::Learned, Norm::LayerNorm),
+        (Position::Rope, Norm::RmsNorm),
+    ] {
+        let mut c = common::tiny(30).model;
+        (c.position, c.norm) = (position, norm);
+        let fused = Gpt::new(&c, 1, &device);
+        c.kernels = false;
+        let plain = Gpt::new(&c, 1, &device);
+        let ids = |s: &[i64]| {
+            Tensor::<2, Int>::from_data(TensorData::new(s.to_vec(), [1, s.len()]), &device)
+        };
+        let mut seq = vec![1i64, 5, 9, 2];
+        let mut cache = KvCache::default();
+        let mut pending = seq.clone();
+        for step in 0..12 {
+            let cached = fused.forward(ids(&pending), Some(&mut cache));
+            let t = pending.len();
+            let full = plain.forward(ids(&seq), None);
+            let n = seq.len();
+            assert_close(
+                &format!("{position:?} {norm:?} step {step}"),
+                values(cached.slice([0..1, t - 1..t]).flatten::<1>(0, 2)),
+                values(full.slice([0..1, n - 1..n]).flatten::<1>(0, 2)),
+            );
+            let next = (step * 11 + 7) % 30;
+            seq.push(next);
+            pending = vec![next];
+        }
+    }
+}
