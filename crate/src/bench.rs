@@ -1,6 +1,7 @@
-//! Kernel benchmarks (`kiln bench kernels`, and the page's `benchKernels`): each fused kernel
-//! against the plain Burn ops it replaces, an op-by-op profile of a training step, and Burn's
-//! matmul throughput against the adapter's peak. Asynchronous because the browser cannot block
+//! Kernel benchmarks (`kiln bench-kernels`, and the page's `benchKernels`): each fused kernel
+//! against the plain Burn ops it replaces, and matmul throughput (Burn's and the tiled kernel's)
+//! against the adapter's peak. A training step's profile by kernel comes from CubeCL's profiler
+//! instead (`cargo xtask bench kernels`). Asynchronous because the browser cannot block
 //! on the GPU; timings wait for the device by reading one number back.
 
 use burn::prelude::*;
@@ -11,7 +12,7 @@ use web_time::Instant;
 use crate::backend::read_f32;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::kernels::{adamw, attention, cross_entropy, peak};
+use crate::kernels::{adamw, attention, cross_entropy, matmul, peak};
 
 /// One kernel against the ops it replaces (forward + backward where the op is differentiable).
 #[derive(Clone, Debug, Serialize)]
@@ -24,21 +25,14 @@ pub struct KernelRow {
     pub speedup: f64,
 }
 
-/// One line of a training step's profile: an op class with the plain Burn ops.
-#[derive(Clone, Debug, Serialize)]
-pub struct ProfileRow {
-    pub op: String,
-    pub calls: usize,
-    pub ms: f64,
-}
-
-/// Burn's matmul at `n³` against the measured peak.
+/// Burn's matmul and the tiled kernel at `n³`, against the measured peak.
 #[derive(Clone, Debug, Serialize)]
 pub struct MatmulRow {
     pub n: usize,
-    pub ms: f64,
-    pub gflops: f64,
-    pub percent_of_peak: f64,
+    pub burn_gflops: f64,
+    pub tiled_gflops: f64,
+    pub burn_percent_of_peak: f64,
+    pub tiled_percent_of_peak: f64,
 }
 
 /// Waits for `out` (and everything queued before it) by reading its sum back.
@@ -46,10 +40,13 @@ async fn wait<const D: usize>(out: Tensor<D>) -> Result<()> {
     read_f32(out.sum()).await.map(|_| ())
 }
 
-/// Milliseconds per call of `f`, after one warm-up call (shader compilation, autotuning). The
-/// calls' results are summed and read once, so no call's work can be skipped.
+/// Milliseconds per call of `f`, after three warm-up calls (shader compilation; Burn's autotuner
+/// tries its variants over the first calls). The calls' results are summed and read once, so no
+/// call's work can be skipped.
 async fn time(reps: usize, mut f: impl FnMut() -> Tensor<1>) -> Result<f64> {
-    wait(f()).await?;
+    for _ in 0..3 {
+        wait(f()).await?;
+    }
     let start = Instant::now();
     let mut total = f();
     for _ in 1..reps {
@@ -147,6 +144,22 @@ pub async fn kernels(
     let fused = time(reps, || norm_step(&norm, &x, true)).await?;
     row("layer norm fwd+bwd", format!("N{n} C{c}"), unfused, fused);
 
+    let x = random([n, c], &ad);
+    let w = random([c, 4 * c], &ad);
+    let linear = |fused: bool| {
+        let (x, w) = (x.clone().require_grad(), w.clone().require_grad());
+        let grads = matmul::matmul(x.clone(), w.clone(), fused).sum().backward();
+        x.grad(&grads).unwrap().sum() + w.grad(&grads).unwrap().sum()
+    };
+    let unfused = time(reps, || linear(false)).await?;
+    let fused = time(reps, || linear(true)).await?;
+    row(
+        "matmul fwd+bwd (mlp c_fc)",
+        format!("{n}×{c} · {c}×{}", 4 * c),
+        unfused,
+        fused,
+    );
+
     let params = crate::Gpt::num_params_of(model);
     let (p, g) = (random([params], device), random([params], device));
     let (m, v2) = (p.zeros_like(), p.zeros_like());
@@ -164,85 +177,6 @@ pub async fn kernels(
     let unfused = time(reps, || adam(false)).await?;
     let fused = time(reps, || adam(true)).await?;
     row("AdamW update", format!("{params} params"), unfused, fused);
-    Ok(rows)
-}
-
-/// Where a training step of `model` goes with the plain Burn ops: each op class timed alone at
-/// the step's shapes (forward + backward), times its calls per step.
-pub async fn profile(
-    model: &ModelConfig,
-    batch: usize,
-    reps: usize,
-    device: &Device,
-) -> Result<Vec<ProfileRow>> {
-    let ad = device.clone().autodiff();
-    let (t, c, l) = (model.block_size, model.n_embd, model.n_layer);
-    let n = batch * t;
-    let hidden = model.mlp_hidden();
-    let mut rows = Vec::new();
-
-    // Linear layers: [n, in] x [in, out], forward and both backward matmuls.
-    let linear = |i: usize, o: usize| {
-        let x = random([n, i], &ad).require_grad();
-        let w = random([i, o], &ad).require_grad();
-        move || {
-            let grads = x.clone().matmul(w.clone()).sum().backward();
-            x.grad(&grads).unwrap().sum() + w.grad(&grads).unwrap().sum()
-        }
-    };
-    let matmuls = [
-        ("matmul c_attn", c, 3 * c, l),
-        ("matmul attn c_proj", c, c, l),
-        ("matmul mlp c_fc", c, hidden, l),
-        ("matmul mlp c_proj", hidden, c, l),
-        ("matmul lm_head", c, model.vocab_size, 1),
-    ];
-    for (op, i, o, calls) in matmuls {
-        let f = linear(i, o);
-        let ms = time(reps, f).await?;
-        rows.push(ProfileRow {
-            op: op.into(),
-            calls,
-            ms: ms * calls as f64,
-        });
-    }
-    let [q, k, v] = [0; 3].map(|_| random([batch, model.n_head, t, model.head_dim()], &ad));
-    let ms = time(reps, || attention_step(&q, &k, &v, false)).await?;
-    rows.push(ProfileRow {
-        op: "attention (scores, mask, softmax, weighted sum)".into(),
-        calls: l,
-        ms: ms * l as f64,
-    });
-    let norm = burn::nn::LayerNormConfig::new(c).init(&ad);
-    let x = random([n, c], &ad);
-    let ms = time(reps, || norm_step(&norm, &x, false)).await?;
-    rows.push(ProfileRow {
-        op: "layer norm".into(),
-        calls: 2 * l + 1,
-        ms: ms * (2 * l + 1) as f64,
-    });
-    let h = random([n, hidden], &ad);
-    let ms = time(reps, || {
-        let x = h.clone().require_grad();
-        let grads = burn::tensor::activation::gelu_approximate(x.clone())
-            .sum()
-            .backward();
-        x.grad(&grads).unwrap().sum()
-    })
-    .await?;
-    rows.push(ProfileRow {
-        op: "GELU".into(),
-        calls: l,
-        ms: ms * l as f64,
-    });
-    let logits = random([n, model.vocab_size], &ad);
-    let targets = Tensor::<1, Int>::zeros([n], &ad);
-    let ms = time(reps, || cross_entropy_step(&logits, &targets, false)).await?;
-    rows.push(ProfileRow {
-        op: "cross-entropy".into(),
-        calls: 1,
-        ms,
-    });
     Ok(rows)
 }
 
@@ -275,16 +209,22 @@ pub async fn matmul(
     let mut rows = Vec::new();
     for &n in sizes {
         let (a, b) = (random([n, n], device), random([n, n], device));
-        let ms = time(reps, || {
-            a.clone().matmul(b.clone()).slice([0..1, 0..1]).reshape([1])
-        })
-        .await?;
-        let gflops = 2.0 * (n as f64).powi(3) / (ms * 1e6);
+        let mut gflops = Vec::new();
+        for fused in [false, true] {
+            let ms = time(reps, || {
+                matmul::matmul(a.clone(), b.clone(), fused)
+                    .slice([0..1, 0..1])
+                    .reshape([1])
+            })
+            .await?;
+            gflops.push(2.0 * (n as f64).powi(3) / (ms * 1e6));
+        }
         rows.push(MatmulRow {
             n,
-            ms,
-            gflops,
-            percent_of_peak: 100.0 * gflops / peak,
+            burn_gflops: gflops[0],
+            tiled_gflops: gflops[1],
+            burn_percent_of_peak: 100.0 * gflops[0] / peak,
+            tiled_percent_of_peak: 100.0 * gflops[1] / peak,
         });
     }
     Ok(rows)

@@ -14,7 +14,7 @@ use burn::tensor::Distribution;
 use kiln::Gpt;
 use kiln::backend::{self, BackendKind};
 use kiln::config::{Norm, Position};
-use kiln::kernels::{adamw, attention, cross_entropy, norm};
+use kiln::kernels::{adamw, attention, cross_entropy, matmul, norm};
 use kiln::model::KvCache;
 use kiln::train::Trainer;
 
@@ -499,5 +499,58 @@ fn kv_cache_with_kernels_matches_plain_full_pass() {
             seq.push(next);
             pending = vec![next];
         }
+    }
+}
+
+/// (M, K, N): one element, sizes that are not multiples of the 64 × 64 tile or the 16-deep K
+/// slice, and a long thin product like a linear layer's.
+const MATMUL_SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (3, 17, 5),
+    (65, 33, 130),
+    (200, 128, 512),
+    (1, 300, 64),
+];
+
+#[test]
+fn matmul_matches_burn_including_transposed_views() {
+    let device = wgpu();
+    for &(m, k, n) in MATMUL_SHAPES {
+        let (a, b) = (random([m, k], &device), random([k, n], &device));
+        assert_close(
+            &format!("matmul {m}x{k}x{n}"),
+            values(matmul::matmul(a.clone(), b.clone(), true)),
+            values(a.clone().matmul(b.clone())),
+        );
+        // Aᵀ and Bᵀ as views (swapped strides), as the backward pass reads them.
+        let (at, bt) = (a.clone().transpose(), b.clone().transpose());
+        assert_close(
+            &format!("matmul of transposes {m}x{k}x{n}"),
+            values(matmul::matmul(bt.clone(), at.clone(), true)),
+            values(bt.matmul(at)),
+        );
+    }
+}
+
+#[test]
+fn matmul_grad_matches_burn() {
+    let device = wgpu().autodiff();
+    for &(m, k, n) in MATMUL_SHAPES {
+        let (a, b, w) = (
+            random([m, k], &device),
+            random([k, n], &device),
+            random([m, n], &device),
+        );
+        let grads = |fused: bool| {
+            let (a, b) = (a.clone().require_grad(), b.clone().require_grad());
+            let g = (matmul::matmul(a.clone(), b.clone(), fused) * w.clone())
+                .sum()
+                .backward();
+            [values(a.grad(&g).unwrap()), values(b.grad(&g).unwrap())]
+        };
+        let [da, db] = grads(true);
+        let [da_ref, db_ref] = grads(false);
+        assert_close(&format!("d a {m}x{k}x{n}"), da, da_ref);
+        assert_close(&format!("d b {m}x{k}x{n}"), db, db_ref);
     }
 }

@@ -116,6 +116,7 @@ fn main() -> Result<()> {
             let mut bench = vec!["bench-kernels", "--json", "bench-kernels.json"];
             bench.extend(args[1..].iter().map(String::as_str));
             kiln(&bench)?;
+            profile_step()?;
             web()?;
             run(Command::new("node").args(["web/bench.js", "kernels"]))
         }
@@ -207,6 +208,95 @@ fn web_bench() -> Result<()> {
         serde_json::json!({ "wasm_bytes": wasm.len(), "wasm_gzip_bytes": gzip }).to_string(),
     )?;
     run(Command::new("node").arg("web/bench.js"))
+}
+
+/// A training step of `shakespeare-baby` on wgpu, kernel by kernel, from CubeCL's profiler
+/// (`CUBECL_DEBUG_OPTION=profile` logs each kernel's device time), with Kiln's kernels off and on.
+/// Two runs per setting, of 2 and 8 steps: their difference is 6 steady steps, without start-up
+/// probes, shader compilation, autotuning or the final evaluation.
+fn profile_step() -> Result<()> {
+    const SHORT: usize = 2;
+    const LONG: usize = 8;
+    let per_step = |kernels: bool| -> Result<Vec<(String, f64)>> {
+        let mut totals = std::collections::BTreeMap::<String, f64>::new();
+        for (steps, sign) in [(LONG, 1.0), (SHORT, -1.0)] {
+            let dir = std::env::temp_dir().join(format!("kiln-profile-{kernels}-{steps}"));
+            let log = dir.with_extension("log");
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_file(&log);
+            let args = [
+                "train",
+                "--backend",
+                "wgpu",
+                "--preset",
+                "shakespeare-baby",
+                "--set",
+                &format!("max_steps={steps}"),
+                "--set",
+                "eval_interval=0",
+                "--set",
+                &format!("kernels={kernels}"),
+                "--out",
+                dir.to_str().context("temp dir")?,
+            ];
+            run(Command::new(target_dir().join("debug/kiln"))
+                .args(args)
+                .env("CUBECL_DEBUG_LOG", &log)
+                .env("CUBECL_DEBUG_OPTION", "profile")
+                .stdout(std::process::Stdio::null()))?;
+            for (kernel, ms) in profiled_kernels(&std::fs::read_to_string(&log)?) {
+                *totals.entry(kernel).or_default() += sign * ms;
+            }
+        }
+        let steps = (LONG - SHORT) as f64;
+        let mut rows: Vec<_> = totals.into_iter().map(|(k, ms)| (k, ms / steps)).collect();
+        rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(rows)
+    };
+    for kernels in [false, true] {
+        let rows = per_step(kernels)?;
+        let total: f64 = rows.iter().map(|r| r.1).sum();
+        println!(
+            "\n| shakespeare-baby step, kernels {} | device ms per step | share |",
+            if kernels { "on" } else { "off" }
+        );
+        println!("|---|---|---|");
+        for (kernel, ms) in rows.iter().filter(|r| r.1 >= 0.005 * total) {
+            println!("| {kernel} | {ms:.1} | {:.0}% |", 100.0 * ms / total);
+        }
+        println!("| all kernels | {total:.1} | 100% |");
+    }
+    Ok(())
+}
+
+/// `(kernel, ms)` for each line of a CubeCL profile log (`| 1.2ms | Kind | name_hash`), the
+/// kernel named without its hash suffix.
+fn profiled_kernels(log: &str) -> Vec<(String, f64)> {
+    log.lines()
+        .filter_map(|line| {
+            let mut cells = line.strip_prefix('|')?.split('|').map(str::trim);
+            let time = cells.next()?;
+            let (value, unit) = time.split_at(time.find(|c: char| c.is_alphabetic())?);
+            let scale = match unit {
+                "ns" => 1e-6,
+                "µs" => 1e-3,
+                "ms" => 1.0,
+                "s" => 1e3,
+                _ => return None,
+            };
+            let name: Vec<&str> = cells.filter(|c| !c.is_empty()).collect();
+            let name = name.join(" ");
+            let name = match name.rsplit_once('_') {
+                Some((base, hash))
+                    if hash.len() == 8 && hash.chars().all(|c| c.is_ascii_hexdigit()) =>
+                {
+                    base
+                }
+                _ => &name,
+            };
+            Some((name.to_string(), value.parse::<f64>().ok()? * scale))
+        })
+        .collect()
 }
 
 /// Runs a tool installed by `npm ci` (node_modules/.bin).

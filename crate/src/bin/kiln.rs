@@ -40,8 +40,8 @@ enum Command {
     Score(ScoreArgs),
     /// Time training steps per preset and backend; print a table and optionally write JSON.
     Bench(BenchArgs),
-    /// On wgpu: Kiln's WGSL kernels against the plain Burn ops, a training step's profile by
-    /// op, a training step with kernels on and off, and matmul against the adapter's FMA peak.
+    /// On wgpu: a training step with Kiln's WGSL kernels on and off, each kernel against the
+    /// plain Burn ops, and matmul against the adapter's FMA peak.
     BenchKernels(BenchKernelsArgs),
 }
 
@@ -147,7 +147,7 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct BenchKernelsArgs {
-    /// Presets whose shapes the kernels are timed at; the first is also profiled and trained.
+    /// Presets whose shapes the kernels are timed at; the first is also trained.
     #[arg(long, num_args = 1.., default_values = ["shakespeare-baby", "shakespeare-char"])]
     presets: Vec<String>,
     /// Sequences per batch for the kernel rows (the presets' own batch for the training step).
@@ -396,6 +396,25 @@ fn bench_kernels(a: BenchKernelsArgs) -> Result<()> {
         if shader_f16() { "yes" } else { "no" }
     );
 
+    let first = a.presets.first().context("name at least one preset")?;
+    let p = preset(first)?;
+    let step_ms = |kernels: bool| -> Result<f64> {
+        let mut p = p.clone();
+        p.model.kernels = kernels;
+        p.train.max_steps = usize::MAX / 2;
+        let mut trainer = Trainer::new(p, tokenizer.clone(), &corpus, &device)?;
+        for _ in 0..2 {
+            trainer.step()?; // shader compilation and autotuning
+        }
+        let start = web_time::Instant::now();
+        for _ in 0..a.reps {
+            trainer.step()?;
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e3 / a.reps as f64)
+    };
+    let (off, on) = (step_ms(false)?, step_ms(true)?);
+    // After the training steps: CubeCL's start-up throughput probes and Burn's autotuning
+    // are done, and no longer run beside the measurements.
     println!(
         "| kernel (fwd+bwd) | shape | Burn ops ms | fused ms | speedup |\n|---|---|---|---|---|"
     );
@@ -416,47 +435,6 @@ fn bench_kernels(a: BenchKernelsArgs) -> Result<()> {
         kernel_rows.extend(rows);
     }
 
-    let first = a.presets.first().context("name at least one preset")?;
-    let p = preset(first)?;
-    let step_ms = |kernels: bool| -> Result<f64> {
-        let mut p = p.clone();
-        p.model.kernels = kernels;
-        p.train.max_steps = usize::MAX / 2;
-        let mut trainer = Trainer::new(p, tokenizer.clone(), &corpus, &device)?;
-        for _ in 0..2 {
-            trainer.step()?; // shader compilation and autotuning
-        }
-        let start = web_time::Instant::now();
-        for _ in 0..a.reps {
-            trainer.step()?;
-        }
-        Ok(start.elapsed().as_secs_f64() * 1e3 / a.reps as f64)
-    };
-    let (off, on) = (step_ms(false)?, step_ms(true)?);
-    let profile = backend::block_on(kiln::bench::profile(
-        &p.model,
-        p.train.batch_size,
-        a.reps,
-        &device,
-    ))?;
-    println!("\n| {first} step, Burn ops | calls | ms per step | share |\n|---|---|---|---|");
-    let mut accounted = 0.0;
-    for r in &profile {
-        accounted += r.ms;
-        println!(
-            "| {} | {} | {:.1} | {:.0}% |",
-            r.op,
-            r.calls,
-            r.ms,
-            100.0 * r.ms / off
-        );
-    }
-    println!(
-        "| everything else (embeddings, residuals, AdamW, clipping, data) | | {:.1} | {:.0}% |",
-        off - accounted,
-        100.0 * (off - accounted) / off
-    );
-    println!("| whole step | | {off:.1} | 100% |");
     println!(
         "\n| {first} training step | ms/step |\n|---|---|\n| kernels off | {off:.1} |\n| kernels on | {on:.1} |\n| speedup | {:.2}× |",
         off / on
@@ -465,18 +443,18 @@ fn bench_kernels(a: BenchKernelsArgs) -> Result<()> {
     let peak = backend::block_on(kiln::bench::peak_gflops(&device))?
         .context("the FMA probe needs wgpu")?;
     let matmul = backend::block_on(kiln::bench::matmul(&a.matmul, peak, a.reps, &device))?;
-    println!(
-        "\nFMA peak: {peak:.1} GFLOP/s\n\n| Burn matmul n³ | ms | GFLOP/s | % of peak |\n|---|---|---|---|"
-    );
+    println!("\nFMA peak: {peak:.1} GFLOP/s\n");
+    println!("| matmul n³ | Burn GFLOP/s | % of peak | tiled kernel GFLOP/s | % of peak |");
+    println!("|---|---|---|---|---|");
     for r in &matmul {
         println!(
-            "| {} | {:.2} | {:.1} | {:.0}% |",
-            r.n, r.ms, r.gflops, r.percent_of_peak
+            "| {} | {:.1} | {:.0}% | {:.1} | {:.0}% |",
+            r.n, r.burn_gflops, r.burn_percent_of_peak, r.tiled_gflops, r.tiled_percent_of_peak
         );
     }
     if let Some(path) = a.json {
         let json = serde_json::json!({
-            "adapter": adapter, "kernels": kernel_rows, "profile": profile,
+            "adapter": adapter, "kernels": kernel_rows,
             "step_ms": { "preset": first, "kernels_off": off, "kernels_on": on },
             "peak_gflops": peak, "matmul": matmul,
         });

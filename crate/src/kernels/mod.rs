@@ -12,24 +12,28 @@
 pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
+pub mod matmul;
 pub mod norm;
 pub mod peak;
 
 use burn::backend::autodiff::{Autodiff, checkpoint::strategy::CheckpointStrategy};
-use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate};
+use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelMetadata, SourceTemplate};
 use burn::backend::{
     AutodiffBackend, Backend, backend_extension,
     tensor::{FloatTensor, IntTensor},
 };
-use burn::cubecl::prelude::KernelId;
+use burn::cubecl::ir::{ElemType, UIntKind, metadata::Info};
+use burn::cubecl::prelude::{
+    AddressType, ExecutionMode, KernelDefinition, KernelId, KernelSettings, Scope,
+};
 use burn::cubecl::server::KernelArguments;
-use burn::cubecl::{CubeCount, CubeDim};
+use burn::cubecl::{CubeCount, CubeDim, CubeKernel, PrecompiledSource};
 use burn::prelude::*;
 use burn::tensor::{DType, Shape};
 
 /// The fused ops. Use them through the `Tensor` functions of each module ([`attention::attention`],
-/// [`cross_entropy::cross_entropy`], [`norm::layer_norm`], [`adamw::step`]), which fall back to
-/// the references where the kernels do not apply.
+/// [`cross_entropy::cross_entropy`], [`norm::layer_norm`], [`adamw::step`], [`matmul::matmul`]),
+/// which fall back to the references where the kernels do not apply.
 #[backend_extension(Cube, Fusion: cfg(not(target_arch = "wasm32")), Autodiff)]
 pub trait KernelOps: Backend {
     /// Causal attention of `q [B, H, T_q, D]` over `k, v [B, H, T_k, D]` (`T_q ≤ T_k`, queries are
@@ -135,6 +139,10 @@ pub trait KernelOps: Backend {
         h: adamw::Hyper,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
+    /// `a [M, K] · b [K, N]` on the tiled kernel; `a` and `b` may be strided views (transposes).
+    #[fusion(meta = matmul::meta)]
+    fn tiled_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// The throughput probe of [`peak::fma`].
     #[fusion(dtype = x, shape = x)]
     fn fma_peak(x: FloatTensor<Self>, iters: u32) -> FloatTensor<Self>;
@@ -205,6 +213,10 @@ impl KernelOps for CubeBackend {
         h: adamw::Hyper,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
         adamw::step_cube(param, grad, exp_avg, exp_avg_sq, h)
+    }
+
+    fn tiled_matmul(a: CubeTensor, b: CubeTensor) -> CubeTensor {
+        matmul::forward_cube(a, b)
     }
 
     fn fma_peak(x: CubeTensor, iters: u32) -> CubeTensor {
@@ -334,6 +346,10 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         )
     }
 
+    fn tiled_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        matmul::autodiff::<B, C>(a, b)
+    }
+
     fn fma_peak(x: FloatTensor<Self>, iters: u32) -> FloatTensor<Self> {
         Self::from_inner(B::fma_peak(Self::inner(x), iters))
     }
@@ -349,7 +365,9 @@ pub fn supported(device: &Device) -> bool {
     device.identity().is_some()
 }
 
-/// A WGSL file from `shaders/` with its template values (`{{ name }}` in the source).
+/// A WGSL file from `shaders/` with its template values (`{{ name }}` in the source), as a kernel
+/// CubeCL launches. Its own type rather than Burn's `SourceKernel` so that CubeCL's profiler
+/// (`CUBECL_DEBUG_OPTION=profile`) reports each kernel by name.
 #[derive(Debug)]
 struct Wgsl {
     name: &'static str,
@@ -357,21 +375,51 @@ struct Wgsl {
     params: Vec<(&'static str, u32)>,
 }
 
-impl KernelSource for Wgsl {
-    fn source(&self) -> SourceTemplate {
-        self.params
-            .iter()
-            .fold(SourceTemplate::new(self.source), |t, (key, value)| {
-                t.register(*key, value.to_string())
-            })
+/// A [`Wgsl`] with its workgroup size.
+struct Launch {
+    wgsl: Wgsl,
+    workgroup: u32,
+}
+
+impl KernelMetadata for Launch {
+    fn name(&self) -> &'static str {
+        self.wgsl.name
     }
 
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.name, self.params.clone()))
+        KernelId::new::<Self>().info((self.wgsl.name, self.wgsl.params.clone()))
     }
 
-    fn lang(&self) -> &'static str {
-        "wgsl"
+    fn address_type(&self) -> ElemType {
+        UIntKind::U32.into()
+    }
+}
+
+impl CubeKernel for Launch {
+    /// Only keys CubeCL's compilation cache: the WGSL text is the kernel.
+    fn define(&self) -> KernelDefinition {
+        let dim = CubeDim::new_1d(self.workgroup);
+        let settings = KernelSettings::new(dim.0, ExecutionMode::Checked, AddressType::U32);
+        KernelDefinition {
+            body: Scope::root(settings.clone()),
+            settings,
+            info: Info::default(),
+        }
+    }
+
+    fn source(&self) -> Option<PrecompiledSource> {
+        let template = self
+            .wgsl
+            .params
+            .iter()
+            .fold(SourceTemplate::new(self.wgsl.source), |t, (key, value)| {
+                t.register(*key, value.to_string())
+            });
+        Some(PrecompiledSource {
+            source: template.complete(),
+            entrypoint_name: "main".into(),
+            lang: "wgsl",
+        })
     }
 }
 
@@ -393,7 +441,10 @@ fn launch(
         .chain(std::iter::once(info.binding()))
         .collect();
     like.client.launch(
-        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(workgroup))),
+        Box::new(Launch {
+            wgsl: kernel,
+            workgroup,
+        }),
         CubeCount::Static(workgroups.0, workgroups.1, 1),
         KernelArguments::new().with_buffers(bindings),
     );
