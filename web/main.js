@@ -67,7 +67,7 @@ const call = client(worker, (msg) => {
   }
 });
 
-/** The kernel benchmark (driven by web/bench.js): `{name, vocab, batch, reps, matmul}` → tables. */
+/** The kernel benchmark (driven by web/bench.js): see `Request.benchKernels`. */
 page.benchKernels = (payload) => call(Request.benchKernels, payload);
 
 /** Draws one step's progress (live, or replayed from a checkpoint's history). */
@@ -111,7 +111,8 @@ const formatSeconds = (s) => (s < 90 ? `${Math.round(s)} s` : `${Math.round(s / 
 function showAdapter({ adapter, backend }) {
   page.adapter = adapter;
   if (adapter.name) {
-    $('adapter').textContent = `WebGPU adapter: ${adapter.name}${adapter.software ? ' (software, emulated on the CPU)' : ''}`;
+    const notes = [adapter.software && 'software, emulated on the CPU', adapter.f16 && 'shader-f16'].filter(Boolean);
+    $('adapter').textContent = `WebGPU adapter: ${adapter.name}${notes.length ? ` (${notes.join('; ')})` : ''}`;
   } else {
     $('adapter').textContent = 'No WebGPU adapter.';
     $('fallback-notice').textContent = `${adapter.reason} Kiln trains on the CPU instead (slower, but the same model and results).`;

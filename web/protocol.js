@@ -27,8 +27,9 @@ export const Request = Object.freeze({
   /** {} → {cpu?, wgpu?} ms per step of the configured model on each backend. */
   timeBackends: 'timeBackends',
   /**
-   * {name, vocab, batch, reps, matmul: [n]} → {kernels, peak_gflops, matmul}: the WGSL kernels
-   * against Burn's ops on WebGPU at the shapes of preset `name` (the kernel benchmark).
+   * {name, vocab, batch, reps, matmul: [n], stepReps} → {kernels, peak_gflops, matmul, step_ms}:
+   * the WGSL kernels against Burn's ops on WebGPU at the shapes of preset `name`, and (stepReps
+   * > 0) its training step with the kernels off and on (the kernel benchmark).
    */
   benchKernels: 'benchKernels',
   /** {} → {valLoss}: the validation loss of the current model on the current text. */

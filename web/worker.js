@@ -93,10 +93,11 @@ const handlers = {
       .finally(() => { run.generating = false; });
   },
   [Request.score]: async ({ text }) => parse(await kiln.score(text)),
-  async [Request.benchKernels]({ name, vocab, batch, reps, matmul }) {
+  async [Request.benchKernels]({ name, vocab, batch, reps, matmul, stepReps }) {
     const preset = parse(kiln.presetJson(name));
     preset.model.vocab_size = vocab;
-    return parse(await kiln.benchKernels(JSON.stringify(preset), batch, reps, new Uint32Array(matmul)));
+    const json = await kiln.benchKernels(JSON.stringify(preset), batch, reps, new Uint32Array(matmul), stepReps);
+    return parse(json);
   },
   [Request.save]: () => kiln.saveCheckpoint(),
   [Request.load]({ meta, weights, optimizer }) {

@@ -59,6 +59,11 @@ pub struct ModelConfig {
     /// runs plain Burn ops everywhere. Both compute the same function, to float rounding.
     #[serde(default = "enabled")]
     pub kernels: bool,
+    /// Mixed precision where the adapter has `shader-f16`: matmuls and attention in f16 with f32
+    /// master weights, f32 norms, softmax and loss, and dynamic loss scaling in training. Ignored
+    /// (all f32) on adapters without f16 and on the CPU backend.
+    #[serde(default)]
+    pub mixed_precision: bool,
 }
 
 fn enabled() -> bool {
@@ -149,6 +154,7 @@ pub fn preset(name: &str) -> Result<Preset> {
         mlp: Mlp::Gelu,
         tie_weights: true,
         kernels: true,
+        mixed_precision: false,
     };
     // nanoGPT's config/train_shakespeare_char.py; the CPU ("baby") variant is its README's.
     let shakespeare = |batch_size, max_steps, eval_steps| TrainConfig {

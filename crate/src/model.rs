@@ -9,6 +9,7 @@ use burn::nn::{
     Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear, RmsNorm, RmsNormConfig,
 };
 use burn::prelude::*;
+use burn::tensor::DType;
 use burn::tensor::activation::{gelu_approximate, silu};
 
 use rand::SeedableRng;
@@ -17,7 +18,7 @@ use rand_distr::{Distribution, Normal};
 
 use crate::config::{self, ModelConfig, Position};
 use crate::kernels::cross_entropy::cross_entropy;
-use crate::kernels::{attention, norm};
+use crate::kernels::{self, attention, norm};
 
 /// Standard deviation of GPT-2's initialisation.
 const INIT_STD: f64 = 0.02;
@@ -145,10 +146,10 @@ impl Norm {
         }
     }
 
-    fn forward(&self, x: Tensor<3>, kernels: bool) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, run: Run) -> Tensor<3> {
         match self {
-            Self::Layer(n) => norm::layer_norm(n, x, kernels),
-            Self::Rms(n) => norm::rms_norm(n, x, kernels),
+            Self::Layer(n) => norm::layer_norm(n, x, run.kernels),
+            Self::Rms(n) => norm::rms_norm(n, x, run.kernels),
         }
     }
 }
@@ -220,21 +221,25 @@ impl Gpt {
         }
         let rope = (self.config.position == Position::Rope)
             .then(|| rope_tables(start, t, self.config.head_dim(), &device));
+        let run = Run {
+            kernels: self.config.kernels,
+            half: self.config.mixed_precision && kernels::supports_f16(&device),
+        };
         let mut x = self.drop.forward(x);
         if let Some(c) = cache.as_deref_mut() {
             c.layers.resize(self.h.len(), None);
         }
         for (i, block) in self.h.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = block.forward(x, layer_cache, rope.as_ref(), self.config.kernels);
+            x = block.forward(x, layer_cache, rope.as_ref(), run);
         }
         if let Some(c) = cache {
             c.len += t;
         }
-        let x = self.ln_f.forward(x, self.config.kernels);
+        let x = self.ln_f.forward(x, run);
         match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => x.matmul(self.wte.weight.val().transpose().unsqueeze_dim(0)),
+            Some(head) => linear(head, x, run),
+            None => matmul(x, self.wte.weight.val().transpose(), run),
         }
     }
 
@@ -285,13 +290,13 @@ impl Block {
         x: Tensor<3>,
         cache: Option<&mut LayerCache>,
         rope: Option<&RopeTables>,
-        kernels: bool,
+        run: Run,
     ) -> Tensor<3> {
         let x = x.clone()
             + self
                 .attn
-                .forward(self.ln_1.forward(x, kernels), cache, rope, kernels);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x, kernels))
+                .forward(self.ln_1.forward(x, run), cache, rope, run);
+        x.clone() + self.mlp.forward(self.ln_2.forward(x, run), run)
     }
 }
 
@@ -301,13 +306,16 @@ impl Attention {
         x: Tensor<3>,
         cache: Option<&mut LayerCache>,
         rope: Option<&RopeTables>,
-        kernels: bool,
+        run: Run,
     ) -> Tensor<3> {
         let [b, t, c] = x.dims();
         let (h, d) = (self.n_head, c / self.n_head);
         // [B, T, 3C] -> three [B, H, T, D]
         let heads = |y: Tensor<3>| y.reshape([b, t, h, d]).swap_dims(1, 2);
-        let mut qkv = self.c_attn.forward(x).chunk(3, 2).into_iter().map(heads);
+        let mut qkv = linear(&self.c_attn, x, run)
+            .chunk(3, 2)
+            .into_iter()
+            .map(heads);
         let (mut q, mut k, mut v) = (
             qkv.next().unwrap(),
             qkv.next().unwrap(),
@@ -330,21 +338,64 @@ impl Attention {
         let y = if dropout {
             // Dropout on the attention weights needs them materialised: the unfused path.
             self.attn_drop.forward(attention::weights(q, k)).matmul(v)
+        } else if run.half {
+            attention::half(q, k, v)
         } else {
-            attention::attention(q, k, v, kernels)
+            attention::attention(q, k, v, run.kernels)
         };
         let y = y.swap_dims(1, 2).reshape([b, t, c]);
-        self.resid_drop.forward(self.c_proj.forward(y))
+        self.resid_drop.forward(linear(&self.c_proj, y, run))
     }
 }
 
 impl Mlp {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, run: Run) -> Tensor<3> {
         let hidden = match &self.c_gate {
-            None => gelu_approximate(self.c_fc.forward(x)),
-            Some(gate) => silu(gate.forward(x.clone())) * self.c_fc.forward(x),
+            None => gelu_approximate(linear(&self.c_fc, x, run)),
+            Some(gate) => silu(linear(gate, x.clone(), run)) * linear(&self.c_fc, x, run),
         };
-        self.drop.forward(self.c_proj.forward(hidden))
+        self.drop.forward(linear(&self.c_proj, hidden, run))
+    }
+}
+
+/// How a forward pass computes: Kiln's kernels or plain Burn ops, and f16 matmuls (mixed
+/// precision on an adapter with `shader-f16`) or f32.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    kernels: bool,
+    half: bool,
+}
+
+/// Whether the linear layers use the tiled matmul kernel. In the browser Burn's matmul runs
+/// untuned (the wasm build has no autotune) and the kernel measured 6× faster on SwiftShader;
+/// natively Burn's autotuned matmul is faster (docs/kernels.md).
+const TILED_MATMUL: bool = cfg!(target_arch = "wasm32");
+
+/// `x [B, T, K] · w [K, N]`: in f16 with mixed precision (f32 in and out, so the weights stay
+/// f32), on the tiled kernel where it wins, else Burn's matmul.
+fn matmul(x: Tensor<3>, w: Tensor<2>, run: Run) -> Tensor<3> {
+    let [b, t, k] = x.dims();
+    let n = w.dims()[1];
+    if run.half {
+        x.cast(DType::F16)
+            .matmul(w.cast(DType::F16).unsqueeze_dim(0))
+            .cast(DType::F32)
+    } else if run.kernels && TILED_MATMUL {
+        kernels::matmul::matmul(x.reshape([b * t, k]), w, true).reshape([b, t, n])
+    } else {
+        x.matmul(w.unsqueeze_dim(0))
+    }
+}
+
+/// A linear layer: Burn's own, or its weights through [`matmul`] where that differs.
+fn linear(layer: &Linear, x: Tensor<3>, run: Run) -> Tensor<3> {
+    if !run.half && !(run.kernels && TILED_MATMUL) {
+        return layer.forward(x);
+    }
+    let y = matmul(x, layer.weight.val(), run);
+    match &layer.bias {
+        Some(bias) => y + bias.val().unsqueeze_dim::<2>(0).unsqueeze_dim(0),
+        None => y,
     }
 }
 

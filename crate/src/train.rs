@@ -153,7 +153,16 @@ pub struct Trainer {
     elapsed: f64,
     /// The autodiff device the model trains on.
     device: Device,
+    /// Mixed precision's loss scale and the overflow-free steps since it last changed.
+    loss_scale: f32,
+    good_steps: usize,
 }
+
+/// Mixed precision's first loss scale (PyTorch's GradScaler starts at 2^16; small models' f16
+/// gradients overflow there, and every overflow costs a skipped step).
+pub const INIT_LOSS_SCALE: f32 = 4096.0;
+/// Overflow-free steps after which the loss scale doubles.
+const LOSS_SCALE_GROWTH: usize = 1000;
 
 /// Seed offset for validation batches: the same windows at every evaluation, so values compare.
 const EVAL_STREAM: u64 = u64::MAX;
@@ -208,6 +217,8 @@ impl Trainer {
             step,
             elapsed,
             device,
+            loss_scale: INIT_LOSS_SCALE,
+            good_steps: 0,
         })
     }
 
@@ -233,6 +244,22 @@ impl Trainer {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Whether this run computes in mixed precision: asked for, and the adapter has f16.
+    pub fn mixed_precision(&self) -> bool {
+        self.preset.model.mixed_precision && crate::kernels::supports_f16(&self.device)
+    }
+
+    /// Mixed precision's current loss scale (halved after every step whose gradients overflow,
+    /// doubled after 1000 steps without).
+    pub fn loss_scale(&self) -> f32 {
+        self.loss_scale
+    }
+
+    /// Sets the loss scale, e.g. to see an overflow handled.
+    pub fn set_loss_scale(&mut self, scale: f32) {
+        self.loss_scale = scale;
     }
 
     /// Changes the schedule of this run (steps, learning rate, batch size, ...) while keeping
@@ -310,12 +337,19 @@ impl Trainer {
             .seed(c.seed ^ (self.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let n = batches.len();
         let tokens: usize = batches.iter().map(|b| b.inputs.len()).sum();
+        // Mixed precision: the loss is scaled up before the backward pass so small f16 gradients
+        // do not flush to zero, and the gradients are scaled back down before clipping.
+        let scale = if self.mixed_precision() {
+            self.loss_scale
+        } else {
+            1.0
+        };
         let mut accum = GradientsAccumulator::<Gpt>::new();
         let mut loss_sum: Option<Tensor<1>> = None;
         for batch in batches {
             let (x, y) = tensors(batch, &self.device);
             let loss = self.model.loss(self.model.forward(x, None), y);
-            let grads = (loss.clone() / n as f64).backward();
+            let grads = (loss.clone() * (scale as f64 / n as f64)).backward();
             accum.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
             let loss = loss.detach().inner();
             loss_sum = Some(loss_sum.map_or(loss.clone(), |s| s + loss));
@@ -328,8 +362,30 @@ impl Trainer {
                 path: Vec::new(),
             });
         }
+        if scale != 1.0 {
+            let factor = Tensor::from_floats([1.0 / scale], &self.device.clone().inner());
+            self.model.visit(&mut Scale {
+                grads: &mut grads,
+                factor,
+            });
+        }
         let norm = clip_grad_norm(&self.model, &mut grads, c.grad_clip);
-        self.model = self.optim.step(c, lr, self.model.clone(), grads);
+        // An overflow in f16 shows as a non-finite norm: skip the update and halve the scale.
+        // Reading the norm before the update costs mixed precision one wait per step.
+        let overflow = scale != 1.0 && !read_f32(norm.clone().inner()).await?[0].is_finite();
+        if overflow {
+            self.loss_scale /= 2.0;
+            self.good_steps = 0;
+        } else {
+            if scale != 1.0 {
+                self.good_steps += 1;
+                if self.good_steps == LOSS_SCALE_GROWTH {
+                    self.loss_scale *= 2.0;
+                    self.good_steps = 0;
+                }
+            }
+            self.model = self.optim.step(c, lr, self.model.clone(), grads);
+        }
         let loss_sum = loss_sum.expect("at least one batch");
         let read = read_f32(Tensor::cat(vec![loss_sum, norm.inner()], 0)).await?;
         let (loss, grad_norm) = (read[0] / n as f32, read[1]);

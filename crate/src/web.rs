@@ -274,14 +274,17 @@ pub async fn time_step(kind: String, steps: usize) -> Result<f64, JsError> {
 }
 
 /// The kernel benchmark on WebGPU (see [`crate::bench`]): each WGSL kernel against the Burn ops
-/// it replaces at the shapes of the preset `preset_json` with `batch` sequences, the FMA peak
-/// and Burn's matmul at `n³` for each of `matmul`. Returns JSON.
+/// it replaces at the shapes of the preset `preset_json` with `batch` sequences, the FMA peak,
+/// matmul at `n³` for each of `matmul`, and (`step_reps` > 0) a training step with the kernels
+/// off and on.
+/// Returns JSON.
 #[wasm_bindgen(js_name = benchKernels)]
 pub async fn bench_kernels(
     preset_json: String,
     batch: usize,
     reps: usize,
     matmul: Vec<u32>,
+    step_reps: usize,
 ) -> Result<String, JsError> {
     let matmul: Vec<usize> = matmul.into_iter().map(|n| n as usize).collect();
     let device = STATE.with_borrow(|s| device_of(s, BackendKind::Wgpu))?;
@@ -296,7 +299,34 @@ pub async fn bench_kernels(
     let matmul = crate::bench::matmul(&matmul, peak, reps, &device)
         .await
         .map_err(js)?;
-    json(&serde_json::json!({ "kernels": kernels, "peak_gflops": peak, "matmul": matmul }))
+    // A training step of the preset (at `batch`), on the page's text, kernels off and on
+    // (`step_reps` steps each after two warm-up steps; none when 0).
+    let (corpus, tokenizer) = STATE.with_borrow(|s| {
+        let corpus = s.corpus.clone().ok_or_else(|| missing("corpus"))?;
+        let tokenizer = s.tokenizer.clone().ok_or_else(|| missing("tokenizer"))?;
+        Ok::<_, JsError>((corpus, tokenizer))
+    })?;
+    let mut step_ms = Vec::new();
+    for kernels in [false, true].into_iter().filter(|_| step_reps > 0) {
+        let mut p = preset.clone();
+        p.model.kernels = kernels;
+        p.train.batch_size = batch;
+        p.train.max_steps = usize::MAX / 2;
+        let mut trainer = Trainer::new(p, tokenizer.clone(), &corpus, &device).map_err(js)?;
+        for _ in 0..2 {
+            trainer.step_async().await.map_err(js)?; // shader compilation
+        }
+        let start = Instant::now();
+        for _ in 0..step_reps {
+            trainer.step_async().await.map_err(js)?;
+        }
+        step_ms.push(start.elapsed().as_secs_f64() * 1e3 / step_reps as f64);
+    }
+    let step_ms = (step_reps > 0)
+        .then(|| serde_json::json!({ "kernels_off": step_ms[0], "kernels_on": step_ms[1] }));
+    json(&serde_json::json!({
+        "kernels": kernels, "peak_gflops": peak, "matmul": matmul, "step_ms": step_ms,
+    }))
 }
 
 /// Continues `prompt` with the current model, calling `on_text(piece)` as text arrives; the

@@ -554,3 +554,62 @@ fn matmul_grad_matches_burn() {
         assert_close(&format!("d b {m}x{k}x{n}"), db, db_ref);
     }
 }
+
+/// Mixed precision on lavapipe (it offers shader-f16): 30 steps of `tiny` follow the f32 run.
+#[test]
+fn mixed_precision_trains_like_f32() {
+    let device = wgpu();
+    assert!(
+        kiln::kernels::supports_f16(&device),
+        "lavapipe offers shader-f16"
+    );
+    let corpus = common::small_corpus(20_000);
+    let tokenizer = common::char_tokenizer(&corpus);
+    let curve = |mixed: bool| -> Vec<f32> {
+        let mut p = common::tiny(tokenizer.vocab_size());
+        p.model.mixed_precision = mixed;
+        p.train.max_steps = 30;
+        let mut trainer = Trainer::new(p, tokenizer.clone(), &corpus, &device).unwrap();
+        assert_eq!(trainer.mixed_precision(), mixed);
+        (0..30).map(|_| trainer.step().unwrap().loss).collect()
+    };
+    let (mixed, full) = (curve(true), curve(false));
+    for (step, (a, b)) in mixed.iter().zip(&full).enumerate() {
+        assert!(
+            (a - b).abs() <= 2e-2 * b.abs(),
+            "step {step}: loss {a} in mixed precision, {b} in f32"
+        );
+    }
+    assert!(mixed[29] < mixed[0] - 0.3, "{} -> {}", mixed[0], mixed[29]);
+}
+
+/// A loss scale that overflows f16 gradients: the step leaves the weights as they were and
+/// halves the scale; the next step, at a sane scale, trains.
+#[test]
+fn loss_scale_overflow_skips_the_step_and_halves_the_scale() {
+    let device = wgpu();
+    let corpus = common::small_corpus(20_000);
+    let tokenizer = common::char_tokenizer(&corpus);
+    let mut p = common::tiny(tokenizer.vocab_size());
+    p.model.mixed_precision = true;
+    let mut trainer = Trainer::new(p, tokenizer, &corpus, &device).unwrap();
+    let probe = |trainer: &Trainer| {
+        let ids = TensorData::new(vec![1i64, 2, 3], [1, 3]);
+        let ids = Tensor::<2, Int>::from_data(ids, trainer.device());
+        values(trainer.model().forward(ids, None).flatten::<1>(0, 2))
+    };
+    let before = probe(&trainer);
+    trainer.set_loss_scale(1e30);
+    let m = trainer.step().unwrap();
+    assert!(
+        !m.grad_norm.is_finite(),
+        "the gradients overflowed: {}",
+        m.grad_norm
+    );
+    assert_eq!(trainer.loss_scale(), 5e29);
+    assert_eq!(probe(&trainer), before, "a skipped step changes no weight");
+    trainer.set_loss_scale(kiln::train::INIT_LOSS_SCALE);
+    let m = trainer.step().unwrap();
+    assert!(m.grad_norm.is_finite());
+    assert_ne!(probe(&trainer), before, "the next step trains");
+}

@@ -244,7 +244,11 @@ fn profile_step() -> Result<()> {
                 .env("CUBECL_DEBUG_LOG", &log)
                 .env("CUBECL_DEBUG_OPTION", "profile")
                 .stdout(std::process::Stdio::null()))?;
-            for (kernel, ms) in profiled_kernels(&std::fs::read_to_string(&log)?) {
+            // CubeCL's own start-up probes of the device are not part of a step.
+            let kernels = profiled_kernels(&std::fs::read_to_string(&log)?)
+                .into_iter()
+                .filter(|(k, _)| !k.contains("Throughput") && !k.contains("PrimeBuffer"));
+            for (kernel, ms) in kernels {
                 *totals.entry(kernel).or_default() += sign * ms;
             }
         }
@@ -284,7 +288,14 @@ fn profiled_kernels(log: &str) -> Vec<(String, f64)> {
                 "s" => 1e3,
                 _ => return None,
             };
-            let name: Vec<&str> = cells.filter(|c| !c.is_empty()).collect();
+            // Burn's matmuls carry their whole configuration in the name: keep the entry point,
+            // the arguments and the algorithm family.
+            let name: Vec<&str> = cells
+                .flat_map(str::split_whitespace)
+                .enumerate()
+                .filter(|(i, w)| *i < 2 || w.ends_with("Family"))
+                .map(|(_, w)| w)
+                .collect();
             let name = name.join(" ");
             let name = match name.rsplit_once('_') {
                 Some((base, hash))

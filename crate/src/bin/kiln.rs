@@ -277,6 +277,9 @@ fn train(a: TrainArgs) -> Result<()> {
         corpus.val_text().chars().count(),
         backend::describe(a.backend, &device),
     );
+    if model.mixed_precision && !trainer.mixed_precision() {
+        eprintln!("mixed precision is off: this backend has no f16 (shader-f16); training in f32");
+    }
     let save_every = a.save_every.unwrap_or(train.eval_interval).max(1);
     let bar = ProgressBar::new(train.max_steps as u64).with_position(trainer.step_count() as u64);
     bar.set_style(

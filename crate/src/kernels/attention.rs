@@ -49,13 +49,32 @@ pub fn reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
 
 /// The attention weights `softmax(q kᵀ / √D + causal mask)`, `[B, H, T_q, T_k]`.
 pub fn weights(q: Tensor<4>, k: Tensor<4>) -> Tensor<4> {
-    let [_, _, t, d] = q.dims();
-    let t_k = k.dims()[2];
-    let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt();
+    let d = q.dims()[3];
+    causal_softmax(q.matmul(k.swap_dims(2, 3)), d)
+}
+
+/// Attention for mixed precision: the two matmuls in f16, the mask and softmax in f32; f32 in
+/// and out. (The fused kernel is f32 only.)
+pub fn half(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let d = q.dims()[3];
+    let f16 = |x: Tensor<4>| x.cast(DType::F16);
+    let scores = f16(q).matmul(f16(k).swap_dims(2, 3)).cast(DType::F32);
+    f16(causal_softmax(scores, d))
+        .matmul(f16(v))
+        .cast(DType::F32)
+}
+
+/// `softmax(scores / √d)` over keys, each query seeing only keys up to its own position
+/// (queries are the last `T_q` of the `T_k` positions).
+fn causal_softmax(scores: Tensor<4>, d: usize) -> Tensor<4> {
+    let [_, _, t, t_k] = scores.dims();
+    let scores = scores / (d as f64).sqrt();
     // Query i sits at absolute position t_k - t + i and may see keys 0..=that position.
     let future = Tensor::<2, Bool>::tril_mask([t, t_k], (t_k - t) as i64, &scores.device());
-    let scores = scores.mask_fill(future.unsqueeze_dims(&[0, 1]), f32::NEG_INFINITY);
-    softmax(scores, 3)
+    softmax(
+        scores.mask_fill(future.unsqueeze_dims(&[0, 1]), f32::NEG_INFINITY),
+        3,
+    )
 }
 
 /// Keys (or queries) per tile in workgroup memory: the backward's dK/dV kernel holds two tiles

@@ -22,7 +22,7 @@ use burn::backend::{
     AutodiffBackend, Backend, backend_extension,
     tensor::{FloatTensor, IntTensor},
 };
-use burn::cubecl::ir::{ElemType, UIntKind, metadata::Info};
+use burn::cubecl::ir::{ElemType, FloatKind, UIntKind, metadata::Info};
 use burn::cubecl::prelude::{
     AddressType, ExecutionMode, KernelDefinition, KernelId, KernelSettings, Scope,
 };
@@ -363,6 +363,19 @@ type Spec = burn::backend::fusion::custom::TensorSpec;
 /// checked by each op.
 pub fn supported(device: &Device) -> bool {
     device.identity().is_some()
+}
+
+/// Whether `device` computes in f16 (a wgpu adapter with `shader-f16`): mixed precision's
+/// prerequisite.
+pub fn supports_f16(device: &Device) -> bool {
+    match device.clone().inner().as_dispatch() {
+        burn::backend::DispatchDevice::Cube(cube) => cube
+            .client()
+            .properties()
+            .supports_type(ElemType::Float(FloatKind::F16)),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
 }
 
 /// A WGSL file from `shaders/` with its template values (`{{ name }}` in the source), as a kernel
