@@ -389,7 +389,7 @@ fn matmul(x: Tensor<3>, w: Tensor<2>, run: Run) -> Tensor<3> {
 
 /// A linear layer: Burn's own, or its weights through [`matmul`] where that differs.
 fn linear(layer: &Linear, x: Tensor<3>, run: Run) -> Tensor<3> {
-    if !run.half && !(run.kernels && TILED_MATMUL) {
+    if !(run.half || run.kernels && TILED_MATMUL) {
         return layer.forward(x);
     }
     let y = matmul(x, layer.weight.val(), run);
