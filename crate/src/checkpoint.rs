@@ -21,7 +21,7 @@ use crate::train::Trainer;
 
 /// Bumped whenever the layout of a checkpoint changes; older versions are refused by name.
 pub const FORMAT_VERSION: u32 = 2;
-const FORMAT: &str = "kiln-checkpoint";
+pub(crate) const FORMAT: &str = "kiln-checkpoint";
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const META_FILE: &str = "checkpoint.json";
@@ -295,12 +295,7 @@ impl Checkpoint {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save_dir(&self, dir: &std::path::Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
-        let write = |name: &str, bytes: &[u8]| -> Result<()> {
-            let tmp = dir.join(format!("{name}.tmp"));
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, dir.join(name))?;
-            Ok(())
-        };
+        let write = |name: &str, bytes: &[u8]| write_atomic(dir, name, bytes);
         write(WEIGHTS_FILE, &self.weights)?;
         if let Some(opt) = &self.optimizer {
             write(OPTIMIZER_FILE, opt)?;
@@ -322,6 +317,16 @@ impl Checkpoint {
             .transpose()?;
         Self::from_parts(&read(META_FILE)?, read(WEIGHTS_FILE)?, optimizer)
     }
+}
+
+/// Writes `dir/name` through a temporary file and a rename, so a crash mid-write leaves the
+/// previous file whole.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn write_atomic(dir: &std::path::Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    Ok(())
 }
 
 /// The values of an F32 tensor.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod generate;
+pub mod gpt2;
 pub mod kernels;
 pub mod model;
 pub mod optim;

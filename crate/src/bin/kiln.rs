@@ -38,6 +38,11 @@ enum Command {
     Generate(GenerateArgs),
     /// Log-probability and perplexity of a text under a trained model.
     Score(ScoreArgs),
+    /// Write a checkpoint as Hugging Face GPT-2 files (model.safetensors with GPT-2's names,
+    /// config.json, tokenizer.json) that transformers' GPT2LMHeadModel loads.
+    Export(ExportArgs),
+    /// Read Hugging Face GPT-2 files into a Kiln checkpoint, to generate from or finetune.
+    Import(ImportArgs),
     /// Time training steps per preset and backend; print a table and optionally write JSON.
     Bench(BenchArgs),
     /// On wgpu: a training step with Kiln's WGSL kernels on and off, each kernel against the
@@ -130,6 +135,25 @@ struct ScoreArgs {
 }
 
 #[derive(Args)]
+struct ExportArgs {
+    #[arg(long)]
+    ckpt: PathBuf,
+    /// Directory for model.safetensors, config.json and tokenizer.json.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Directory holding model.safetensors, config.json and tokenizer.json.
+    #[arg(long)]
+    from: PathBuf,
+    /// Directory for the Kiln checkpoint.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
 struct BenchArgs {
     #[arg(long, num_args = 1.., default_values = ["tiny", "shakespeare-baby"])]
     presets: Vec<String>,
@@ -206,6 +230,19 @@ fn run(cli: Cli) -> Result<()> {
                 s.log_prob / s.tokens as f64,
                 s.perplexity
             );
+            Ok(())
+        }
+        Command::Export(a) => {
+            Checkpoint::load_dir(&a.ckpt)?.to_gpt2()?.save_dir(&a.out)?;
+            eprintln!("wrote GPT-2 files to {}", a.out.display());
+            Ok(())
+        }
+        Command::Import(a) => {
+            let ckpt = Checkpoint::from_gpt2(&kiln::gpt2::Gpt2Files::load_dir(&a.from)?)?;
+            // Loading it once checks the weights against the config before anything is written.
+            ckpt.load_model(&backend::open(BackendKind::Cpu)?)?;
+            ckpt.save_dir(&a.out)?;
+            eprintln!("wrote a Kiln checkpoint to {}", a.out.display());
             Ok(())
         }
         Command::Bench(a) => bench(a),

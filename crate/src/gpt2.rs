@@ -1,0 +1,272 @@
+//! Hugging Face interop: a Kiln checkpoint as the files `transformers` loads into
+//! `GPT2LMHeadModel` (`model.safetensors` with GPT-2's tensor names, `config.json`,
+//! `tokenizer.json`), and such files as a Kiln checkpoint to generate from or finetune.
+//!
+//! Kiln's GPT is GPT-2's architecture when it uses learned positions, LayerNorm, GELU and a tied
+//! head, and its weights are already in GPT-2's Conv1D orientation (`[in, out]`), so the mapping
+//! is a renaming: `h.0.ln_1.Layer.gamma` ↔ `transformer.h.0.ln_1.weight`. A model built without
+//! biases exports zero biases, which computes the same function.
+
+use std::collections::BTreeMap;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde_json::{Value, json};
+
+use crate::checkpoint::{Checkpoint, FORMAT, FORMAT_VERSION, Meta, RngState, WEIGHTS_FILE};
+use crate::config::{self, Mlp, ModelConfig, Norm, Position};
+use crate::error::{Error, Result};
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// GPT-2's LayerNorm ε, which Kiln's LayerNorm also uses.
+const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// The three files of a `transformers` GPT-2 model.
+#[derive(Clone, Debug)]
+pub struct Gpt2Files {
+    /// `model.safetensors`, GPT-2's tensor names.
+    pub weights: Vec<u8>,
+    /// `config.json` (GPT2Config).
+    pub config: String,
+    /// `tokenizer.json`: byte-level BPE in Hugging Face's format, or Kiln's character vocabulary.
+    pub tokenizer: String,
+}
+
+impl Gpt2Files {
+    /// Writes the three files into `dir` (`transformers`' `from_pretrained(dir)` reads it).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save_dir(&self, dir: &std::path::Path) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        crate::checkpoint::write_atomic(dir, WEIGHTS_FILE, &self.weights)?;
+        crate::checkpoint::write_atomic(dir, TOKENIZER_FILE, self.tokenizer.as_bytes())?;
+        crate::checkpoint::write_atomic(dir, CONFIG_FILE, self.config.as_bytes())
+    }
+
+    /// Reads a directory holding `model.safetensors`, `config.json` and `tokenizer.json`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_dir(dir: &std::path::Path) -> Result<Self> {
+        let read = |name: &str| {
+            std::fs::read(dir.join(name))
+                .map_err(|e| bad(format!("cannot read {}: {e}", dir.join(name).display())))
+        };
+        let text = |name: &str| {
+            String::from_utf8(read(name)?).map_err(|_| bad(format!("{name} is not UTF-8 text")))
+        };
+        Ok(Self {
+            weights: read(WEIGHTS_FILE)?,
+            config: text(CONFIG_FILE)?,
+            tokenizer: text(TOKENIZER_FILE)?,
+        })
+    }
+}
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::Checkpoint(msg.into())
+}
+
+/// Whether `c` is GPT-2's architecture; the sentence says what differs.
+pub fn check(c: &ModelConfig) -> Result<()> {
+    let differs = [
+        (
+            c.position != Position::Learned,
+            "learned positions (not rotary)",
+        ),
+        (c.norm != Norm::LayerNorm, "LayerNorm (not RMSNorm)"),
+        (c.mlp != Mlp::Gelu, "a GELU MLP (not SwiGLU)"),
+        (
+            !c.tie_weights,
+            "its output head tied to the token embedding",
+        ),
+    ];
+    match differs.iter().find(|(d, _)| *d) {
+        Some((_, what)) => Err(Error::Config(format!(
+            "GPT-2 has {what}; this model does not, so transformers' GPT2LMHeadModel cannot load it"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Kiln's tensor name → GPT-2's.
+fn to_hf(name: &str) -> String {
+    let name = name
+        .replace(".Layer.gamma", ".weight")
+        .replace(".Layer.beta", ".bias");
+    format!("transformer.{name}")
+}
+
+/// GPT-2's tensor name → Kiln's; `None` for what Kiln does not keep (the tied head, the causal
+/// mask buffers). Names with or without the `transformer.` prefix are accepted.
+fn from_hf(name: &str) -> Option<String> {
+    let name = name.strip_prefix("transformer.").unwrap_or(name);
+    if name == "lm_head.weight" || name.ends_with(".attn.bias") || name.ends_with(".masked_bias") {
+        return None;
+    }
+    let norm = name.starts_with("ln_f.") || name.contains(".ln_1.") || name.contains(".ln_2.");
+    Some(match (norm, name.rsplit_once('.')) {
+        (true, Some((module, "weight"))) => format!("{module}.Layer.gamma"),
+        (true, Some((module, "bias"))) => format!("{module}.Layer.beta"),
+        _ => name.to_string(),
+    })
+}
+
+/// f32 tensors by name, as owned shapes and little-endian bytes.
+type Tensors = BTreeMap<String, (Vec<usize>, Vec<u8>)>;
+
+fn serialize(tensors: &Tensors) -> Result<Vec<u8>> {
+    let views = tensors
+        .iter()
+        .map(|(name, (shape, data))| {
+            TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|view| (name.clone(), view))
+                .map_err(|e| bad(format!("tensor {name}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize(views, None).map_err(|e| bad(e.to_string()))
+}
+
+fn parse<'a>(bytes: &'a [u8], what: &str) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes).map_err(|e| bad(format!("{what} is not safetensors: {e}")))
+}
+
+impl Checkpoint {
+    /// The model as `transformers` GPT-2 files. Only the weights, config and tokenizer go:
+    /// the optimizer state and schedule stay Kiln's.
+    pub fn to_gpt2(&self) -> Result<Gpt2Files> {
+        let c = &self.meta.model;
+        check(c)?;
+        let mut tensors = Tensors::new();
+        for (name, view) in parse(&self.weights, "the checkpoint's weights")?.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(bad(format!("tensor {name} is {:?}, not f32", view.dtype())));
+            }
+            tensors.insert(to_hf(&name), (view.shape().to_vec(), view.data().to_vec()));
+        }
+        // GPT-2 always has biases; zeros leave the function as it was.
+        let d = c.n_embd;
+        let mut biases = vec![("transformer.ln_f.bias".to_string(), d)];
+        for i in 0..c.n_layer {
+            for (module, width) in [
+                ("ln_1", d),
+                ("attn.c_attn", 3 * d),
+                ("attn.c_proj", d),
+                ("ln_2", d),
+                ("mlp.c_fc", c.mlp_hidden()),
+                ("mlp.c_proj", d),
+            ] {
+                biases.push((format!("transformer.h.{i}.{module}.bias"), width));
+            }
+        }
+        for (name, width) in biases {
+            tensors
+                .entry(name)
+                .or_insert_with(|| (vec![width], vec![0; width * 4]));
+        }
+        let config = json!({
+            "architectures": ["GPT2LMHeadModel"],
+            "model_type": "gpt2",
+            "vocab_size": c.vocab_size,
+            "n_positions": c.block_size,
+            "n_ctx": c.block_size,
+            "n_embd": d,
+            "n_layer": c.n_layer,
+            "n_head": c.n_head,
+            "n_inner": c.mlp_hidden(),
+            "activation_function": "gelu_new",
+            "resid_pdrop": c.dropout,
+            "embd_pdrop": c.dropout,
+            "attn_pdrop": c.dropout,
+            "layer_norm_epsilon": LAYER_NORM_EPS,
+            "initializer_range": 0.02,
+            "tie_word_embeddings": true,
+        });
+        Ok(Gpt2Files {
+            weights: serialize(&tensors)?,
+            config: serde_json::to_string_pretty(&config).map_err(|e| bad(e.to_string()))?,
+            tokenizer: self.meta.tokenizer.clone(),
+        })
+    }
+
+    /// A checkpoint (step 0, no optimizer state, `tiny`'s schedule for finetuning) from
+    /// `transformers` GPT-2 files. Anything that is not GPT-2 with f32 weights is a clear error.
+    pub fn from_gpt2(files: &Gpt2Files) -> Result<Self> {
+        let config: Value = serde_json::from_str(&files.config)
+            .map_err(|e| bad(format!("{CONFIG_FILE} is not JSON: {e}")))?;
+        let size = |key: &str| -> Result<usize> {
+            config[key]
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| bad(format!("{CONFIG_FILE} has no number \"{key}\"")))
+        };
+        let activation = config["activation_function"].as_str().unwrap_or("gelu_new");
+        if !matches!(activation, "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast") {
+            return Err(bad(format!(
+                "activation \"{activation}\": Kiln's GELU is the tanh approximation (gelu_new)"
+            )));
+        }
+        let eps = config["layer_norm_epsilon"]
+            .as_f64()
+            .unwrap_or(LAYER_NORM_EPS);
+        if (eps - LAYER_NORM_EPS).abs() > 1e-12 {
+            return Err(bad(format!(
+                "layer_norm_epsilon {eps}: Kiln's LayerNorm uses {LAYER_NORM_EPS}"
+            )));
+        }
+        if config["tie_word_embeddings"].as_bool() == Some(false) {
+            return Err(bad("the output head is not tied to the token embedding"));
+        }
+        let n_embd = size("n_embd")?;
+        if config["n_inner"]
+            .as_u64()
+            .is_some_and(|n| n as usize != 4 * n_embd)
+        {
+            return Err(bad("n_inner must be 4 · n_embd, as in GPT-2"));
+        }
+        let model = ModelConfig {
+            vocab_size: size("vocab_size")?,
+            block_size: size("n_positions").or_else(|_| size("n_ctx"))?,
+            n_layer: size("n_layer")?,
+            n_head: size("n_head")?,
+            n_embd,
+            dropout: config["attn_pdrop"].as_f64().unwrap_or(0.0),
+            bias: true,
+            position: Position::Learned,
+            norm: Norm::LayerNorm,
+            mlp: Mlp::Gelu,
+            tie_weights: true,
+            kernels: true,
+            mixed_precision: false,
+        };
+        model.validate()?;
+        let mut tensors = Tensors::new();
+        for (name, view) in parse(&files.weights, "model.safetensors")?.tensors() {
+            let Some(kiln) = from_hf(&name) else { continue };
+            if view.dtype() != Dtype::F32 {
+                return Err(bad(format!(
+                    "tensor {name} is {:?}; Kiln imports f32 weights",
+                    view.dtype()
+                )));
+            }
+            tensors.insert(kiln, (view.shape().to_vec(), view.data().to_vec()));
+        }
+        let train = config::preset("tiny")?.train;
+        Ok(Self {
+            meta: Meta {
+                format: FORMAT.into(),
+                format_version: FORMAT_VERSION,
+                model,
+                rng: RngState {
+                    seed: train.seed,
+                    step: 0,
+                },
+                train,
+                tokenizer: files.tokenizer.clone(),
+                step: 0,
+                elapsed: 0.0,
+                param_ids: BTreeMap::new(),
+            },
+            weights: serialize(&tensors)?,
+            optimizer: None,
+        })
+    }
+}
