@@ -179,5 +179,34 @@ fn train_resume_generate_score() {
         ft,
     ]);
     fails_cleanly(&out, "'é'");
+    // Out to transformers' GPT-2 files and back: the imported model generates the same text.
+    let (hf, back) = (dir.join("hf"), dir.join("back"));
+    let (hf, back) = (hf.to_str().unwrap(), back.to_str().unwrap());
+    let out = kiln(&["export", "--ckpt", ckpt, "--out", hf]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("hf/config.json")).unwrap()).unwrap();
+    assert_eq!(config["model_type"], "gpt2");
+    let out = kiln(&["import", "--from", hf, "--out", back]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let args = ["--prompt", "To be", "--max-tokens", "30", "--seed", "3"];
+    let imported = kiln(&[&["generate", "--ckpt", back][..], &args].concat());
+    assert_eq!(
+        imported.stdout,
+        generate().stdout,
+        "the same model after the round trip"
+    );
+    fails_cleanly(
+        &kiln(&["import", "--from", ckpt, "--out", back]),
+        "config.json",
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
