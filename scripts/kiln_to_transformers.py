@@ -53,12 +53,16 @@ def main():
     context = model.config.n_positions
 
     def sample():
-        ids = torch.tensor([tok.encode(args.prompt)[-context:]], device=device)
+        """Top-k sampling whose context slides past n_positions, as Kiln's generation does."""
+        ids = tok.encode(args.prompt)
         model.eval()
         with torch.no_grad():
-            out = model.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=True, top_k=40,
-                                 pad_token_id=0)
-        return tok.decode(out[0].tolist())
+            for _ in range(args.max_new_tokens):
+                logits = model(torch.tensor([ids[-context:]], device=device)).logits[0, -1]
+                top = torch.topk(logits / 0.8, min(40, logits.numel()))
+                pick = torch.multinomial(torch.softmax(top.values, -1), 1)
+                ids.append(top.indices[pick].item())
+        return tok.decode(ids)
 
     print(sample())
     if args.train is None:

@@ -91,6 +91,24 @@ test('a checkpoint saved in the browser survives a reload: same text, and traini
   expect((await kiln(page, 'history')).map((p) => p.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
 });
 
+test('autosave keeps the run: after a reload it resumes from the last autosave', async ({ page }) => {
+  await open(page, '?backend=cpu');
+  await page.fill('#ckpt-name', 'auto');
+  await page.fill('#autosave', '3');
+  await train(page, 7);
+  await expect(page.locator('#ckpt-status')).toHaveText('Saved "auto" in this browser at step 6.');
+  const losses = (await kiln(page, 'history')).map((p) => p.loss).slice(0, 6);
+  await page.reload();
+  await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
+  const row = page.locator('#saved tr[data-name="auto"]');
+  await expect(row).toContainText('auto6');
+  await row.locator('button.load').click();
+  await expect(page.locator('#ckpt-status')).toHaveText('Loaded "auto" at step 6.');
+  expect((await kiln(page, 'history')).map((p) => p.loss)).toEqual(losses);
+  await train(page, 9);
+  expect((await kiln(page, 'history')).map((p) => p.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+});
+
 test('a save that dies half-way leaves the previous checkpoint; delete removes one', async ({ page }) => {
   await open(page, '?backend=cpu');
   await page.fill('#ckpt-name', 'atomic');
@@ -143,6 +161,29 @@ test('a downloaded checkpoint uploads back and resumes', async ({ page }) => {
   // Only the weights: a clear message, and the loaded run is untouched.
   await page.setInputFiles('#upload', { name: 'x.safetensors', mimeType: 'application/octet-stream', buffer: readFileSync(paths[0]) });
   await expect(page.locator('#error-text')).toContainText('.json');
+});
+
+test('a model downloaded for transformers uploads back as GPT-2 files: the same text', async ({ page }) => {
+  await open(page, '?backend=cpu');
+  await train(page, 4);
+  const files = [];
+  page.on('download', (d) => files.push(d));
+  await page.click('#download-gpt2');
+  await expect.poll(() => files.length).toBe(3);
+  expect(files.map((d) => d.suggestedFilename()).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']);
+  const read = async (d) => ({ name: d.suggestedFilename(), mimeType: 'application/octet-stream', buffer: readFileSync(await d.path()) });
+  const uploads = await Promise.all(files.map(read));
+  const config = JSON.parse(uploads.find((f) => f.name === 'config.json').buffer.toString());
+  expect(config.model_type).toBe('gpt2');
+  const before = await generate(page, 5);
+  await page.reload();
+  await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
+  await page.setInputFiles('#upload', uploads);
+  await expect(page.locator('#ckpt-status')).toHaveText('Loaded the GPT-2 model at step 0.');
+  expect(await generate(page, 5)).toBe(before);
+  // Without its weights: a clear message.
+  await page.setInputFiles('#upload', uploads.filter((f) => f.name !== 'model.safetensors'));
+  await expect(page.locator('#error-text')).toContainText('model.safetensors');
 });
 
 test('a custom .txt trains; empty and binary files show an error and change nothing', async ({ page }) => {

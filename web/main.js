@@ -432,11 +432,7 @@ const ckptName = () => $('ckpt-name').value.trim() || 'my-model';
 $('save-browser').onclick = action(() => saveToBrowser(ckptName()));
 $('storage-kind').textContent = `Checkpoints are kept in this browser's ${storage.kind() === 'opfs' ? 'origin-private file system' : 'IndexedDB'}.`;
 
-$('download').onclick = action(async () => {
-  const ckpt = await call(Request.save);
-  const base = `${ckptName()}-step${page.step ?? 0}`;
-  const files = [[`${base}.json`, ckpt.meta], [`${base}.safetensors`, ckpt.weights]];
-  if (ckpt.optimizer) files.push([`${base}.optimizer.safetensors`, ckpt.optimizer]);
+function downloadFiles(files) {
   for (const [name, bytes] of files) {
     const a = document.createElement('a');
     a.href = URL.createObjectURL(new Blob([bytes]));
@@ -444,10 +440,37 @@ $('download').onclick = action(async () => {
     a.click();
     URL.revokeObjectURL(a.href);
   }
+}
+
+$('download').onclick = action(async () => {
+  const ckpt = await call(Request.save);
+  const base = `${ckptName()}-step${page.step ?? 0}`;
+  const files = [[`${base}.json`, ckpt.meta], [`${base}.safetensors`, ckpt.weights]];
+  if (ckpt.optimizer) files.push([`${base}.optimizer.safetensors`, ckpt.optimizer]);
+  downloadFiles(files);
+});
+
+// transformers' from_pretrained(dir) wants exactly these names: put the three in one folder.
+$('download-gpt2').onclick = action(async () => {
+  const hf = await call(Request.exportGpt2);
+  downloadFiles([['model.safetensors', hf.weights], ['config.json', hf.config], ['tokenizer.json', hf.tokenizer]]);
 });
 
 $('upload').onchange = action(async (e) => {
-  // name.json, name.safetensors and (to resume the optimizer too) name.optimizer.safetensors
+  // Kiln's name.json, name.safetensors (and name.optimizer.safetensors to resume the optimizer),
+  // or transformers' config.json, tokenizer.json and model.safetensors.
+  const files = Object.fromEntries([...e.target.files].map((f) => [f.name, f]));
+  if (files['config.json'] && files['tokenizer.json']) {
+    const weights = files['model.safetensors'];
+    if (!weights) throw new Error('A transformers model needs its model.safetensors beside config.json and tokenizer.json.');
+    const parts = {
+      weights: new Uint8Array(await weights.arrayBuffer()),
+      config: await files['config.json'].text(),
+      tokenizer: await files['tokenizer.json'].text(),
+    };
+    adoptCheckpoint(await call(Request.importGpt2, parts), 'the GPT-2 model');
+    return;
+  }
   const parts = {};
   for (const f of e.target.files) {
     const part = f.name.endsWith('.optimizer.safetensors') ? 'optimizer'
@@ -455,7 +478,7 @@ $('upload').onchange = action(async (e) => {
     if (part) parts[part] = new Uint8Array(await f.arrayBuffer());
   }
   if (!parts.meta || !parts.weights) {
-    throw new Error('Choose the checkpoint\'s .json and .safetensors files (and its .optimizer.safetensors to resume the optimizer).');
+    throw new Error('Choose the checkpoint\'s .json and .safetensors files (and its .optimizer.safetensors to resume the optimizer), or a transformers model\'s config.json, tokenizer.json and model.safetensors.');
   }
   adoptCheckpoint(await call(Request.load, parts), 'the uploaded checkpoint');
 });

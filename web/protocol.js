@@ -48,6 +48,10 @@ export const Request = Object.freeze({
   save: 'save',
   /** {meta: Uint8Array, weights: Uint8Array, optimizer?: Uint8Array} → {step, preset, vocabSize, params} */
   load: 'load',
+  /** {} → {weights: Uint8Array, config: string, tokenizer: string}: transformers' GPT-2 files. */
+  exportGpt2: 'exportGpt2',
+  /** {weights: Uint8Array, config: string, tokenizer: string} → like `load`: a new run at step 0. */
+  importGpt2: 'importGpt2',
 });
 
 /** Messages, worker → page. */

@@ -105,6 +105,12 @@ const handlers = {
     run.evalInterval = info.preset.train.eval_interval;
     return info;
   },
+  [Request.exportGpt2]: () => kiln.exportGpt2(),
+  [Request.importGpt2]({ weights, config, tokenizer }) {
+    const info = parse(kiln.importGpt2(weights, config, tokenizer));
+    run.evalInterval = info.preset.train.eval_interval;
+    return info;
+  },
 };
 
 /** Requests that must not wait behind a training step. */

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::{Value, json};
 
-use crate::checkpoint::{Checkpoint, FORMAT, FORMAT_VERSION, Meta, RngState, WEIGHTS_FILE};
+use crate::checkpoint::{Checkpoint, FORMAT, FORMAT_VERSION, Meta, RngState};
 use crate::config::{self, Mlp, ModelConfig, Norm, Position};
 use crate::error::{Error, Result};
 
@@ -38,7 +38,7 @@ impl Gpt2Files {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save_dir(&self, dir: &std::path::Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
-        crate::checkpoint::write_atomic(dir, WEIGHTS_FILE, &self.weights)?;
+        crate::checkpoint::write_atomic(dir, crate::checkpoint::WEIGHTS_FILE, &self.weights)?;
         crate::checkpoint::write_atomic(dir, TOKENIZER_FILE, self.tokenizer.as_bytes())?;
         crate::checkpoint::write_atomic(dir, CONFIG_FILE, self.config.as_bytes())
     }
@@ -54,7 +54,7 @@ impl Gpt2Files {
             String::from_utf8(read(name)?).map_err(|_| bad(format!("{name} is not UTF-8 text")))
         };
         Ok(Self {
-            weights: read(WEIGHTS_FILE)?,
+            weights: read(crate::checkpoint::WEIGHTS_FILE)?,
             config: text(CONFIG_FILE)?,
             tokenizer: text(TOKENIZER_FILE)?,
         })
@@ -179,6 +179,9 @@ impl Checkpoint {
             "layer_norm_epsilon": LAYER_NORM_EPS,
             "initializer_range": 0.02,
             "tie_word_embeddings": true,
+            // GPT2Config's defaults name GPT-2's own <|endoftext|> (50256); Kiln has none.
+            "bos_token_id": null,
+            "eos_token_id": null,
         });
         Ok(Gpt2Files {
             weights: serialize(&tensors)?,

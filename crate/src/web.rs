@@ -391,7 +391,40 @@ pub fn load_checkpoint(
     weights: Vec<u8>,
     optimizer: Option<Vec<u8>>,
 ) -> Result<String, JsError> {
-    let ckpt = Checkpoint::from_parts(meta, weights, optimizer).map_err(js)?;
+    adopt(Checkpoint::from_parts(meta, weights, optimizer).map_err(js)?)
+}
+
+/// The run as Hugging Face GPT-2 files, `{weights: Uint8Array (model.safetensors), config:
+/// string (config.json), tokenizer: string (tokenizer.json)}`, for transformers.
+#[wasm_bindgen(js_name = exportGpt2)]
+pub async fn export_gpt2() -> Result<Object, JsError> {
+    let ckpt = with_trainer(async |t| Checkpoint::from_trainer_async(t).await).await?;
+    let files = ckpt.to_gpt2().map_err(js)?;
+    let out = Object::new();
+    let set = |key: &str, value: JsValue| {
+        Reflect::set(&out, &key.into(), &value)
+            .map(drop)
+            .map_err(|_| JsError::new("could not build the export object"))
+    };
+    set("weights", Uint8Array::from(&files.weights[..]).into())?;
+    set("config", files.config.into())?;
+    set("tokenizer", files.tokenizer.into())?;
+    Ok(out)
+}
+
+/// Loads Hugging Face GPT-2 files as a new run at step 0; returns what [`load_checkpoint`] does.
+#[wasm_bindgen(js_name = importGpt2)]
+pub fn import_gpt2(weights: Vec<u8>, config: String, tokenizer: String) -> Result<String, JsError> {
+    let files = crate::gpt2::Gpt2Files {
+        weights,
+        config,
+        tokenizer,
+    };
+    adopt(Checkpoint::from_gpt2(&files).map_err(js)?)
+}
+
+/// Makes `ckpt` the current run on the current corpus and backend.
+fn adopt(ckpt: Checkpoint) -> Result<String, JsError> {
     let (_, device) = current_device()?;
     let trainer = resume(ckpt, &device)?;
     let info = serde_json::json!({
