@@ -150,7 +150,7 @@ $('backend').onchange = action(async () => {
 /** Makes `files` the training text; with `finetune` (and a model) the model stays. */
 async function loadCorpus(files, finetune = $('finetune').checked && page.configured) {
   $('data-error').hidden = true;
-  const stats = await call(Request.loadCorpus, { files, finetune });
+  const stats = await call(Request.loadCorpus, { files, finetune, unknown: $('unknown-char').value });
   const names = files.map((f) => f.name).join(', ');
   $('corpus-stats').textContent = `${names}: ${stats.bytes.toLocaleString()} bytes, ` +
     `${stats.chars.toLocaleString()} characters; training on ${stats.trainChars.toLocaleString()}, ` +

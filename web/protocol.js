@@ -8,8 +8,9 @@ export const Request = Object.freeze({
   /** {} → {adapter: {name, software, reason?}, backend} : start WebGPU if the browser has it. */
   init: 'init',
   /**
-   * {files: [{name, bytes: Uint8Array}], finetune?} → {files, bytes, chars, trainChars, valChars}.
-   * With `finetune` the current model stays and starts a new run on this text.
+   * {files: [{name, bytes: Uint8Array}], finetune?, unknown?} → {files, bytes, chars, trainChars,
+   * valChars}. With `finetune` the current model stays and starts a new run on this text;
+   * `unknown` (one character it knows) replaces characters a char tokenizer never saw.
    */
   loadCorpus: 'loadCorpus',
   /** {kind: 'char'} | {kind: 'bpe', vocab_size} → {vocabSize} */

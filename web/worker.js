@@ -55,8 +55,9 @@ const handlers = {
     await kiln.useBackend(backend);
     return { adapter, backend };
   },
-  [Request.loadCorpus]: async ({ files, finetune }) =>
-    parse(await kiln.loadCorpus(files.map((f) => f.name), files.map((f) => f.bytes), Boolean(finetune))),
+  [Request.loadCorpus]: async ({ files, finetune, unknown }) => parse(await kiln.loadCorpus(
+    files.map((f) => f.name), files.map((f) => f.bytes), Boolean(finetune), unknown || undefined,
+  )),
   [Request.evaluate]: async () => ({ valLoss: await kiln.evaluate() }),
   [Request.buildTokenizer]: ({ kind, vocab_size }) =>
     parse(kiln.buildTokenizer(JSON.stringify(kind === 'bpe' ? { kind, vocab_size } : { kind }))),

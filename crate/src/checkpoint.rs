@@ -215,6 +215,15 @@ impl Checkpoint {
         Ok(tokenizer)
     }
 
+    /// From now on, characters the tokenizer never saw become `c` (see
+    /// [`Tokenizer::with_unknown`]): for finetuning on a text with new characters.
+    pub fn map_unknown(&mut self, c: char) -> Result<()> {
+        self.meta.tokenizer = Tokenizer::from_json(&self.meta.tokenizer)?
+            .with_unknown(c)?
+            .to_json()?;
+        Ok(())
+    }
+
     /// The model and tokenizer, for generation and scoring (no autodiff on `device`).
     pub fn load_model(&self, device: &Device) -> Result<(Gpt, Tokenizer)> {
         let tokenizer = self.checked_tokenizer()?;

@@ -130,12 +130,14 @@ fn resume(ckpt: Checkpoint, device: &Device) -> Result<Trainer, JsError> {
 /// The previous corpus, tokenizer and model are replaced only when the new text is usable.
 ///
 /// With `finetune` and a model present, the model stays and starts a new run on this text (step 0,
-/// fresh optimizer state, same schedule); the text must fit its tokenizer.
+/// fresh optimizer state, same schedule); the text must fit its tokenizer, or `unknown` names the
+/// character that characters new to a char tokenizer become.
 #[wasm_bindgen(js_name = loadCorpus)]
 pub async fn load_corpus(
     names: Vec<String>,
     files: Vec<Uint8Array>,
     finetune: bool,
+    unknown: Option<String>,
 ) -> Result<String, JsError> {
     let files: Vec<(String, Vec<u8>)> = names
         .into_iter()
@@ -150,7 +152,10 @@ pub async fn load_corpus(
         "valChars": corpus.val_text().chars().count(),
     });
     if finetune && STATE.with_borrow(|s| s.trainer.is_some()) {
-        let ckpt = with_trainer(async |t| Checkpoint::from_trainer_async(t).await).await?;
+        let mut ckpt = with_trainer(async |t| Checkpoint::from_trainer_async(t).await).await?;
+        if let Some(c) = unknown.and_then(|u| u.chars().next()) {
+            ckpt.map_unknown(c).map_err(js)?;
+        }
         let (_, device) = current_device()?;
         let trainer = ckpt
             .finetune(&corpus, ckpt.meta.train.clone(), &device)

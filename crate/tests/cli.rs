@@ -179,6 +179,20 @@ fn train_resume_generate_score() {
         ft,
     ]);
     fails_cleanly(&out, "'é'");
+    // ... unless the user maps unseen characters to one the model knows.
+    let (accent, mapped) = (accent.to_str().unwrap(), dir.join("mapped"));
+    let mapped = mapped.to_str().unwrap();
+    let args = ["--data", accent, "--init-from", ckpt, "--unknown-char", " "];
+    let set = ["--set", "max_steps=2", "--out", mapped];
+    let out = kiln(&[&["train"][..], &args, &set].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let args = ["--data", accent, "--init-from", ckpt, "--unknown-char", "é"];
+    let out = kiln(&[&["train"][..], &args, &["--out", &format!("{mapped}-not")]].concat());
+    fails_cleanly(&out, "not in the vocabulary");
     // Out to transformers' GPT-2 files and back: the imported model generates the same text.
     let (hf, back) = (dir.join("hf"), dir.join("back"));
     let (hf, back) = (hf.to_str().unwrap(), back.to_str().unwrap());

@@ -76,6 +76,10 @@ struct TrainArgs {
     /// --preset and --set (model settings stay the checkpoint's), at step 0.
     #[arg(long, value_name = "CKPT_DIR")]
     init_from: Option<PathBuf>,
+    /// Finetuning a character-level model: characters of the new text it never saw become this
+    /// one (which it knows) instead of an error.
+    #[arg(long, value_name = "CHAR", requires = "init_from")]
+    unknown_char: Option<char>,
     /// Steps between checkpoints (default: eval_interval).
     #[arg(long)]
     save_every: Option<usize>,
@@ -272,16 +276,23 @@ fn train(a: TrainArgs) -> Result<()> {
         }
         Checkpoint::load_dir(&a.out)?.resume(&corpus, &device)?
     } else if let Some(base) = &a.init_from {
-        let base = Checkpoint::load_dir(base)?;
+        let mut base = Checkpoint::load_dir(base)?;
         let mut preset = config::preset(&a.preset)?;
         preset.model = base.meta.model.clone();
         for o in &a.overrides {
             preset.set(o)?;
         }
-        if preset.model != base.meta.model {
+        // How it computes (kernels, precision) may change; what it is may not.
+        let mut same = base.meta.model.clone();
+        (same.kernels, same.mixed_precision) = (preset.model.kernels, preset.model.mixed_precision);
+        if preset.model != same {
             bail!(
                 "--init-from keeps the checkpoint's model; --set can change training settings only"
             );
+        }
+        base.meta.model = preset.model;
+        if let Some(c) = a.unknown_char {
+            base.map_unknown(c)?;
         }
         base.finetune(&corpus, preset.train, &device)?
     } else {

@@ -33,6 +33,10 @@ pub enum Tokenizer {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CharTokenizer {
     chars: Vec<char>,
+    /// Where characters outside the vocabulary go, when the user chose a mapping (finetuning on
+    /// a text with characters the model never saw); without one they are an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unknown: Option<char>,
 }
 
 /// The JSON form of a char tokenizer, tagged so it is never mistaken for a Hugging Face file.
@@ -43,7 +47,8 @@ struct CharFile {
 
 impl CharTokenizer {
     fn id(&self, c: char) -> Option<u32> {
-        self.chars.binary_search(&c).ok().map(|i| i as u32)
+        let index = |c: char| self.chars.binary_search(&c).ok().map(|i| i as u32);
+        index(c).or_else(|| self.unknown.and_then(index))
     }
 }
 
@@ -60,7 +65,10 @@ impl Tokenizer {
                         "cannot build a vocabulary from empty text".into(),
                     ));
                 }
-                Ok(Self::Char(CharTokenizer { chars }))
+                Ok(Self::Char(CharTokenizer {
+                    chars,
+                    unknown: None,
+                }))
             }
             TokenizerKind::Bpe { vocab_size } => {
                 if vocab_size < BPE_MIN_VOCAB {
@@ -95,7 +103,26 @@ impl Tokenizer {
         }
     }
 
-    /// Text to token ids. A character the tokenizer never saw is an error that names it.
+    /// Maps every character outside a char vocabulary to `c`, which must be in it: the `<unk>`
+    /// the user chooses instead of an error. Byte-level BPE encodes any text and is unchanged.
+    pub fn with_unknown(self, c: char) -> Result<Self> {
+        match self {
+            Self::Char(mut t) => {
+                if t.chars.binary_search(&c).is_err() {
+                    return Err(Error::Tokenizer(format!(
+                        "{c:?} is not in the vocabulary of this model; unseen characters can only \
+                         map to one it knows"
+                    )));
+                }
+                t.unknown = Some(c);
+                Ok(Self::Char(t))
+            }
+            bpe => Ok(bpe),
+        }
+    }
+
+    /// Text to token ids. A character the tokenizer never saw is an error that names it, unless
+    /// [`Tokenizer::with_unknown`] chose where such characters go.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         match self {
             Self::Char(t) => text
@@ -103,7 +130,8 @@ impl Tokenizer {
                 .map(|c| {
                     t.id(c).ok_or_else(|| {
                         Error::Tokenizer(format!(
-                            "the character {c:?} (U+{:04X}) is not in the vocabulary of this model",
+                            "the character {c:?} (U+{:04X}) is not in the vocabulary of this \
+                             model; remove it, or map unseen characters to one the model knows",
                             c as u32
                         ))
                     })
@@ -162,7 +190,7 @@ impl Tokenizer {
     /// Reads a `tokenizer.json` written by [`Tokenizer::to_json`] or by Hugging Face `tokenizers`.
     pub fn from_json(json: &str) -> Result<Self> {
         if let Ok(file) = serde_json::from_str::<CharFile>(json) {
-            let mut chars = file.kiln_char_tokenizer.chars;
+            let CharTokenizer { mut chars, unknown } = file.kiln_char_tokenizer;
             let n = chars.len();
             chars.sort_unstable();
             chars.dedup();
@@ -171,7 +199,14 @@ impl Tokenizer {
                     "the char vocabulary is empty or has duplicates".into(),
                 ));
             }
-            return Ok(Self::Char(CharTokenizer { chars }));
+            let tokenizer = Self::Char(CharTokenizer {
+                chars,
+                unknown: None,
+            });
+            return match unknown {
+                Some(c) => tokenizer.with_unknown(c),
+                None => Ok(tokenizer),
+            };
         }
         json.parse::<tokenizers::Tokenizer>()
             .map(|t| Self::Bpe(Box::new(t)))
@@ -199,6 +234,22 @@ mod tests {
     #[test]
     fn char_round_trip_non_ascii() {
         round_trip(TokenizerKind::Char);
+    }
+
+    /// Unseen characters are an error that names them, or, once the user maps them to a known
+    /// character, that character's id; the mapping survives `tokenizer.json`.
+    #[test]
+    fn unseen_characters_error_or_map_to_the_chosen_character() {
+        let t = Tokenizer::train(TokenizerKind::Char, "to be or not to be?").unwrap();
+        let err = t.encode("to bé").unwrap_err().to_string();
+        assert!(err.contains("'é'"), "{err}");
+        let err = t.clone().with_unknown('é').unwrap_err().to_string();
+        assert!(err.contains("not in the vocabulary"), "{err}");
+        let mapped = t.clone().with_unknown('?').unwrap();
+        assert_eq!(mapped.encode("to bé").unwrap(), t.encode("to b?").unwrap());
+        assert_eq!(mapped.vocab_size(), t.vocab_size());
+        let again = Tokenizer::from_json(&mapped.to_json().unwrap()).unwrap();
+        assert_eq!(again.encode("東").unwrap(), t.encode("?").unwrap());
     }
 
     #[test]
