@@ -158,6 +158,7 @@ async function loadCorpus(files, finetune = $('finetune').checked && page.config
   if (finetune) {
     page.step = 0;
     resetCharts();
+    $('eta').textContent = ''; // a new run: the last one's "done" no longer applies
   } else {
     page.configured = false;
     await buildTokenizer();
