@@ -6,7 +6,8 @@
 // The parameters' gradients are column sums over rows: norm_backward_params.wgsl.
 //
 // Layout: X, dY, dX [N, C] f32 contiguous; γ [C]; MEAN, RSTD [N].
-// info = [N, C, workgroups along x]. Dispatch as norm_forward.wgsl. Template: RMS = 1u for
+// info = [N, C, workgroups along x]. Dispatch as norm_forward.wgsl; the row sums use
+// workgroup_sum (shaders/workgroup_sum.wgsl, which the host appends). Template: RMS = 1u for
 // RMSNorm. Limits: WG a power of two ≤ 256; any N, C.
 
 // Bindings are all read_write: CubeCL may place several tensors in one wgpu buffer, and a
@@ -23,22 +24,6 @@
 
 const WG: u32 = {{ wg }}u;
 const RMS: bool = {{ rms }}u == 1u;
-
-var<workgroup> part: array<f32, WG>;
-
-fn workgroup_sum(lid: u32, value: f32) -> f32 {
-    part[lid] = value;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            part[lid] += part[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = part[0];
-    workgroupBarrier();
-    return total;
-}
 
 // [N, width, workgroups along x], made uniform.
 var<workgroup> sizes: vec4<u32>;

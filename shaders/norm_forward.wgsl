@@ -9,8 +9,8 @@
 // Layout: X, Y [N, C] f32 contiguous; γ, β [C] (β is zeros when the norm has no bias); MEAN,
 // RSTD [N]. info = [N, C, workgroups along x, bitcast<u32>(ε)]. Dispatch: N workgroups of WG
 // invocations, laid out (min(N, 65535), ceil(N / 65535)); each invocation sums a strided slice
-// of the row, merged by a tree reduction in workgroup memory. Template: RMS = 1u for RMSNorm.
-// Limits: WG a power of two ≤ 256; any N, C.
+// of the row, merged by workgroup_sum (shaders/workgroup_sum.wgsl, which the host appends).
+// Template: RMS = 1u for RMSNorm. Limits: WG a power of two ≤ 256; any N, C.
 
 // Bindings are all read_write: CubeCL may place several tensors in one wgpu buffer, and a
 // buffer may not be both read-only and writable in one dispatch. Values read from writable storage
@@ -26,23 +26,6 @@
 
 const WG: u32 = {{ wg }}u;
 const RMS: bool = {{ rms }}u == 1u;
-
-var<workgroup> part: array<f32, WG>;
-
-// Sum of the workgroup's `value`s, returned to every invocation.
-fn workgroup_sum(lid: u32, value: f32) -> f32 {
-    part[lid] = value;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            part[lid] += part[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = part[0];
-    workgroupBarrier();
-    return total;
-}
 
 // [N, width, workgroups along x], made uniform.
 var<workgroup> sizes: vec4<u32>;

@@ -55,8 +55,9 @@ pub struct ModelConfig {
     pub mlp: Mlp,
     /// Share the token embedding with the output head.
     pub tie_weights: bool,
-    /// Run Kiln's fused WGSL kernels (attention, cross-entropy) on the wgpu backend; `false`
-    /// runs plain Burn ops everywhere. Both compute the same function, to float rounding.
+    /// Run Kiln's WGSL kernels on the wgpu backend (fused attention, cross-entropy, norms and
+    /// AdamW; in the browser also the matmul); `false` runs plain Burn ops everywhere. Both
+    /// compute the same function, to float rounding.
     #[serde(default = "enabled")]
     pub kernels: bool,
     /// Mixed precision where the adapter has `shader-f16`: matmuls and attention in f16 with f32

@@ -252,6 +252,19 @@ impl Checkpoint {
             }
             tensors.insert(kiln, (view.shape().to_vec(), view.data().to_vec()));
         }
+        // The embeddings must have the sizes config.json gives before a model of that size is
+        // built (a wrong config could otherwise ask for any amount of memory).
+        for (name, want) in [
+            ("wte.weight", [model.vocab_size, model.n_embd]),
+            ("wpe.weight", [model.block_size, model.n_embd]),
+        ] {
+            let got = tensors.get(name).map(|(shape, _)| shape.as_slice());
+            if got != Some(&want[..]) {
+                return Err(bad(format!(
+                    "transformer.{name} has shape {got:?}, but config.json describes {want:?}"
+                )));
+            }
+        }
         let train = config::preset("tiny")?.train;
         Ok(Self {
             meta: Meta {

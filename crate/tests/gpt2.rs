@@ -120,6 +120,13 @@ fn what_gpt2_cannot_hold_is_a_clear_error() {
     assert!(err.to_string().contains("not safetensors"), "{err}");
 
     let mut files = fixture();
+    files.config = files
+        .config
+        .replace("\"n_positions\": 16", "\"n_positions\": 1000000000");
+    let err = Checkpoint::from_gpt2(&files).unwrap_err();
+    assert!(err.to_string().contains("wpe.weight has shape"), "{err}");
+
+    let mut files = fixture();
     files.config = "{\"n_embd\": 32}".into();
     let err = Checkpoint::from_gpt2(&files).unwrap_err();
     assert!(err.to_string().contains("has no number"), "{err}");

@@ -97,7 +97,10 @@ pub(super) fn forward_cube(
         &x,
         kernel(
             "norm_forward",
-            include_str!("../../../shaders/norm_forward.wgsl"),
+            concat!(
+                include_str!("../../../shaders/norm_forward.wgsl"),
+                include_str!("../../../shaders/workgroup_sum.wgsl")
+            ),
             rms,
         ),
         WG,
@@ -124,7 +127,10 @@ pub(super) fn backward_cube(
         &x,
         kernel(
             "norm_backward",
-            include_str!("../../../shaders/norm_backward.wgsl"),
+            concat!(
+                include_str!("../../../shaders/norm_backward.wgsl"),
+                include_str!("../../../shaders/workgroup_sum.wgsl")
+            ),
             rms,
         ),
         WG,
