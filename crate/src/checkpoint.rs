@@ -62,7 +62,7 @@ pub struct Checkpoint {
     pub optimizer: Option<Vec<u8>>,
 }
 
-fn bad(msg: impl Into<String>) -> Error {
+pub(crate) fn bad(msg: impl Into<String>) -> Error {
     Error::Checkpoint(msg.into())
 }
 
@@ -165,9 +165,21 @@ impl Checkpoint {
 
     /// Snapshots a training run: weights, optimizer state, configs, tokenizer and step.
     pub async fn from_trainer_async(trainer: &Trainer) -> Result<Self> {
+        Self::snapshot(trainer, true).await
+    }
+
+    /// The run's model without its optimizer state (an export needs no moments read back).
+    pub async fn model_of_async(trainer: &Trainer) -> Result<Self> {
+        Self::snapshot(trainer, false).await
+    }
+
+    async fn snapshot(trainer: &Trainer, with_optimizer: bool) -> Result<Self> {
         let preset = trainer.preset();
         let (weights, param_ids) = encode_weights(trainer.model()).await?;
-        let optimizer = encode_optimizer(trainer.optimizer()).await?;
+        let optimizer = match with_optimizer {
+            true => Some(encode_optimizer(trainer.optimizer()).await?),
+            false => None,
+        };
         Ok(Self {
             meta: Meta {
                 format: FORMAT.into(),
@@ -184,7 +196,7 @@ impl Checkpoint {
                 param_ids,
             },
             weights,
-            optimizer: Some(optimizer),
+            optimizer,
         })
     }
 
@@ -315,10 +327,7 @@ impl Checkpoint {
 
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir(dir: &std::path::Path) -> Result<Self> {
-        let read = |name: &str| {
-            std::fs::read(dir.join(name))
-                .map_err(|e| bad(format!("cannot read {}: {e}", dir.join(name).display())))
-        };
+        let read = |name: &str| read_file(dir, name);
         let optimizer = dir
             .join(OPTIMIZER_FILE)
             .exists()
@@ -326,6 +335,13 @@ impl Checkpoint {
             .transpose()?;
         Self::from_parts(&read(META_FILE)?, read(WEIGHTS_FILE)?, optimizer)
     }
+}
+
+/// The bytes of `dir/name`; a missing or unreadable file is an error that names it.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn read_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
+    std::fs::read(dir.join(name))
+        .map_err(|e| bad(format!("cannot read {}: {e}", dir.join(name).display())))
 }
 
 /// Writes `dir/name` through a temporary file and a rename, so a crash mid-write leaves the

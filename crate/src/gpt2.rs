@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::{Value, json};
 
-use crate::checkpoint::{Checkpoint, FORMAT, FORMAT_VERSION, Meta, RngState};
+use crate::checkpoint::{Checkpoint, FORMAT, FORMAT_VERSION, Meta, RngState, bad};
 use crate::config::{self, Mlp, ModelConfig, Norm, Position};
 use crate::error::{Error, Result};
 
@@ -46,23 +46,17 @@ impl Gpt2Files {
     /// Reads a directory holding `model.safetensors`, `config.json` and `tokenizer.json`.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir(dir: &std::path::Path) -> Result<Self> {
-        let read = |name: &str| {
-            std::fs::read(dir.join(name))
-                .map_err(|e| bad(format!("cannot read {}: {e}", dir.join(name).display())))
-        };
+        use crate::checkpoint::read_file;
         let text = |name: &str| {
-            String::from_utf8(read(name)?).map_err(|_| bad(format!("{name} is not UTF-8 text")))
+            String::from_utf8(read_file(dir, name)?)
+                .map_err(|_| bad(format!("{name} is not UTF-8 text")))
         };
         Ok(Self {
-            weights: read(crate::checkpoint::WEIGHTS_FILE)?,
+            weights: read_file(dir, crate::checkpoint::WEIGHTS_FILE)?,
             config: text(CONFIG_FILE)?,
             tokenizer: text(TOKENIZER_FILE)?,
         })
     }
-}
-
-fn bad(msg: impl Into<String>) -> Error {
-    Error::Checkpoint(msg.into())
 }
 
 /// Whether `c` is GPT-2's architecture; the sentence says what differs.

@@ -90,20 +90,43 @@ impl ModuleVisitor for Scale<'_> {
 /// Scales the gradients so their global L2 norm is at most `max_norm` (0: no clipping).
 /// Returns the norm before clipping, still on the device.
 pub fn clip_grad_norm(model: &Gpt, grads: &mut GradientsParams, max_norm: f64) -> Tensor<1> {
+    unscale_and_clip(model, grads, max_norm, 1.0)
+}
+
+/// [`clip_grad_norm`] for the gradients of a loss multiplied by `loss_scale` (mixed precision):
+/// the one scaling pass also divides them by it. Returns the norm of the unscaled gradients.
+fn unscale_and_clip(
+    model: &Gpt,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+    loss_scale: f64,
+) -> Tensor<1> {
     let mut visitor = SquaredNorm { grads, total: None };
     model.visit(&mut visitor);
     let norm = visitor.total.map(Tensor::sqrt);
-    let Some(norm) = norm else {
+    let Some(mut norm) = norm else {
         return Tensor::zeros([1], &model.devices()[0]);
     };
-    if max_norm > 0.0 {
+    if loss_scale != 1.0 {
+        norm = norm.div_scalar(loss_scale);
+    }
+    let factor = if max_norm > 0.0 {
         // min(1, max_norm / norm), computed on the device.
-        let factor = (norm.clone() + 1e-6)
+        let clip = (norm.clone() + 1e-6)
             .recip()
             .mul_scalar(max_norm)
             .clamp_max(1.0);
-        model.visit(&mut Scale { grads, factor });
-    }
+        if loss_scale != 1.0 {
+            clip.div_scalar(loss_scale)
+        } else {
+            clip
+        }
+    } else if loss_scale != 1.0 {
+        Tensor::from_floats([1.0 / loss_scale], &norm.device())
+    } else {
+        return norm;
+    };
+    model.visit(&mut Scale { grads, factor });
     norm
 }
 
@@ -303,6 +326,27 @@ impl Trainer {
         crate::backend::block_on(self.step_async())
     }
 
+    /// Milliseconds per step over `steps` steps (at least one), after `warmup` steps that compile
+    /// shaders and let the autotuner settle (blocking; native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn time_steps(&mut self, warmup: usize, steps: usize) -> Result<f64> {
+        crate::backend::block_on(self.time_steps_async(warmup, steps))
+    }
+
+    /// Milliseconds per step over `steps` steps (at least one), after `warmup` steps that compile
+    /// shaders and let the autotuner settle. The steps train the model like any others.
+    pub async fn time_steps_async(&mut self, warmup: usize, steps: usize) -> Result<f64> {
+        for _ in 0..warmup {
+            self.step_async().await?;
+        }
+        let steps = steps.max(1);
+        let start = Instant::now();
+        for _ in 0..steps {
+            self.step_async().await?;
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e3 / steps as f64)
+    }
+
     /// One optimizer step over `grad_accum` random micro-batches; reads back only the loss and norm.
     pub async fn step_async(&mut self) -> Result<Metrics> {
         // Batches and dropout masks depend only on (seed, step), so a resumed run repeats exactly.
@@ -338,7 +382,7 @@ impl Trainer {
         let n = batches.len();
         let tokens: usize = batches.iter().map(|b| b.inputs.len()).sum();
         // Mixed precision: the loss is scaled up before the backward pass so small f16 gradients
-        // do not flush to zero, and the gradients are scaled back down before clipping.
+        // do not flush to zero, and the clipping pass scales the gradients back down.
         let scale = if self.mixed_precision() {
             self.loss_scale
         } else {
@@ -362,14 +406,7 @@ impl Trainer {
                 path: Vec::new(),
             });
         }
-        if scale != 1.0 {
-            let factor = Tensor::from_floats([1.0 / scale], &self.device.clone().inner());
-            self.model.visit(&mut Scale {
-                grads: &mut grads,
-                factor,
-            });
-        }
-        let norm = clip_grad_norm(&self.model, &mut grads, c.grad_clip);
+        let norm = unscale_and_clip(&self.model, &mut grads, c.grad_clip, scale as f64);
         // An overflow in f16 shows as a non-finite norm: skip the update and halve the scale.
         // Reading the norm before the update costs mixed precision one wait per step.
         let overflow = scale != 1.0 && !read_f32(norm.clone().inner()).await?[0].is_finite();

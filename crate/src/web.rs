@@ -9,7 +9,6 @@ use std::cell::RefCell;
 use burn::prelude::*;
 use js_sys::{Function, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
-use web_time::Instant;
 
 use crate::backend::{self, BackendKind};
 use crate::checkpoint::Checkpoint;
@@ -80,6 +79,16 @@ async fn with_trainer<T>(
     let out = f(&mut trainer).await;
     STATE.with_borrow_mut(|s| s.trainer = Some(trainer));
     out.map_err(js)
+}
+
+/// A JavaScript object with these fields.
+fn object(fields: Vec<(&str, JsValue)>) -> Result<Object, JsError> {
+    let out = Object::new();
+    for (key, value) in fields {
+        Reflect::set(&out, &key.into(), &value)
+            .map_err(|_| JsError::new(&format!("could not set {key} on the result object")))?;
+    }
+    Ok(out)
 }
 
 /// Panics become console errors with their message (a panic is a bug: it ends the worker).
@@ -270,12 +279,7 @@ pub async fn time_step(kind: String, steps: usize) -> Result<f64, JsError> {
         )
         .map_err(js)
     })?;
-    probe.step_async().await.map_err(js)?;
-    let start = Instant::now();
-    for _ in 0..steps.max(1) {
-        probe.step_async().await.map_err(js)?;
-    }
-    Ok(start.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64)
+    probe.time_steps_async(1, steps).await.map_err(js)
 }
 
 /// The kernel benchmark on WebGPU (see [`crate::bench`]): each WGSL kernel against the Burn ops
@@ -318,14 +322,7 @@ pub async fn bench_kernels(
         p.train.batch_size = batch;
         p.train.max_steps = usize::MAX / 2;
         let mut trainer = Trainer::new(p, tokenizer.clone(), &corpus, &device).map_err(js)?;
-        for _ in 0..2 {
-            trainer.step_async().await.map_err(js)?; // shader compilation
-        }
-        let start = Instant::now();
-        for _ in 0..step_reps {
-            trainer.step_async().await.map_err(js)?;
-        }
-        step_ms.push(start.elapsed().as_secs_f64() * 1e3 / step_reps as f64);
+        step_ms.push(trainer.time_steps_async(2, step_reps).await.map_err(js)?);
     }
     let step_ms = (step_reps > 0)
         .then(|| serde_json::json!({ "kernels_off": step_ms[0], "kernels_on": step_ms[1] }));
@@ -374,18 +371,14 @@ pub async fn score(text: String) -> Result<String, JsError> {
 #[wasm_bindgen(js_name = saveCheckpoint)]
 pub async fn save_checkpoint() -> Result<Object, JsError> {
     let ckpt = with_trainer(async |t| Checkpoint::from_trainer_async(t).await).await?;
-    let out = Object::new();
-    let set = |key: &str, value: JsValue| {
-        Reflect::set(&out, &key.into(), &value)
-            .map(drop)
-            .map_err(|_| JsError::new("could not build the checkpoint object"))
-    };
-    set("meta", ckpt.meta_json().map_err(js)?.into())?;
-    set("weights", Uint8Array::from(&ckpt.weights[..]).into())?;
+    let mut fields = vec![
+        ("meta", ckpt.meta_json().map_err(js)?.into()),
+        ("weights", Uint8Array::from(&ckpt.weights[..]).into()),
+    ];
     if let Some(optimizer) = &ckpt.optimizer {
-        set("optimizer", Uint8Array::from(&optimizer[..]).into())?;
+        fields.push(("optimizer", Uint8Array::from(&optimizer[..]).into()));
     }
-    Ok(out)
+    object(fields)
 }
 
 /// Resumes a checkpoint on the current corpus and backend. The tokenizer comes from the
@@ -403,18 +396,13 @@ pub fn load_checkpoint(
 /// string (config.json), tokenizer: string (tokenizer.json)}`, for transformers.
 #[wasm_bindgen(js_name = exportGpt2)]
 pub async fn export_gpt2() -> Result<Object, JsError> {
-    let ckpt = with_trainer(async |t| Checkpoint::from_trainer_async(t).await).await?;
+    let ckpt = with_trainer(async |t| Checkpoint::model_of_async(t).await).await?;
     let files = ckpt.to_gpt2().map_err(js)?;
-    let out = Object::new();
-    let set = |key: &str, value: JsValue| {
-        Reflect::set(&out, &key.into(), &value)
-            .map(drop)
-            .map_err(|_| JsError::new("could not build the export object"))
-    };
-    set("weights", Uint8Array::from(&files.weights[..]).into())?;
-    set("config", files.config.into())?;
-    set("tokenizer", files.tokenizer.into())?;
-    Ok(out)
+    object(vec![
+        ("weights", Uint8Array::from(&files.weights[..]).into()),
+        ("config", files.config.into()),
+        ("tokenizer", files.tokenizer.into()),
+    ])
 }
 
 /// Loads Hugging Face GPT-2 files as a new run at step 0; returns what [`load_checkpoint`] does.

@@ -402,14 +402,7 @@ fn bench(a: BenchArgs) -> Result<()> {
             let mut preset = config::preset(name)?;
             preset.train.max_steps = usize::MAX / 2;
             let mut trainer = Trainer::new(preset.clone(), tokenizer.clone(), &corpus, &device)?;
-            for _ in 0..2 {
-                trainer.step()?; // shader compilation and autotuning happen here
-            }
-            let start = web_time::Instant::now();
-            for _ in 0..a.steps {
-                trainer.step()?;
-            }
-            let ms = start.elapsed().as_secs_f64() * 1e3 / a.steps as f64;
+            let ms = trainer.time_steps(2, a.steps)?;
             let tokens = (preset.train.batch_size
                 * preset.train.grad_accum
                 * preset.model.block_size) as f64;
@@ -453,15 +446,7 @@ fn bench_kernels(a: BenchKernelsArgs) -> Result<()> {
         let mut p = p.clone();
         p.model.kernels = kernels;
         p.train.max_steps = usize::MAX / 2;
-        let mut trainer = Trainer::new(p, tokenizer.clone(), &corpus, &device)?;
-        for _ in 0..2 {
-            trainer.step()?; // shader compilation and autotuning
-        }
-        let start = web_time::Instant::now();
-        for _ in 0..a.reps {
-            trainer.step()?;
-        }
-        Ok(start.elapsed().as_secs_f64() * 1e3 / a.reps as f64)
+        Ok(Trainer::new(p, tokenizer.clone(), &corpus, &device)?.time_steps(2, a.reps)?)
     };
     let (off, on) = (step_ms(false)?, step_ms(true)?);
     // After the training steps: CubeCL's start-up throughput probes and Burn's autotuning
