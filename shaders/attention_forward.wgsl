@@ -14,8 +14,8 @@
 // workgroup memory 2 · BC · D · 4 bytes, chosen by the host to fit the adapter; any T.
 
 // Bindings are all read_write: CubeCL may place several tensors in one wgpu buffer, and a
-// buffer may not be both read-only and writable in one dispatch. Values read from writable storage
-// are not uniform to WGSL, so the sizes that bound barrier loops go through workgroupUniformLoad.
+// buffer may not be both read-only and writable in one dispatch. The sizes come through
+// uniform_sizes (shaders/uniform_sizes.wgsl, which the host appends).
 
 @group(0) @binding(0) var<storage, read_write> q: array<f32>;
 @group(0) @binding(1) var<storage, read_write> k: array<f32>;
@@ -33,15 +33,9 @@ const NEG_BIG: f32 = -3.0e38;
 var<workgroup> k_tile: array<f32, BC * D>;
 var<workgroup> v_tile: array<f32, BC * D>;
 
-// [BH, T_q, T_k, scale bits], made uniform.
-var<workgroup> sizes: vec4<u32>;
-
 @compute @workgroup_size({{ br }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) r: u32) {
-    if (r == 0u) {
-        sizes = vec4<u32>(info[0], info[1], info[2], info[3]);
-    }
-    let u = workgroupUniformLoad(&sizes);
+    let u = uniform_sizes(r);
     let t_q = u.y;
     let t_k = u.z;
     let scale = bitcast<f32>(u.w);

@@ -6,14 +6,14 @@
 // The probabilities are never written: the backward recomputes them from LSE.
 //
 // Layout: X [N, V] f32 contiguous; T [N] i32 (0 ≤ t < V, the caller's contract); LOSS, LSE [N] f32.
-// info = [N, V, workgroups along x]. Dispatch: N workgroups of WG invocations, laid out as
+// info = [N, V, workgroups along x, 0]. Dispatch: N workgroups of WG invocations, laid out as
 // (min(N, 65535), ceil(N / 65535)) to stay under the per-dimension limit. Each invocation keeps
 // a running (max, sum of exp) over a strided slice of the row; the WG partial pairs are merged in
 // workgroup memory (tree reduction). Limits: WG a power of two ≤ 256; any N, V.
 
 // Bindings are all read_write: CubeCL may place several tensors in one wgpu buffer, and a
-// buffer may not be both read-only and writable in one dispatch. Values read from writable storage
-// are not uniform to WGSL, so the sizes that bound barrier loops go through workgroupUniformLoad.
+// buffer may not be both read-only and writable in one dispatch. The sizes come through
+// uniform_sizes (shaders/uniform_sizes.wgsl, which the host appends).
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> t: array<i32>;
@@ -27,15 +27,9 @@ const NEG_BIG: f32 = -3.0e38;
 var<workgroup> part_m: array<f32, WG>;
 var<workgroup> part_s: array<f32, WG>;
 
-// [N, width, workgroups along x], made uniform.
-var<workgroup> sizes: vec4<u32>;
-
 @compute @workgroup_size({{ wg }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    if (lid == 0u) {
-        sizes = vec4<u32>(info[0], info[1], info[2], 0u);
-    }
-    let u = workgroupUniformLoad(&sizes);
+    let u = uniform_sizes(lid);
     let n = u.x;
     let v = u.y;
     let row = wg.x + wg.y * u.z;

@@ -13,8 +13,8 @@
 // Template: RMS = 1u for RMSNorm. Limits: WG a power of two ≤ 256; any N, C.
 
 // Bindings are all read_write: CubeCL may place several tensors in one wgpu buffer, and a
-// buffer may not be both read-only and writable in one dispatch. Values read from writable storage
-// are not uniform to WGSL, so the sizes that bound barrier loops go through workgroupUniformLoad.
+// buffer may not be both read-only and writable in one dispatch. The sizes come through
+// uniform_sizes (shaders/uniform_sizes.wgsl, which the host appends).
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> gamma: array<f32>;
@@ -27,15 +27,9 @@
 const WG: u32 = {{ wg }}u;
 const RMS: bool = {{ rms }}u == 1u;
 
-// [N, width, workgroups along x], made uniform.
-var<workgroup> sizes: vec4<u32>;
-
 @compute @workgroup_size({{ wg }}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    if (lid == 0u) {
-        sizes = vec4<u32>(info[0], info[1], info[2], 0u);
-    }
-    let u = workgroupUniformLoad(&sizes);
+    let u = uniform_sizes(lid);
     let n = u.x;
     let c = u.y;
     let eps = bitcast<f32>(info[3]);

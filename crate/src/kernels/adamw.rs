@@ -89,7 +89,7 @@ pub(super) fn step_cube(
         &p,
         Wgsl {
             name: "adamw",
-            source: include_str!("../../../shaders/adamw.wgsl"),
+            source: shader!("adamw"),
             params: vec![("wg", WG)],
         },
         WG,

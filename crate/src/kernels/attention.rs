@@ -122,7 +122,7 @@ pub(super) fn forward_cube(
         &q,
         kernel(
             "attention_forward",
-            include_str!("../../../shaders/attention_forward.wgsl"),
+            shader!("attention_forward", "uniform_sizes"),
             d,
             &q,
         ),
@@ -157,7 +157,7 @@ pub(super) fn backward_cube(
         &q,
         kernel(
             "attention_backward_dq",
-            include_str!("../../../shaders/attention_backward_dq.wgsl"),
+            shader!("attention_backward_dq", "uniform_sizes"),
             d,
             &q,
         ),
@@ -171,7 +171,7 @@ pub(super) fn backward_cube(
         &q,
         kernel(
             "attention_backward_dkv",
-            include_str!("../../../shaders/attention_backward_dkv.wgsl"),
+            shader!("attention_backward_dkv", "uniform_sizes"),
             d,
             &q,
         ),

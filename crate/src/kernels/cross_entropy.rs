@@ -65,13 +65,13 @@ pub(super) fn forward_cube(logits: CubeTensor, targets: CubeTensor) -> (CubeTens
         &x,
         Wgsl {
             name: "cross_entropy_forward",
-            source: include_str!("../../../shaders/cross_entropy_forward.wgsl"),
+            source: shader!("cross_entropy_forward", "uniform_sizes"),
             params: vec![("wg", WG)],
         },
         WG,
         groups,
         &[&x, &t, &loss, &lse],
-        &[n as u32, v as u32, groups.0],
+        &[n as u32, v as u32, groups.0, 0],
     );
     (loss, lse)
 }
@@ -91,7 +91,7 @@ pub(super) fn backward_cube(
         &x,
         Wgsl {
             name: "cross_entropy_backward",
-            source: include_str!("../../../shaders/cross_entropy_backward.wgsl"),
+            source: shader!("cross_entropy_backward"),
             params: vec![("wg", WG)],
         },
         WG,

@@ -44,7 +44,7 @@ pub(super) fn forward_cube(a: CubeTensor, b: CubeTensor) -> CubeTensor {
         &a,
         Wgsl {
             name: "matmul",
-            source: include_str!("../../../shaders/matmul.wgsl"),
+            source: shader!("matmul"),
             params: vec![],
         },
         64,

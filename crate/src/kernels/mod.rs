@@ -9,6 +9,17 @@
 //! kernels), for Burn's autodiff decorator (the backward passes, written by hand) and, natively,
 //! for the fusion decorator (generated). Call sites use the `Tensor` functions of each module.
 
+/// The text of `shaders/<name>.wgsl`, with the shared snippets it calls (`shaders/<part>.wgsl`)
+/// appended: WGSL has no includes, and module-scope declarations may come in any order.
+macro_rules! shader {
+    ($name:literal $(, $part:literal)*) => {
+        concat!(
+            include_str!(concat!("../../../shaders/", $name, ".wgsl"))
+            $(, include_str!(concat!("../../../shaders/", $part, ".wgsl")))*
+        )
+    };
+}
+
 pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;

@@ -31,11 +31,13 @@ const PARAM_ROWS: usize = 256;
 /// `norm(x)` over the last dimension with the module's parameters: the fused kernels when `fused`
 /// is set and they apply, the module's own forward otherwise.
 pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, fused: bool) -> Tensor<D> {
-    let beta = norm.beta.as_ref().map(|b| b.val());
     if !(fused && applies(&x)) {
         return norm.forward(x);
     }
-    let beta = beta.unwrap_or_else(|| norm.gamma.val().zeros_like());
+    let beta = match &norm.beta {
+        Some(beta) => beta.val(),
+        None => norm.gamma.val().zeros_like(),
+    };
     run(x, norm.gamma.val(), beta, LAYER_NORM_EPS, false)
 }
 
@@ -97,10 +99,7 @@ pub(super) fn forward_cube(
         &x,
         kernel(
             "norm_forward",
-            concat!(
-                include_str!("../../../shaders/norm_forward.wgsl"),
-                include_str!("../../../shaders/workgroup_sum.wgsl")
-            ),
+            shader!("norm_forward", "uniform_sizes", "workgroup_sum"),
             rms,
         ),
         WG,
@@ -127,16 +126,13 @@ pub(super) fn backward_cube(
         &x,
         kernel(
             "norm_backward",
-            concat!(
-                include_str!("../../../shaders/norm_backward.wgsl"),
-                include_str!("../../../shaders/workgroup_sum.wgsl")
-            ),
+            shader!("norm_backward", "uniform_sizes", "workgroup_sum"),
             rms,
         ),
         WG,
         groups,
         &[&x, &gamma, &dy, &mean, &rstd, &dx],
-        &[n as u32, c as u32, groups.0],
+        &[n as u32, c as u32, groups.0, 0],
     );
     let chunks = n.div_ceil(PARAM_ROWS);
     let dgamma = empty(&x, [chunks, c]);
@@ -145,7 +141,7 @@ pub(super) fn backward_cube(
         &x,
         Wgsl {
             name: "norm_backward_params",
-            source: include_str!("../../../shaders/norm_backward_params.wgsl"),
+            source: shader!("norm_backward_params"),
             params: vec![("wg", WG), ("rows", PARAM_ROWS as u32)],
         },
         WG,

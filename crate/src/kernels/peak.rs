@@ -26,7 +26,7 @@ pub(super) fn fma_cube(x: CubeTensor, iters: u32) -> CubeTensor {
         &x,
         Wgsl {
             name: "fma_peak",
-            source: include_str!("../../../shaders/fma_peak.wgsl"),
+            source: shader!("fma_peak"),
             params: vec![("iters", iters), ("wg", WG as u32)],
         },
         WG as u32,
