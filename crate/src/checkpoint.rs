@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::read_f32;
 use crate::config::{ModelConfig, Preset, TrainConfig};
-use crate::data::{Corpus, Tokenizer};
+use crate::data::{Dataset, Tokenizer};
 use crate::error::{Error, Result};
 use crate::model::Gpt;
 use crate::optim::{AdamW, Moments};
@@ -26,6 +26,8 @@ pub(crate) const FORMAT: &str = "kiln-checkpoint";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const META_FILE: &str = "checkpoint.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// What `kiln export --adapters-only` writes: LoRA adapters alone.
+pub const ADAPTERS_FILE: &str = "adapters.safetensors";
 
 /// Where the random streams stand. Batches and dropout masks are drawn from `(seed, step)`
 /// alone, so these two numbers are the whole RNG state.
@@ -96,8 +98,16 @@ struct Load<'a> {
     path: Vec<String>,
     tensors: &'a SafeTensors<'a>,
     ids: &'a BTreeMap<String, u64>,
+    /// Finetuning: parts the new model adds (a classifier's head, LoRA adapters) keep their
+    /// fresh values where the checkpoint has none of that shape.
+    finetune: bool,
     used: usize,
     error: Option<String>,
+}
+
+/// Whether the parameter at `path` is one that finetuning may add to a model.
+fn is_new_part(path: &str) -> bool {
+    path.starts_with("score.") || crate::lora::is_adapter(path)
 }
 
 impl ModuleMapper for Load<'_> {
@@ -112,6 +122,7 @@ impl ModuleMapper for Load<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let name = self.path.join(".");
         match self.read::<D>(&name, &param) {
+            Err(_) if self.finetune && is_new_part(&name) => param,
             Ok((id, tensor)) => {
                 self.used += 1;
                 let (_, _, mapper) = param.consume();
@@ -243,14 +254,96 @@ impl Checkpoint {
             Gpt::new(&self.meta.model, 0, device),
             &self.weights,
             &self.meta.param_ids,
+            false,
         )?;
         Ok((model, tokenizer))
     }
 
-    /// A trainer that continues this run on `corpus` from the saved step, optimizer state included.
-    pub fn resume(&self, corpus: &Corpus, device: &Device) -> Result<Trainer> {
+    /// [`Checkpoint::merged_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn merged(&self, device: &Device) -> Result<Self> {
+        crate::backend::block_on(self.merged_async(device))
+    }
+
+    /// The model with its LoRA adapters merged into the weights (itself when it has none): what
+    /// an export writes. The optimizer state, which belongs to the adapters, is dropped.
+    pub async fn merged_async(&self, device: &Device) -> Result<Self> {
+        if self.meta.model.lora.is_none() {
+            return Ok(self.clone());
+        }
+        let (model, _) = self.load_model(device)?;
+        let model = model.merge_lora();
+        let (weights, param_ids) = encode_weights(&model).await?;
+        let mut meta = self.meta.clone();
+        (meta.model, meta.param_ids) = (model.config().clone(), param_ids);
+        Ok(Self {
+            meta,
+            weights,
+            optimizer: None,
+        })
+    }
+
+    /// Only the LoRA adapters, as safetensors (names as in the checkpoint, the LoRA settings in
+    /// the header's `lora` entry): small enough to share, and [`Checkpoint::with_adapters`]
+    /// puts them back on the same base.
+    pub fn adapters(&self) -> Result<Vec<u8>> {
+        let lora = self.meta.model.lora.as_ref().ok_or_else(|| {
+            bad("this model has no LoRA adapters; finetune it with LoRA to get some")
+        })?;
+        let tensors = SafeTensors::deserialize(&self.weights)
+            .map_err(|e| bad(format!("the weights are unreadable: {e}")))?;
+        let views: Vec<_> = tensors
+            .tensors()
+            .into_iter()
+            .filter(|(name, _)| crate::lora::is_adapter(name))
+            .collect();
+        let meta = HashMap::from([(
+            "lora".to_string(),
+            serde_json::to_string(lora).map_err(|e| bad(e.to_string()))?,
+        )]);
+        safetensors::serialize(views, Some(meta)).map_err(|e| bad(e.to_string()))
+    }
+
+    /// This (adapter-free) model with the adapters [`Checkpoint::adapters`] wrote, ready to
+    /// generate or to train on; they must fit its shapes.
+    pub fn with_adapters(&self, adapters: &[u8]) -> Result<Self> {
+        let fail = |e: String| bad(format!("the adapters file is unreadable: {e}"));
+        if self.meta.model.lora.is_some() {
+            return Err(bad("this model already has LoRA adapters"));
+        }
+        let (_, header) = SafeTensors::read_metadata(adapters).map_err(|e| fail(e.to_string()))?;
+        let lora: crate::config::LoraConfig = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("lora"))
+            .ok_or_else(|| fail("it has no LoRA settings; is it an adapters file?".into()))
+            .and_then(|json| serde_json::from_str(json).map_err(|e| fail(e.to_string())))?;
+        let [base, extra] = [&self.weights[..], adapters]
+            .map(|bytes| SafeTensors::deserialize(bytes).map_err(|e| fail(e.to_string())));
+        let (base, extra) = (base?, extra?);
+        let views: Vec<_> = base.tensors().into_iter().chain(extra.tensors()).collect();
+        let info = HashMap::from([("format".to_string(), "pt".to_string())]);
+        let weights = safetensors::serialize(views, Some(info)).map_err(|e| bad(e.to_string()))?;
+        let mut meta = self.meta.clone();
+        meta.model.lora = Some(lora);
+        let ckpt = Self {
+            meta,
+            weights,
+            optimizer: None,
+        };
+        // Every adapter must land on a weight of this model, with its shape.
+        ckpt.load_model(&Device::flex())?;
+        Ok(ckpt)
+    }
+
+    /// A trainer that continues this run on `data` from the saved step, optimizer state included.
+    pub fn resume(&self, data: &Dataset, device: &Device) -> Result<Trainer> {
         let m = &self.meta;
-        let mut trainer = self.trainer(corpus, m.train.clone(), device, m.step, m.elapsed)?;
+        let preset = Preset {
+            model: m.model.clone(),
+            train: m.train.clone(),
+        };
+        let mut trainer = self.trainer(data, preset, device, m.step, m.elapsed, false)?;
         if let Some(bytes) = &self.optimizer {
             let device = trainer.device().clone().inner();
             let optim = decode_optimizer(bytes, trainer.model(), &device)?;
@@ -259,37 +352,59 @@ impl Checkpoint {
         Ok(trainer)
     }
 
-    /// A new run from this checkpoint's weights and tokenizer on `corpus` with schedule `train`
-    /// (finetuning): fresh optimizer state, step 0.
-    pub fn finetune(
+    /// [`Checkpoint::finetune_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn finetune(&self, data: &Dataset, preset: Preset, device: &Device) -> Result<Trainer> {
+        crate::backend::block_on(self.finetune_async(data, preset, device))
+    }
+
+    /// A new run from this checkpoint's weights and tokenizer on `data` with `preset`
+    /// (finetuning): fresh optimizer state, step 0. `preset.model` is the checkpoint's model
+    /// except for how it computes (kernels, precision), its task (a text model may become a chat
+    /// model or a classifier, whose head starts at zero) and LoRA (new adapters start as a
+    /// no-op; different adapters replace merged old ones).
+    pub async fn finetune_async(
         &self,
-        corpus: &Corpus,
-        train: TrainConfig,
+        data: &Dataset,
+        preset: Preset,
         device: &Device,
     ) -> Result<Trainer> {
-        self.trainer(corpus, train, device, 0, 0.0)
+        let (old, new) = (&self.meta.model, &preset.model);
+        let mut same = old.clone();
+        (same.kernels, same.mixed_precision) = (new.kernels, new.mixed_precision);
+        (same.task, same.lora) = (new.task.clone(), new.lora.clone());
+        if same != *new {
+            return Err(Error::Config(
+                "finetuning keeps the checkpoint's model: only training settings, kernels, \
+                 precision, the task and LoRA may change"
+                    .into(),
+            ));
+        }
+        if old.lora.is_some() && old.lora != new.lora {
+            let merged = self.merged_async(&device.clone()).await?;
+            return merged.trainer(data, preset, device, 0, 0.0, true);
+        }
+        self.trainer(data, preset, device, 0, 0.0, true)
     }
 
     fn trainer(
         &self,
-        corpus: &Corpus,
-        train: TrainConfig,
+        data: &Dataset,
+        preset: Preset,
         device: &Device,
         step: usize,
         elapsed: f64,
+        finetune: bool,
     ) -> Result<Trainer> {
         let tokenizer = self.checked_tokenizer()?;
         let device = device.clone().autodiff();
         let model = decode_weights(
-            Gpt::new(&self.meta.model, 0, &device),
+            Gpt::new(&preset.model, preset.train.seed, &device),
             &self.weights,
             &self.meta.param_ids,
+            finetune,
         )?;
-        let preset = Preset {
-            model: self.meta.model.clone(),
-            train,
-        };
-        Trainer::with_model(model, preset, tokenizer, corpus, device, step, elapsed)
+        Trainer::with_model(model, preset, tokenizer, data, device, step, elapsed)
     }
 
     /// Parses the three parts; nothing is checked against a model until it is loaded.
@@ -477,14 +592,22 @@ async fn encode_weights(model: &Gpt) -> Result<(Vec<u8>, BTreeMap<String, u64>)>
     Ok((encode(named, info).await?, ids))
 }
 
-/// Loads safetensors bytes into `model`; every parameter must be present with its shape.
-fn decode_weights(model: Gpt, weights: &[u8], ids: &BTreeMap<String, u64>) -> Result<Gpt> {
+/// Loads safetensors bytes into `model`; every parameter must be present with its shape (when
+/// finetuning: every parameter but the new parts, and the checkpoint may hold more, such as an
+/// old classifier head).
+fn decode_weights(
+    model: Gpt,
+    weights: &[u8],
+    ids: &BTreeMap<String, u64>,
+    finetune: bool,
+) -> Result<Gpt> {
     let tensors = SafeTensors::deserialize(weights)
         .map_err(|e| bad(format!("the weights are unreadable: {e}")))?;
     let mut load = Load {
         path: Vec::new(),
         tensors: &tensors,
         ids,
+        finetune,
         used: 0,
         error: None,
     };
@@ -492,7 +615,7 @@ fn decode_weights(model: Gpt, weights: &[u8], ids: &BTreeMap<String, u64>) -> Re
     if let Some(e) = load.error {
         return Err(bad(e));
     }
-    if load.used != tensors.len() {
+    if !finetune && load.used != tensors.len() {
         return Err(bad(format!(
             "the weights hold {} tensors but the model has {} parameters",
             tensors.len(),

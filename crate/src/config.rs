@@ -35,6 +35,81 @@ pub enum Mlp {
     Swiglu,
 }
 
+/// What the model is trained to predict.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Task {
+    /// The next token of plain text.
+    #[default]
+    Text,
+    /// The next token of a completion, given a prompt (instruction finetuning): generation
+    /// answers a prompt and stops at [`crate::data::examples::END`].
+    Chat,
+    /// One of `classes` for a whole text, from a head on the final hidden states.
+    Classify {
+        classes: Vec<String>,
+        #[serde(default)]
+        pooling: Pooling,
+    },
+}
+
+/// How a classifier reduces a text's final hidden states to one vector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// The last token's state (it has attended to the whole text).
+    #[default]
+    Last,
+    /// The mean of all the text's states.
+    Mean,
+}
+
+/// A projection LoRA can adapt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoraTarget {
+    /// The query part of `attn.c_attn`.
+    Q,
+    K,
+    V,
+    /// The attention's output projection, `attn.c_proj`.
+    O,
+    /// Every MLP projection (`c_fc`, `c_gate`, `mlp.c_proj`).
+    Mlp,
+}
+
+/// Low-rank adapters: each targeted weight `W` becomes `W + (alpha / rank)·A·B` with `A`
+/// `[in, rank]` and `B` `[rank, out]` (zero at first), and only `A` and `B` train.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    pub targets: Vec<LoraTarget>,
+}
+
+impl LoraConfig {
+    /// The factor on `A·B`.
+    pub fn scale(&self) -> f64 {
+        self.alpha / self.rank as f64
+    }
+
+    /// Parses "q,v" or "q,k,v,o,mlp".
+    pub fn parse_targets(list: &str) -> Result<Vec<LoraTarget>> {
+        list.split(',')
+            .map(|t| {
+                serde_json::from_value(serde_json::Value::String(t.trim().to_lowercase())).map_err(
+                    |_| {
+                        Error::Config(format!(
+                            "unknown LoRA target \"{t}\"; choose from q, k, v, o, mlp"
+                        ))
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
 /// The shape of the GPT.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +140,12 @@ pub struct ModelConfig {
     /// (all f32) on adapters without f16 and on the CPU backend.
     #[serde(default)]
     pub mixed_precision: bool,
+    /// Text, chat (instruction-tuned) or a classifier.
+    #[serde(default)]
+    pub task: Task,
+    /// LoRA adapters (finetuning): with them, only the adapters train.
+    #[serde(default)]
+    pub lora: Option<LoraConfig>,
 }
 
 fn enabled() -> bool {
@@ -156,6 +237,8 @@ pub fn preset(name: &str) -> Result<Preset> {
         tie_weights: true,
         kernels: true,
         mixed_precision: false,
+        task: Task::Text,
+        lora: None,
     };
     // nanoGPT's config/train_shakespeare_char.py; the CPU ("baby") variant is its README's.
     let shakespeare = |batch_size, max_steps, eval_steps| TrainConfig {
@@ -239,6 +322,25 @@ impl ModelConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return fail(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if let Task::Classify { classes, .. } = &self.task
+            && classes.len() < 2
+        {
+            return fail(format!(
+                "a classifier needs at least two classes, but the data has {}",
+                classes.len()
+            ));
+        }
+        if let Some(l) = &self.lora {
+            if l.rank == 0 {
+                return fail("the LoRA rank must be at least 1".into());
+            }
+            if !(l.alpha > 0.0 && l.alpha.is_finite()) {
+                return fail(format!("the LoRA alpha must be positive, got {}", l.alpha));
+            }
+            if l.targets.is_empty() {
+                return fail("LoRA needs at least one target (q, k, v, o, mlp)".into());
+            }
         }
         Ok(())
     }

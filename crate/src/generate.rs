@@ -1,13 +1,15 @@
 //! Text from a model: sampling (temperature, top-k, top-p) with a KV cache and a per-token
-//! streaming callback, and scoring (the log-probability and perplexity of a given text).
+//! streaming callback, scoring (the log-probability and perplexity of a given text), and a
+//! classifier's class probabilities for a text.
 
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::read_f32;
-use crate::config::SampleConfig;
+use crate::config::{SampleConfig, Task};
 use crate::data::Tokenizer;
+use crate::data::examples::END;
 use crate::error::{Error, Result};
 use crate::model::{Gpt, KvCache};
 
@@ -99,6 +101,10 @@ pub async fn generate_async(
     mut on_text: impl FnMut(&str) -> bool,
 ) -> Result<String> {
     cfg.validate()?;
+    text_model(model)?;
+    // A chat model's answers end where its training completions did.
+    let chat_stop = (model.config().task == Task::Chat && cfg.stop.is_none()).then_some(END);
+    let stop = cfg.stop.as_deref().or(chat_stop).filter(|s| !s.is_empty());
     let block = model.config().block_size;
     let mut ids = tokenizer.encode(prompt)?;
     if ids.is_empty() {
@@ -122,7 +128,7 @@ pub async fn generate_async(
         let next = sample_logits(&logits, cfg, &mut rng);
         ids.push(next);
         text = tokenizer.decode(&ids[prompt_len..])?;
-        if let Some(stop) = cfg.stop.as_deref().filter(|s| !s.is_empty())
+        if let Some(stop) = stop
             && let Some(at) = text.find(stop)
         {
             text.truncate(at);
@@ -131,15 +137,27 @@ pub async fn generate_async(
             }
             return Ok(text);
         }
-        // A byte-level BPE token can end inside a character: wait for the rest of it.
-        if !text.ends_with('\u{FFFD}') && text.len() > emitted {
-            let keep_going = on_text(&text[emitted..]);
-            emitted = text.len();
+        // A byte-level BPE token can end inside a character, and the text can end in the start
+        // of the stop string: wait for the rest of either.
+        let held = stop.map_or(0, |s| {
+            (1..s.len())
+                .rev()
+                .find(|&k| s.is_char_boundary(k) && text.ends_with(&s[..k]))
+                .unwrap_or(0)
+        });
+        let ready = text.len() - held;
+        if !text.ends_with('\u{FFFD}') && ready > emitted {
+            let keep_going = on_text(&text[emitted..ready]);
+            emitted = ready;
             if !keep_going {
-                break;
+                return Ok(text);
             }
         }
         pending = vec![next];
+    }
+    // Out of tokens: what was held back for a stop string that never came is text after all.
+    if text.len() > emitted && !text.ends_with('\u{FFFD}') {
+        on_text(&text[emitted..]);
     }
     Ok(text)
 }
@@ -169,6 +187,7 @@ pub async fn score_async(
     text: &str,
     device: &Device,
 ) -> Result<Score> {
+    text_model(model)?;
     let ids = tokenizer.encode(text)?;
     if ids.len() < 2 {
         return Err(Error::Data(
@@ -195,6 +214,59 @@ pub async fn score_async(
         log_prob,
         perplexity: (-log_prob / tokens as f64).exp(),
     })
+}
+
+/// Generation and scoring need a model of text; a classifier is an error that says what to do.
+fn text_model(model: &Gpt) -> Result<()> {
+    match model.config().task {
+        Task::Classify { .. } => Err(Error::Config(
+            "this model is a classifier: it predicts a class for a text, it does not generate"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// [`classify_async`], blocking (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn classify(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    text: &str,
+    device: &Device,
+) -> Result<Vec<(String, f32)>> {
+    crate::backend::block_on(classify_async(model, tokenizer, text, device))
+}
+
+/// A classifier's probability for each class of `text` (its first `block_size` tokens, as in
+/// training), most likely first.
+pub async fn classify_async(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    text: &str,
+    device: &Device,
+) -> Result<Vec<(String, f32)>> {
+    let Task::Classify { classes, .. } = &model.config().task else {
+        return Err(Error::Config(
+            "this model generates text; finetune it on labelled examples to classify".into(),
+        ));
+    };
+    let mut ids = tokenizer.encode(text)?;
+    ids.truncate(model.config().block_size);
+    if ids.is_empty() {
+        return Err(Error::Data("type some text to classify".into()));
+    }
+    let logits = last_logits(model.forward(tensor_of(&ids, device), None)).await?;
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let total: f32 = exp.iter().sum();
+    let mut probs: Vec<(String, f32)> = classes
+        .iter()
+        .cloned()
+        .zip(exp.iter().map(|e| e / total))
+        .collect();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(probs)
 }
 
 #[cfg(test)]

@@ -72,7 +72,16 @@ pub fn check(c: &ModelConfig) -> Result<()> {
             !c.tie_weights,
             "its output head tied to the token embedding",
         ),
+        (
+            matches!(c.task, config::Task::Classify { .. }),
+            "a language-model head",
+        ),
     ];
+    if c.lora.is_some() {
+        return Err(Error::Config(
+            "merge the LoRA adapters into the weights first (Checkpoint::merged)".into(),
+        ));
+    }
     match differs.iter().find(|(d, _)| *d) {
         Some((_, what)) => Err(Error::Config(format!(
             "GPT-2 has {what}; this model does not, so transformers' GPT2LMHeadModel cannot load it"
@@ -233,6 +242,8 @@ impl Checkpoint {
             tie_weights: true,
             kernels: true,
             mixed_precision: false,
+            task: config::Task::Text,
+            lora: None,
         };
         model.validate()?;
         let mut tensors = Tensors::new();

@@ -13,6 +13,7 @@ pub mod error;
 pub mod generate;
 pub mod gpt2;
 pub mod kernels;
+pub mod lora;
 pub mod model;
 pub mod optim;
 pub mod train;

@@ -1,5 +1,6 @@
 //! The GPT: token (+ position) embeddings, `n_layer` pre-norm blocks of causal self-attention and
-//! an MLP, a final norm and the LM head (tied to the token embedding by default).
+//! an MLP, a final norm and the LM head (tied to the token embedding by default) — or, for a
+//! classifier, a head from the (pooled) final hidden states to the classes.
 //!
 //! Tensor names and layouts follow GPT-2 (`wte`, `h.N.attn.c_attn`, `h.N.mlp.c_fc`, ...), and a
 //! Burn `Linear` stores its weight as `[in, out]`, which is GPT-2's Conv1D orientation.
@@ -16,7 +17,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use crate::config::{self, ModelConfig, Position};
+use crate::config::{self, ModelConfig, Pooling, Position, Task};
+use crate::data::examples::IGNORE;
 use crate::kernels::cross_entropy::cross_entropy;
 use crate::kernels::{self, attention, norm};
 
@@ -33,6 +35,8 @@ pub struct Gpt {
     ln_f: Norm,
     /// Output projection; `None` when tied to `wte`.
     lm_head: Option<Linear>,
+    /// A classifier's head, `[n_embd, classes]` (GPT2ForSequenceClassification's name).
+    score: Option<Linear>,
     #[module(skip)]
     config: ModelConfig,
 }
@@ -187,22 +191,46 @@ impl Gpt {
             },
         };
         let h = (0..c.n_layer).map(|_| block()).collect();
-        Self {
+        let lm_head =
+            (!c.tie_weights).then(|| init.linear(c.n_embd, c.vocab_size, INIT_STD, false));
+        // Zero: a new head starts from equal odds and learns from the first step.
+        let score = match &c.task {
+            Task::Classify { classes, .. } => Some(Linear {
+                weight: Param::from_tensor(Tensor::zeros([c.n_embd, classes.len()], device)),
+                bias: Some(Param::from_tensor(Tensor::zeros([classes.len()], device))),
+            }),
+            _ => None,
+        };
+        let model = Self {
             wte,
             wpe,
             drop: dropout(),
             h,
             ln_f: Norm::new(c, device),
-            lm_head: (!c.tie_weights).then(|| init.linear(c.n_embd, c.vocab_size, INIT_STD, false)),
+            lm_head,
+            score,
             config: c.clone(),
+        };
+        match &c.lora {
+            Some(lora) => crate::lora::attach(model, lora, seed),
+            None => model,
         }
+    }
+
+    /// The same weights with LoRA adapters merged in (`W + scale·A·B`), as a model without
+    /// adapters.
+    pub fn merge_lora(self) -> Self {
+        let mut model = self.materialize();
+        model.config.lora = None;
+        model
     }
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
 
-    /// Logits `[batch, time, vocab]` for token ids `[batch, time]`.
+    /// Logits `[batch, time, vocab]` for token ids `[batch, time]`; a classifier's are
+    /// `[batch, time, classes]`, position `t` classifying the text up to `t`.
     ///
     /// With a cache, `idx` continues the cached sequence: its keys and values are appended and
     /// positions start at `cache.len()`. The total length must not exceed `block_size`.
@@ -237,20 +265,31 @@ impl Gpt {
             c.len += t;
         }
         let x = self.ln_f.forward(x, run);
+        if let (Some(score), Task::Classify { pooling, .. }) = (&self.score, &self.config.task) {
+            let x = match pooling {
+                Pooling::Last => x,
+                Pooling::Mean => causal_mean(x),
+            };
+            return linear(score, x, run);
+        }
         match &self.lm_head {
             Some(head) => linear(head, x, run),
             None => matmul(x, self.wte.weight.val().transpose(), run),
         }
     }
 
-    /// Mean cross-entropy of `logits [B, T, V]` against `targets [B, T]`.
+    /// Mean cross-entropy of `logits [B, T, V]` against `targets [B, T]` over the targets that
+    /// are not [`IGNORE`] (their rows get exactly zero gradient).
     pub fn loss(&self, logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
         let [b, t, v] = logits.dims();
         let rows = logits.reshape([b * t, v]);
-        cross_entropy(rows, targets.reshape([b * t]), self.config.kernels).mean()
+        let targets = targets.reshape([b * t]);
+        let counted = targets.clone().greater_elem(IGNORE).float();
+        let losses = cross_entropy(rows, targets.clamp_min(0), self.config.kernels);
+        (losses * counted.clone()).sum() / counted.sum().clamp_min(1.0)
     }
 
-    /// Number of trainable scalars (a tied head counts once).
+    /// Number of scalars (a tied head counts once; LoRA adapters and a classifier's head included).
     pub fn num_params_of(c: &ModelConfig) -> usize {
         let bias = |n: usize| if c.bias { n } else { 0 };
         let norm = match c.norm {
@@ -280,7 +319,17 @@ impl Gpt {
         } else {
             c.n_embd * c.vocab_size
         };
-        c.vocab_size * c.n_embd + wpe + c.n_layer * block + norm + head
+        let score = match &c.task {
+            Task::Classify { classes, .. } => (c.n_embd + 1) * classes.len(),
+            _ => 0,
+        };
+        c.vocab_size * c.n_embd
+            + wpe
+            + c.n_layer * block
+            + norm
+            + head
+            + score
+            + crate::lora::num_params_of(c)
     }
 }
 
@@ -397,6 +446,14 @@ fn linear(layer: &Linear, x: Tensor<3>, run: Run) -> Tensor<3> {
         Some(bias) => y + bias.val().unsqueeze_dim::<2>(0).unsqueeze_dim(0),
         None => y,
     }
+}
+
+/// Position `t` of the result is the mean of `x[.., 0..=t, ..]`: mean pooling that, like the
+/// last token, sees only the text (never the padding after it).
+fn causal_mean(x: Tensor<3>) -> Tensor<3> {
+    let t = x.dims()[1];
+    let counts = Tensor::<1, Int>::arange(1..t as i64 + 1, &x.device()).float();
+    x.cumsum(1) / counts.reshape([1, t, 1])
 }
 
 /// Rotary tables for positions `start..start + t`: `cos` and `sin` of shape `[1, 1, t, d/2]`.

@@ -9,7 +9,8 @@ use web_time::Instant;
 
 use crate::backend::read_f32;
 use crate::config::{Preset, TrainConfig};
-use crate::data::{Batch, Batcher, Corpus, Tokenizer, step_rng};
+use crate::data::batcher::Rows;
+use crate::data::{Batch, Batches, Dataset, Tokenizer, step_rng};
 use crate::error::{Error, Result};
 use crate::model::Gpt;
 use crate::optim::AdamW;
@@ -31,6 +32,49 @@ pub struct Metrics {
     pub tokens_per_sec: f64,
     /// Seconds spent training in this run, resumed runs included.
     pub elapsed: f64,
+    /// A classifier's validation report, on steps where it was measured.
+    pub report: Option<ClassReport>,
+}
+
+/// How a classifier does on the validation examples.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClassReport {
+    pub classes: Vec<String>,
+    pub examples: usize,
+    pub accuracy: f32,
+    /// The unweighted mean of the per-class F1 scores (over classes that occur in the truth or
+    /// the predictions).
+    pub macro_f1: f32,
+    /// `confusion[true][predicted]`: how many examples of a class got each prediction.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl ClassReport {
+    /// The report for `(true, predicted)` class pairs.
+    pub fn new(classes: Vec<String>, pairs: &[(usize, usize)]) -> Self {
+        let k = classes.len();
+        let mut confusion = vec![vec![0; k]; k];
+        for &(t, p) in pairs {
+            confusion[t][p] += 1;
+        }
+        let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
+        let f1: Vec<f32> = (0..k)
+            .filter_map(|c| {
+                let tp = confusion[c][c] as f32;
+                let truth: usize = confusion[c].iter().sum();
+                let predicted: usize = confusion.iter().map(|row| row[c]).sum();
+                // 2TP / (2TP + FP + FN) = 2TP / (predicted + truth)
+                (truth + predicted > 0).then(|| 2.0 * tp / (truth + predicted) as f32)
+            })
+            .collect();
+        Self {
+            classes,
+            examples: pairs.len(),
+            accuracy: correct as f32 / pairs.len().max(1) as f32,
+            macro_f1: f1.iter().sum::<f32>() / f1.len().max(1) as f32,
+            confusion,
+        }
+    }
 }
 
 impl Metrics {
@@ -170,8 +214,8 @@ pub struct Trainer {
     optim: AdamW,
     preset: Preset,
     tokenizer: Tokenizer,
-    train: Batcher,
-    val: Batcher,
+    train: Batches,
+    val: Batches,
     step: usize,
     elapsed: f64,
     /// The autodiff device the model trains on.
@@ -195,14 +239,14 @@ impl Trainer {
     pub fn new(
         mut preset: Preset,
         tokenizer: Tokenizer,
-        corpus: &Corpus,
+        data: &Dataset,
         device: &Device,
     ) -> Result<Self> {
         preset.model.vocab_size = tokenizer.vocab_size();
         preset.validate()?;
         let device = device.clone().autodiff();
         let model = Gpt::new(&preset.model, preset.train.seed, &device);
-        Self::with_model(model, preset, tokenizer, corpus, device, 0, 0.0)
+        Self::with_model(model, preset, tokenizer, data, device, 0, 0.0)
     }
 
     /// Continues from a model (e.g. loaded from a checkpoint) at `step`.
@@ -210,26 +254,19 @@ impl Trainer {
         model: Gpt,
         preset: Preset,
         tokenizer: Tokenizer,
-        corpus: &Corpus,
+        data: &Dataset,
         device: Device,
         step: usize,
         elapsed: f64,
     ) -> Result<Self> {
         preset.validate()?;
-        let block = preset.model.block_size;
-        let batch = preset.train.batch_size;
-        let train = Batcher::new(
-            tokenizer.encode(corpus.train_text())?,
-            block,
-            batch,
-            "training",
-        )?;
-        let val = Batcher::new(
-            tokenizer.encode(corpus.val_text())?,
-            block,
-            batch,
-            "validation",
-        )?;
+        data.check(&preset.model.task)?;
+        let (train, val) =
+            data.batches(&tokenizer, preset.model.block_size, preset.train.batch_size)?;
+        let model = match preset.model.lora {
+            Some(_) => crate::lora::set_trainable(model, true),
+            None => model,
+        };
         Ok(Self {
             model,
             optim: AdamW::default(),
@@ -301,14 +338,12 @@ impl Trainer {
         Ok(())
     }
 
-    /// Continues this run on another text (finetuning), encoded with the run's tokenizer; a
+    /// Continues this run on other data (finetuning), encoded with the run's tokenizer; a
     /// character the tokenizer has never seen is an error that names it.
-    pub fn set_corpus(&mut self, corpus: &Corpus) -> Result<()> {
+    pub fn set_data(&mut self, data: &Dataset) -> Result<()> {
+        data.check(&self.preset.model.task)?;
         let (block, batch) = (self.preset.model.block_size, self.preset.train.batch_size);
-        let encode = |text: &str| self.tokenizer.encode(text);
-        let train = Batcher::new(encode(corpus.train_text())?, block, batch, "training")?;
-        let val = Batcher::new(encode(corpus.val_text())?, block, batch, "validation")?;
-        (self.train, self.val) = (train, val);
+        (self.train, self.val) = data.batches(&self.tokenizer, block, batch)?;
         Ok(())
     }
 
@@ -444,6 +479,7 @@ impl Trainer {
             grad_norm,
             tokens_per_sec: tokens as f64 / secs.max(1e-9),
             elapsed: self.elapsed,
+            report: None,
         })
     }
 
@@ -469,6 +505,38 @@ impl Trainer {
         Ok(total / c.eval_steps as f32)
     }
 
+    /// [`Trainer::classify_validation_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn classify_validation(&self) -> Result<Option<ClassReport>> {
+        crate::backend::block_on(self.classify_validation_async())
+    }
+
+    /// A classifier's accuracy, macro-F1 and confusion matrix over every validation example
+    /// (`None` for a language model).
+    pub async fn classify_validation_async(&self) -> Result<Option<ClassReport>> {
+        let (crate::config::Task::Classify { classes, .. }, Batches::Rows(rows)) =
+            (&self.preset.model.task, &self.val)
+        else {
+            return Ok(None);
+        };
+        let model = self.model.valid();
+        let device = self.device.clone().inner();
+        let mut pairs = Vec::new();
+        for chunk in rows.rows().chunks(self.preset.train.batch_size) {
+            let batch = Rows::batch(&chunk.iter().collect::<Vec<_>>());
+            let block = batch.block;
+            let (x, _) = tensors(batch, &device);
+            let predicted = read_f32(model.forward(x, None).argmax(2).float()).await?;
+            for (r, row) in chunk.iter().enumerate() {
+                // The label sits on the text's last token, the only target that counts.
+                if let Some((t, &class)) = row.targets.iter().enumerate().find(|&(_, &c)| c >= 0) {
+                    pairs.push((class as usize, predicted[r * block + t] as usize));
+                }
+            }
+        }
+        Ok(Some(ClassReport::new(classes.clone(), &pairs)))
+    }
+
     /// Trains until `max_steps` (or until `on_metrics` returns `false`), evaluating every
     /// `eval_interval` steps and at the end. Every step's metrics go to `on_metrics`, with the
     /// trainer itself so the caller can checkpoint it. Blocking (native only); the page drives
@@ -480,6 +548,7 @@ impl Trainer {
             let interval = self.preset.train.eval_interval;
             if m.step == m.max_steps || (interval > 0 && m.step % interval == 0) {
                 m.val_loss = Some(self.evaluate()?);
+                m.report = self.classify_validation()?;
             }
             if !on_metrics(&m, self) {
                 break;

@@ -10,7 +10,7 @@ use kiln::generate::{generate, score};
 use kiln::train::Trainer;
 use kiln::{Error, Gpt};
 
-fn trained() -> (Checkpoint, kiln::data::Corpus) {
+fn trained() -> (Checkpoint, kiln::data::Dataset) {
     let corpus = common::small_corpus(20_000);
     let tokenizer = common::char_tokenizer(&corpus);
     let p = common::tiny(tokenizer.vocab_size());

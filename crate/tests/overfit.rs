@@ -18,7 +18,7 @@ fn overfit_one_batch(kind: BackendKind) {
     p.train.warmup_steps = 0;
     p.train.weight_decay = 0.0;
     p.train.max_steps = 400;
-    let ids = tokenizer.encode(corpus.train_text()).unwrap();
+    let ids = tokenizer.encode(&corpus.text()).unwrap();
     let batch = Batcher::new(ids, p.model.block_size, 4, "training")
         .unwrap()
         .sample(&mut step_rng(3, 0));

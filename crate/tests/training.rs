@@ -17,7 +17,7 @@ use kiln::train::{Trainer, clip_grad_norm};
 #[test]
 fn tiny_learns_the_default_corpus() {
     let device = Device::flex();
-    let corpus = kiln::data::Corpus::from_text(common::shakespeare()).unwrap();
+    let corpus = common::text(common::shakespeare());
     let tokenizer = common::char_tokenizer(&corpus);
     let p = common::tiny(tokenizer.vocab_size());
     let mut trainer = Trainer::new(p, tokenizer, &corpus, &device).unwrap();
@@ -46,7 +46,7 @@ fn clipping_caps_the_global_norm() {
     let tokenizer = common::char_tokenizer(&corpus);
     let p = common::tiny(tokenizer.vocab_size());
     let model = Gpt::new(&p.model, 1, &device);
-    let ids = tokenizer.encode(corpus.train_text()).unwrap();
+    let ids = tokenizer.encode(&corpus.text()).unwrap();
     let batch = Batcher::new(ids, p.model.block_size, 4, "training")
         .unwrap()
         .sample(&mut step_rng(1, 0));
@@ -108,7 +108,7 @@ fn adamw_matches_burns_adamw() {
     let tokenizer = common::char_tokenizer(&corpus);
     let p = common::tiny(tokenizer.vocab_size());
     let c = p.train.clone();
-    let ids = tokenizer.encode(corpus.train_text()).unwrap();
+    let ids = tokenizer.encode(&corpus.text()).unwrap();
     let batcher = Batcher::new(ids, p.model.block_size, 4, "training").unwrap();
     let grads_of = |model: &Gpt, step: u64| {
         let batch = batcher.sample(&mut step_rng(5, step));
@@ -283,7 +283,7 @@ fn frozen_blocks_keep_their_weights() {
 fn finetuning_on_milton_lowers_its_loss() {
     let shakespeare = common::small_corpus(40_000);
     // The vocabulary of all the plays, as the page builds it: it covers Milton's characters.
-    let all = kiln::data::Corpus::from_text(common::shakespeare()).unwrap();
+    let all = common::text(common::shakespeare());
     let tokenizer = common::char_tokenizer(&all);
     let p = common::tiny(tokenizer.vocab_size());
     let mut t = Trainer::new(p.clone(), tokenizer, &shakespeare, &Device::flex()).unwrap();
@@ -297,7 +297,11 @@ fn finetuning_on_milton_lowers_its_loss() {
         warmup_steps: 0,
         ..p.train
     };
-    let mut ft = ckpt.finetune(&milton, schedule, &Device::flex()).unwrap();
+    let preset = kiln::Preset {
+        model: ckpt.meta.model.clone(),
+        train: schedule,
+    };
+    let mut ft = ckpt.finetune(&milton, preset, &Device::flex()).unwrap();
     assert_eq!(ft.step_count(), 0);
     let before = ft.evaluate().unwrap();
     for _ in 0..40 {
@@ -306,9 +310,9 @@ fn finetuning_on_milton_lowers_its_loss() {
     let after = ft.evaluate().unwrap();
     assert!(after < before - 0.1, "Milton val loss {before} -> {after}");
     // The same run can also switch text in place; unseen characters are named.
-    let accented = kiln::data::Corpus::from_text("café au lait ".repeat(500)).unwrap();
-    let err = ft.set_corpus(&accented).err().unwrap();
+    let accented = common::text("café au lait ".repeat(500));
+    let err = ft.set_data(&accented).err().unwrap();
     assert!(err.to_string().contains("'é'"), "{err}");
-    ft.set_corpus(&shakespeare).unwrap();
+    ft.set_data(&shakespeare).unwrap();
     ft.step().unwrap();
 }

@@ -1,5 +1,6 @@
 //! Random training windows: `batch_size` slices of `block_size + 1` consecutive tokens, the first
-//! `block_size` as inputs and the last `block_size` as targets.
+//! `block_size` as inputs and the last `block_size` as targets; or, for finetuning examples,
+//! `batch_size` random rows (see [`super::examples`]).
 //!
 //! Randomness comes from `(seed, step)` alone, so a resumed run draws exactly the batches an
 //! uninterrupted one would, with no RNG state to carry beyond the step counter.
@@ -7,9 +8,11 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::examples::Row;
 use crate::error::{Error, Result};
 
-/// One batch of token ids, row-major `[batch, block]`.
+/// One batch of token ids, row-major `[batch, block]`; a target of
+/// [`super::examples::IGNORE`] adds nothing to the loss.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     pub inputs: Vec<i64>,
@@ -82,6 +85,73 @@ impl Batcher {
             targets: starts.iter().flat_map(|&s| window(s, 1)).collect(),
             batch: starts.len(),
             block: t,
+        }
+    }
+}
+
+/// Draws random rows of finetuning examples.
+#[derive(Clone, Debug)]
+pub struct Rows {
+    rows: Vec<Row>,
+    batch_size: usize,
+}
+
+impl Rows {
+    pub fn new(rows: Vec<Row>, batch_size: usize, what: &str) -> Result<Self> {
+        if rows.is_empty() {
+            return Err(Error::Data(format!("there are no {what} examples")));
+        }
+        Ok(Self { rows, batch_size })
+    }
+
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// `batch_size` rows drawn uniformly (with replacement).
+    pub fn sample(&self, rng: &mut impl Rng) -> Batch {
+        let picks: Vec<&Row> = (0..self.batch_size)
+            .map(|_| &self.rows[rng.random_range(0..self.rows.len())])
+            .collect();
+        Self::batch(&picks)
+    }
+
+    /// The given rows as one batch.
+    pub fn batch(rows: &[&Row]) -> Batch {
+        Batch {
+            inputs: rows.iter().flat_map(|r| r.inputs.iter().copied()).collect(),
+            targets: rows
+                .iter()
+                .flat_map(|r| r.targets.iter().copied())
+                .collect(),
+            batch: rows.len(),
+            block: rows.first().map_or(0, |r| r.inputs.len()),
+        }
+    }
+}
+
+/// Where a split's batches come from: windows of a text, or example rows.
+#[derive(Clone, Debug)]
+pub enum Batches {
+    Windows(Batcher),
+    Rows(Rows),
+}
+
+impl Batches {
+    pub fn sample(&self, rng: &mut impl Rng) -> Batch {
+        match self {
+            Self::Windows(b) => b.sample(rng),
+            Self::Rows(r) => r.sample(rng),
+        }
+    }
+
+    pub fn with_batch_size(&self, batch_size: usize) -> Self {
+        match self {
+            Self::Windows(b) => Self::Windows(b.with_batch_size(batch_size)),
+            Self::Rows(r) => Self::Rows(Rows {
+                batch_size,
+                ..r.clone()
+            }),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use kiln::Preset;
 use kiln::config::preset;
-use kiln::data::{Corpus, Tokenizer, TokenizerKind};
+use kiln::data::{Corpus, Dataset, Tokenizer, TokenizerKind};
 
 /// The bundled default corpus.
 pub fn shakespeare() -> String {
@@ -12,19 +12,24 @@ pub fn shakespeare() -> String {
 }
 
 /// The first `chars` characters of the corpus.
-pub fn small_corpus(chars: usize) -> Corpus {
-    Corpus::from_text(shakespeare().chars().take(chars).collect()).unwrap()
+pub fn small_corpus(chars: usize) -> Dataset {
+    text(shakespeare().chars().take(chars).collect())
+}
+
+/// Plain text as a dataset.
+pub fn text(text: String) -> Dataset {
+    Dataset::Text(Corpus::from_text(text).unwrap())
 }
 
 /// The first `chars` characters of the bundled Milton (the finetuning demo's second text).
-pub fn milton(chars: usize) -> Corpus {
+pub fn milton(chars: usize) -> Dataset {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/data/milton.txt");
-    let text = std::fs::read_to_string(path).expect("bundled Milton");
-    Corpus::from_text(text.chars().take(chars).collect()).unwrap()
+    let milton = std::fs::read_to_string(path).expect("bundled Milton");
+    text(milton.chars().take(chars).collect())
 }
 
-pub fn char_tokenizer(corpus: &Corpus) -> Tokenizer {
-    Tokenizer::train(TokenizerKind::Char, corpus.text()).unwrap()
+pub fn char_tokenizer(data: &Dataset) -> Tokenizer {
+    Tokenizer::train(TokenizerKind::Char, &data.text()).unwrap()
 }
 
 /// `tiny` with the vocabulary filled in.

@@ -1,0 +1,393 @@
+//! Examples for finetuning, one per line of a `.jsonl` (or row of a `.csv`) file:
+//! `{"prompt": ..., "completion": ...}` for instruction tuning, `{"text": ..., "label": ...}` for
+//! classification. Each becomes one padded row of `block_size` inputs and targets, where targets
+//! the loss must not see are [`IGNORE`]: the prompt, the padding, and for a classifier every
+//! position but the text's last (whose target is the label's index).
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+use super::Tokenizer;
+use super::corpus::TRAIN_FRACTION;
+use crate::error::{Error, Result};
+
+/// A target that contributes no loss and no gradient.
+pub const IGNORE: i64 = -1;
+
+/// Ends every completion, so a chat model learns where its answer stops; generation for a chat
+/// model stops there.
+pub const END: &str = "\n\n";
+
+/// A prompt and the completion the model should learn to give.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Instruction {
+    pub prompt: String,
+    pub completion: String,
+}
+
+/// A text and its class.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Labelled {
+    pub text: String,
+    pub label: String,
+}
+
+/// Finetuning examples, split into training and validation.
+#[derive(Clone, Debug)]
+pub enum Examples {
+    Instructions {
+        train: Vec<Instruction>,
+        val: Vec<Instruction>,
+    },
+    Labelled {
+        train: Vec<Labelled>,
+        val: Vec<Labelled>,
+        /// The distinct labels, sorted (numerically when all are numbers).
+        classes: Vec<String>,
+    },
+}
+
+/// One line of a `.jsonl` file, either kind.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Line {
+    Instruction(Instruction),
+    Labelled {
+        text: String,
+        label: serde_json::Value,
+    },
+}
+
+impl Examples {
+    /// Parses a `.jsonl` (either kind, decided by the first line's keys) or `.csv` (columns
+    /// `text` and `label`) file. Errors name the file, the line and what is wrong.
+    pub fn parse(name: &str, text: &str) -> Result<Self> {
+        let err = |line: usize, msg: String| Error::Data(format!("{name}, line {line}: {msg}"));
+        let mut instructions = Vec::new();
+        let mut labelled = Vec::new();
+        if name.to_lowercase().ends_with(".csv") {
+            let mut reader = csv::Reader::from_reader(text.as_bytes());
+            let headers = reader
+                .headers()
+                .map_err(|e| err(1, format!("not CSV: {e}")))?
+                .clone();
+            let column = |want: &str| {
+                headers.iter().position(|h| h.trim() == want).ok_or_else(|| {
+                    err(1, format!("the header needs columns \"text\" and \"label\", it has {headers:?}"))
+                })
+            };
+            let (t, l) = (column("text")?, column("label")?);
+            for (i, record) in reader.records().enumerate() {
+                let line = i + 2;
+                let record = record.map_err(|e| err(line, format!("not CSV: {e}")))?;
+                let field = |i: usize| record.get(i).unwrap_or_default().to_string();
+                labelled.push(Labelled {
+                    text: field(t),
+                    label: field(l).trim().to_string(),
+                });
+            }
+        } else {
+            for (i, raw) in text.lines().enumerate() {
+                let line = i + 1;
+                if raw.trim().is_empty() {
+                    continue;
+                }
+                let parsed: Line = serde_json::from_str(raw).map_err(|_| {
+                    err(
+                        line,
+                        "expected a JSON object with \"prompt\" and \"completion\", or \"text\" and \"label\"".into(),
+                    )
+                })?;
+                match parsed {
+                    Line::Instruction(x) => instructions.push(x),
+                    Line::Labelled { text, label } => labelled.push(Labelled {
+                        text,
+                        label: match label {
+                            serde_json::Value::String(s) => s,
+                            other => other.to_string(),
+                        },
+                    }),
+                }
+                if !instructions.is_empty() && !labelled.is_empty() {
+                    return Err(err(
+                        line,
+                        "the file mixes prompt/completion and text/label examples".into(),
+                    ));
+                }
+            }
+        }
+        for (i, x) in labelled.iter().enumerate() {
+            if x.text.trim().is_empty() || x.label.is_empty() {
+                return Err(Error::Data(format!(
+                    "{name}: example {} has an empty text or label",
+                    i + 1
+                )));
+            }
+        }
+        if let Some(i) = instructions.iter().position(|x| x.completion.is_empty()) {
+            return Err(Error::Data(format!(
+                "{name}: example {} has an empty completion: there is nothing to learn",
+                i + 1
+            )));
+        }
+        if !instructions.is_empty() {
+            let (train, val) = split(name, instructions)?;
+            Ok(Self::Instructions { train, val })
+        } else {
+            let mut classes: Vec<String> = labelled.iter().map(|x| x.label.clone()).collect();
+            classes.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
+                (Ok(x), Ok(y)) => x.total_cmp(&y),
+                _ => a.cmp(b),
+            });
+            classes.dedup();
+            if classes.len() < 2 {
+                return Err(Error::Data(format!(
+                    "{name} has {} distinct label(s); a classifier needs at least two",
+                    classes.len()
+                )));
+            }
+            let (train, val) = split(name, labelled)?;
+            Ok(Self::Labelled {
+                train,
+                val,
+                classes,
+            })
+        }
+    }
+
+    /// All the text, for training a tokenizer on it.
+    pub fn text(&self) -> String {
+        match self {
+            Self::Instructions { train, val } => train
+                .iter()
+                .chain(val)
+                .map(|x| format!("{}{}{END}", x.prompt, x.completion))
+                .collect(),
+            Self::Labelled { train, val, .. } => train
+                .iter()
+                .chain(val)
+                .map(|x| format!("{}\n", x.text))
+                .collect(),
+        }
+    }
+
+    pub fn len(&self) -> (usize, usize) {
+        match self {
+            Self::Instructions { train, val } => (train.len(), val.len()),
+            Self::Labelled { train, val, .. } => (train.len(), val.len()),
+        }
+    }
+
+    /// The training (`val` false) or validation rows, `block_size` long.
+    pub fn rows(&self, tokenizer: &Tokenizer, block: usize, val: bool) -> Result<Vec<Row>> {
+        match self {
+            Self::Instructions { train, val: v } => {
+                let part = if val { v } else { train };
+                part.iter()
+                    .map(|x| instruction_row(tokenizer, x, block))
+                    .collect()
+            }
+            Self::Labelled {
+                train,
+                val: v,
+                classes,
+            } => {
+                let part = if val { v } else { train };
+                part.iter()
+                    .map(|x| {
+                        let class = classes.iter().position(|c| *c == x.label);
+                        labelled_row(tokenizer, &x.text, class, block)
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// A shuffled (fixed seed, so a file always splits the same way) 90/10 split, at least one
+/// example on each side.
+fn split<T>(name: &str, mut all: Vec<T>) -> Result<(Vec<T>, Vec<T>)> {
+    if all.len() < 2 {
+        return Err(Error::Data(format!(
+            "{name} has {} example(s); training and validation need at least one each",
+            all.len()
+        )));
+    }
+    all.shuffle(&mut ChaCha8Rng::seed_from_u64(0));
+    let n_val = ((all.len() as f64 * (1.0 - TRAIN_FRACTION)).round() as usize).max(1);
+    let train = all.split_off(n_val);
+    Ok((train, all))
+}
+
+/// One example as model inputs and targets, both `block` long.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub inputs: Vec<i64>,
+    pub targets: Vec<i64>,
+}
+
+/// `prompt ++ completion ++ END`, shifted by one; targets inside the prompt are [`IGNORE`]. A
+/// sequence longer than `block + 1` loses the start of its prompt first, then its end.
+fn instruction_row(tokenizer: &Tokenizer, x: &Instruction, block: usize) -> Result<Row> {
+    let prompt = tokenizer.encode(&x.prompt)?;
+    let answer = tokenizer.encode(&format!("{}{END}", x.completion))?;
+    let cut = (prompt.len() + answer.len()).saturating_sub(block + 1);
+    let prompt = &prompt[cut.min(prompt.len())..];
+    let seq: Vec<i64> = prompt.iter().chain(&answer).map(|&t| t as i64).collect();
+    let seq = &seq[..seq.len().min(block + 1)];
+    let n = seq.len() - 1;
+    let mut row = padded(&seq[..n], block);
+    for (i, &t) in seq[1..].iter().enumerate() {
+        // Target i is token i + 1: it belongs to the answer from index prompt.len() on.
+        if i + 1 >= prompt.len() {
+            row.targets[i] = t;
+        }
+    }
+    Ok(row)
+}
+
+/// The text's first `block` tokens; the target at the last of them is the class (or nothing,
+/// for prediction).
+pub fn labelled_row(
+    tokenizer: &Tokenizer,
+    text: &str,
+    class: Option<usize>,
+    block: usize,
+) -> Result<Row> {
+    let ids = tokenizer.encode(text)?;
+    if ids.is_empty() {
+        return Err(Error::Data("the text to classify is empty".into()));
+    }
+    let ids: Vec<i64> = ids.iter().take(block).map(|&t| t as i64).collect();
+    let mut row = padded(&ids, block);
+    if let Some(class) = class {
+        row.targets[ids.len() - 1] = class as i64;
+    }
+    Ok(row)
+}
+
+/// `ids` padded with token 0 to `block`, all targets [`IGNORE`]. Causal attention keeps the
+/// padding after a text from changing anything before it.
+fn padded(ids: &[i64], block: usize) -> Row {
+    let mut inputs = ids.to_vec();
+    inputs.resize(block, 0);
+    Row {
+        inputs,
+        targets: vec![IGNORE; block],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::TokenizerKind;
+
+    fn chars(text: &str) -> Tokenizer {
+        Tokenizer::train(TokenizerKind::Char, text).unwrap()
+    }
+
+    #[test]
+    fn instruction_rows_mask_the_prompt_and_padding() {
+        let t = chars("abcxyz\n");
+        let x = Instruction {
+            prompt: "abc".into(),
+            completion: "xy".into(),
+        };
+        let row = instruction_row(&t, &x, 10).unwrap();
+        let id = |s: &str| t.encode(s).unwrap()[0] as i64;
+        // a b c x y \n \n: inputs are the first six, targets from c's successor on.
+        assert_eq!(
+            &row.inputs[..6],
+            &[id("a"), id("b"), id("c"), id("x"), id("y"), id("\n")]
+        );
+        assert_eq!(
+            row.targets,
+            vec![
+                IGNORE,
+                IGNORE,
+                id("x"),
+                id("y"),
+                id("\n"),
+                id("\n"),
+                IGNORE,
+                IGNORE,
+                IGNORE,
+                IGNORE
+            ]
+        );
+        // Too long: the prompt's start goes first.
+        let row = instruction_row(&t, &x, 4).unwrap();
+        assert_eq!(row.inputs, vec![id("c"), id("x"), id("y"), id("\n")]);
+        assert_eq!(row.targets, vec![id("x"), id("y"), id("\n"), id("\n")]);
+    }
+
+    #[test]
+    fn labelled_rows_put_the_class_on_the_last_token() {
+        let t = chars("abc");
+        let row = labelled_row(&t, "abc", Some(1), 5).unwrap();
+        assert_eq!(row.targets, vec![IGNORE, IGNORE, 1, IGNORE, IGNORE]);
+        let row = labelled_row(&t, "abcabc", Some(0), 4).unwrap();
+        assert_eq!(row.targets, vec![IGNORE, IGNORE, IGNORE, 0]);
+    }
+
+    #[test]
+    fn files_parse_split_and_fail_clearly() {
+        let jsonl = (0..20)
+            .map(|i| format!("{{\"prompt\": \"q{i}\", \"completion\": \"a{i}\"}}\n"))
+            .collect::<String>();
+        let Examples::Instructions { train, val } = Examples::parse("x.jsonl", &jsonl).unwrap()
+        else {
+            panic!("expected instructions")
+        };
+        assert_eq!((train.len(), val.len()), (18, 2));
+
+        let csv = "id,text,label\n1,\"good, fine\",pos\n2,bad,neg\n3,great,pos\n";
+        let Examples::Labelled {
+            classes,
+            train,
+            val,
+        } = Examples::parse("x.csv", csv).unwrap()
+        else {
+            panic!("expected labelled")
+        };
+        assert_eq!(classes, vec!["neg", "pos"]);
+        assert!(train.iter().chain(&val).any(|x| x.text == "good, fine"));
+
+        let numbers = "{\"text\":\"a\",\"label\":10}\n{\"text\":\"b\",\"label\":2}\n";
+        let Examples::Labelled { classes, .. } = Examples::parse("n.jsonl", numbers).unwrap()
+        else {
+            panic!("expected labelled")
+        };
+        assert_eq!(classes, vec!["2", "10"]);
+
+        let msg = |name: &str, text: &str| Examples::parse(name, text).unwrap_err().to_string();
+        assert!(
+            msg(
+                "x.jsonl",
+                "{\"prompt\":\"a\",\"completion\":\"b\"}\nnot json\n"
+            )
+            .contains("line 2")
+        );
+        assert!(msg("x.csv", "words,label\na,b\n").contains("\"text\""));
+        assert!(
+            msg(
+                "x.jsonl",
+                "{\"text\":\"a\",\"label\":\"x\"}\n{\"text\":\"b\",\"label\":\"x\"}\n"
+            )
+            .contains("two")
+        );
+        assert!(
+            msg("x.jsonl", "{\"prompt\":\"a\",\"completion\":\"b\"}\n")
+                .contains("at least one each")
+        );
+        assert!(
+            msg(
+                "x.jsonl",
+                "{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"text\":\"a\",\"label\":1}\n"
+            )
+            .contains("mixes")
+        );
+    }
+}
