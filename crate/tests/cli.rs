@@ -153,7 +153,7 @@ fn train_resume_generate_score() {
         kiln(&[&["train"][..], &args].concat())
     };
     let out = finetune("n_layer=3");
-    fails_cleanly(&out, "training settings only");
+    fails_cleanly(&out, "only training settings");
     let out = finetune("max_steps=5");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -222,5 +222,134 @@ fn train_resume_generate_score() {
         &kiln(&["import", "--from", ckpt, "--out", back]),
         "config.json",
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn succeeds(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &stderr
+}
+
+/// Instruction tuning from .jsonl, a classifier from .csv, and LoRA with its two exports.
+#[test]
+fn finetune_flows() {
+    let dir = temp("flows");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let pairs: String = (0..40)
+        .map(|i| {
+            format!(
+                "{{\"prompt\": \"Q{}:\", \"completion\": \"A{}\"}}\n",
+                i % 4,
+                i % 4
+            )
+        })
+        .collect();
+    std::fs::write(path("pairs.jsonl"), pairs).unwrap();
+    let steps = ["--set", "max_steps=150", "--set", "eval_interval=150"];
+    let train = |data: &str, out: &str, extra: &[&str]| {
+        kiln(&[&["train", "--data", data, "--out", out][..], &steps, extra].concat())
+    };
+    succeeds(&train(&path("pairs.jsonl"), &path("chat"), &[]));
+    let answer = succeeds(&kiln(&[
+        "generate",
+        "--ckpt",
+        &path("chat"),
+        "--prompt",
+        "Q2:",
+        "--temperature",
+        "0",
+    ]));
+    // The chat model answers and stops at the end of its answer.
+    assert!(answer.starts_with("Q2:A2\n"), "{answer:?}");
+
+    let mut csv = String::from("text,label\n");
+    for i in 0..60 {
+        let (word, label) = if i % 2 == 0 {
+            ("aaab", "a")
+        } else {
+            ("bbba", "b")
+        };
+        csv.push_str(&format!("{},{label}\n", word.repeat(1 + i % 3)));
+    }
+    std::fs::write(path("labels.csv"), csv).unwrap();
+    let log = succeeds(&train(
+        &path("labels.csv"),
+        &path("cls"),
+        &["--pooling", "mean"],
+    ));
+    assert!(
+        log.contains("val accuracy") && log.contains("confusion matrix"),
+        "{log}"
+    );
+    let predicted = succeeds(&kiln(&[
+        "predict",
+        "--ckpt",
+        &path("cls"),
+        "--text",
+        "aaabaaab",
+    ]));
+    assert!(
+        predicted.lines().next().unwrap().ends_with(" a"),
+        "{predicted}"
+    );
+    fails_cleanly(&kiln(&["generate", "--ckpt", &path("cls")]), "classifier");
+
+    // LoRA on the chat model: adapters export alone and apply to the base; the merged export is
+    // a plain GPT-2.
+    let lora = [
+        "--init-from",
+        &path("chat"),
+        "--lora-rank",
+        "2",
+        "--lora-targets",
+        "q,v,mlp",
+    ];
+    succeeds(&train(&path("pairs.jsonl"), &path("lora"), &lora));
+    let exported = [
+        "export",
+        "--ckpt",
+        &path("lora"),
+        "--out",
+        &path("adapters"),
+        "--adapters-only",
+    ];
+    succeeds(&kiln(&exported));
+    let sample = |ckpt: &str, extra: &[&str]| {
+        let args = [
+            "generate",
+            "--ckpt",
+            ckpt,
+            "--prompt",
+            "Q1:",
+            "--temperature",
+            "0",
+        ];
+        succeeds(&kiln(&[&args[..], extra].concat()))
+    };
+    let adapters = path("adapters/adapters.safetensors");
+    assert_eq!(
+        sample(&path("chat"), &["--adapters", &adapters]),
+        sample(&path("lora"), &[])
+    );
+    succeeds(&kiln(&[
+        "export",
+        "--ckpt",
+        &path("lora"),
+        "--out",
+        &path("hf"),
+    ]));
+    // LoRA adapts a trained model: without one, clap's usage error (exit code 2) says so.
+    let out = kiln(&[
+        "train",
+        "--data",
+        &path("pairs.jsonl"),
+        "--out",
+        &path("x"),
+        "--lora-rank",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--init-from"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,9 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use kiln::backend::{self, BackendKind};
 use kiln::checkpoint::Checkpoint;
-use kiln::config::{self, SampleConfig};
-use kiln::data::corpus::{Corpus, read_paths};
-use kiln::data::{Tokenizer, TokenizerKind};
+use kiln::config::{self, LoraConfig, Pooling, SampleConfig};
+use kiln::data::corpus::read_paths;
+use kiln::data::{Dataset, Tokenizer, TokenizerKind};
 use kiln::generate;
 use kiln::train::Trainer;
 use kiln::{Gpt, Preset};
@@ -38,6 +38,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Log-probability and perplexity of a text under a trained model.
     Score(ScoreArgs),
+    /// A classifier's class probabilities for a text.
+    Predict(PredictArgs),
     /// Write a checkpoint as Hugging Face GPT-2 files (model.safetensors with GPT-2's names,
     /// config.json, tokenizer.json) that transformers' GPT2LMHeadModel loads.
     Export(ExportArgs),
@@ -52,7 +54,9 @@ enum Command {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Text files, or directories of .txt files.
+    /// Text files, or directories of .txt files; or one .jsonl file of {"prompt", "completion"}
+    /// (instruction tuning: loss on the completions only) or .jsonl / .csv of {"text", "label"}
+    /// (a classifier).
     #[arg(long, num_args = 1.., default_value = DEFAULT_CORPUS)]
     data: Vec<PathBuf>,
     /// One of: tiny, shakespeare-baby, shakespeare-char.
@@ -83,6 +87,38 @@ struct TrainArgs {
     /// Steps between checkpoints (default: eval_interval).
     #[arg(long)]
     save_every: Option<usize>,
+    /// A classifier's pooling of the final hidden states: last (token) or mean.
+    #[arg(long, default_value = "last", value_parser = ["last", "mean"])]
+    pooling: String,
+    #[command(flatten)]
+    lora: LoraArgs,
+}
+
+/// LoRA finetuning: only low-rank adapters on the targets train; the base stays bit for bit.
+#[derive(Args)]
+struct LoraArgs {
+    /// The adapters' rank (enables LoRA).
+    #[arg(long, requires = "init_from")]
+    lora_rank: Option<usize>,
+    /// Scale numerator: the update is (alpha / rank)·A·B.
+    #[arg(long, default_value_t = 16.0)]
+    lora_alpha: f64,
+    /// Comma-separated, from q, k, v, o, mlp.
+    #[arg(long, default_value = "q,v")]
+    lora_targets: String,
+}
+
+impl LoraArgs {
+    fn config(&self) -> Result<Option<LoraConfig>> {
+        let Some(rank) = self.lora_rank else {
+            return Ok(None);
+        };
+        Ok(Some(LoraConfig {
+            rank,
+            alpha: self.lora_alpha,
+            targets: LoraConfig::parse_targets(&self.lora_targets)?,
+        }))
+    }
 }
 
 #[derive(Args)]
@@ -120,6 +156,9 @@ impl From<Sampling> for SampleConfig {
 struct GenerateArgs {
     #[arg(long)]
     ckpt: PathBuf,
+    /// LoRA adapters (from `kiln export --adapters-only`) to apply to the checkpoint.
+    #[arg(long)]
+    adapters: Option<PathBuf>,
     #[arg(long, default_value = "")]
     prompt: String,
     #[command(flatten)]
@@ -139,12 +178,25 @@ struct ScoreArgs {
 }
 
 #[derive(Args)]
+struct PredictArgs {
+    #[arg(long)]
+    ckpt: PathBuf,
+    #[arg(long)]
+    text: String,
+    #[arg(long, default_value = "cpu")]
+    backend: BackendKind,
+}
+
+#[derive(Args)]
 struct ExportArgs {
     #[arg(long)]
     ckpt: PathBuf,
-    /// Directory for model.safetensors, config.json and tokenizer.json.
+    /// Directory for model.safetensors (LoRA adapters merged in), config.json and tokenizer.json.
     #[arg(long)]
     out: PathBuf,
+    /// Write only the LoRA adapters, as adapters.safetensors.
+    #[arg(long)]
+    adapters_only: bool,
 }
 
 #[derive(Args)]
@@ -207,7 +259,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train(a),
         Command::Generate(a) => {
             let device = backend::open(a.backend)?;
-            let (model, tokenizer) = load(&a.ckpt, &device)?;
+            let mut ckpt = Checkpoint::load_dir(&a.ckpt)?;
+            if let Some(path) = &a.adapters {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                ckpt = ckpt.with_adapters(&bytes)?;
+            }
+            let (model, tokenizer) = ckpt.load_model(&device)?;
             print!("{}", a.prompt);
             generate::generate(
                 &model,
@@ -236,8 +294,25 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Predict(a) => {
+            let device = backend::open(a.backend)?;
+            let (model, tokenizer) = load(&a.ckpt, &device)?;
+            for (class, p) in generate::classify(&model, &tokenizer, &a.text, &device)? {
+                println!("{p:.4}  {class}");
+            }
+            Ok(())
+        }
         Command::Export(a) => {
-            Checkpoint::load_dir(&a.ckpt)?.to_gpt2()?.save_dir(&a.out)?;
+            let ckpt = Checkpoint::load_dir(&a.ckpt)?;
+            if a.adapters_only {
+                std::fs::create_dir_all(&a.out)?;
+                let path = a.out.join(kiln::checkpoint::ADAPTERS_FILE);
+                std::fs::write(&path, ckpt.adapters()?)?;
+                eprintln!("wrote the LoRA adapters to {}", path.display());
+                return Ok(());
+            }
+            let ckpt = ckpt.merged(&backend::open(BackendKind::Cpu)?)?;
+            ckpt.to_gpt2()?.save_dir(&a.out)?;
             eprintln!("wrote GPT-2 files to {}", a.out.display());
             Ok(())
         }
@@ -259,12 +334,17 @@ fn load(dir: &Path, device: &burn::prelude::Device) -> Result<(Gpt, Tokenizer)> 
     Ok(ckpt.load_model(device)?)
 }
 
-fn corpus(paths: &[PathBuf]) -> Result<Corpus> {
-    Ok(Corpus::from_files(&read_paths(paths)?)?)
+fn dataset(paths: &[PathBuf]) -> Result<Dataset> {
+    Ok(Dataset::from_files(&read_paths(paths)?)?)
 }
 
 fn train(a: TrainArgs) -> Result<()> {
-    let corpus = corpus(&a.data)?;
+    let data = dataset(&a.data)?;
+    let pooling = match a.pooling.as_str() {
+        "mean" => Pooling::Mean,
+        _ => Pooling::Last,
+    };
+    let lora = a.lora.config()?;
     let device = backend::open(a.backend)?;
     let resuming = a.out.join(kiln::checkpoint::META_FILE).exists();
     let mut trainer = if resuming {
@@ -274,7 +354,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 a.out.display()
             );
         }
-        Checkpoint::load_dir(&a.out)?.resume(&corpus, &device)?
+        Checkpoint::load_dir(&a.out)?.resume(&data, &device)?
     } else if let Some(base) = &a.init_from {
         let mut base = Checkpoint::load_dir(base)?;
         let mut preset = config::preset(&a.preset)?;
@@ -282,24 +362,22 @@ fn train(a: TrainArgs) -> Result<()> {
         for o in &a.overrides {
             preset.set(o)?;
         }
-        // How it computes (kernels, precision) may change; what it is may not.
-        let mut same = base.meta.model.clone();
-        (same.kernels, same.mixed_precision) = (preset.model.kernels, preset.model.mixed_precision);
-        if preset.model != same {
-            bail!(
-                "--init-from keeps the checkpoint's model; --set can change training settings only"
-            );
+        if let Dataset::Examples(_) = &data {
+            preset.model.task = data.task(pooling);
         }
-        base.meta.model = preset.model;
+        if lora.is_some() {
+            preset.model.lora = lora;
+        }
         if let Some(c) = a.unknown_char {
             base.map_unknown(c)?;
         }
-        base.finetune(&corpus, preset.train, &device)?
+        base.finetune(&data, preset, &device)?
     } else {
         let mut preset = config::preset(&a.preset)?;
         for o in &a.overrides {
             preset.set(o)?;
         }
+        preset.model.task = data.task(pooling);
         let kind = match a.tokenizer.as_str() {
             "char" => TokenizerKind::Char,
             "bpe" => TokenizerKind::Bpe {
@@ -307,12 +385,19 @@ fn train(a: TrainArgs) -> Result<()> {
             },
             other => bail!("unknown tokenizer \"{other}\"; choose char or bpe"),
         };
-        let tokenizer = Tokenizer::train(kind, corpus.text())?;
-        Trainer::new(preset, tokenizer, &corpus, &device)?
+        let tokenizer = Tokenizer::train(kind, &data.text())?;
+        Trainer::new(preset, tokenizer, &data, &device)?
     };
     let Preset { model, train } = trainer.preset().clone();
+    let stats = data.stats();
+    let unit = if stats["kind"] == "text" {
+        "chars"
+    } else {
+        "examples"
+    };
+    let lora_params = kiln::lora::num_params_of(&model);
     eprintln!(
-        "{} {} | {:.2}M parameters | vocab {} | {} train chars, {} val chars | {}",
+        "{} {} | {:.2}M parameters{} | vocab {} | {} train {unit}, {} val {unit} | {}",
         if resuming {
             "resuming at step"
         } else {
@@ -320,9 +405,14 @@ fn train(a: TrainArgs) -> Result<()> {
         },
         trainer.step_count(),
         Gpt::num_params_of(&model) as f64 / 1e6,
+        if lora_params > 0 {
+            format!(" (LoRA: {lora_params} train)")
+        } else {
+            String::new()
+        },
         model.vocab_size,
-        corpus.train_text().chars().count(),
-        corpus.val_text().chars().count(),
+        stats["train"],
+        stats["val"],
         backend::describe(a.backend, &device),
     );
     if model.mixed_precision && !trainer.mixed_precision() {
@@ -337,6 +427,7 @@ fn train(a: TrainArgs) -> Result<()> {
         .context("progress template")?,
     );
     let mut last_val = None;
+    let mut last_report = None;
     let mut save_error = None;
     trainer.run(|m, trainer| {
         last_val = m.val_loss.or(last_val);
@@ -347,14 +438,15 @@ fn train(a: TrainArgs) -> Result<()> {
         ));
         bar.set_position(m.step as u64);
         if let Some(v) = m.val_loss {
+            let measure = match &m.report {
+                Some(r) => format!("val accuracy {:.3}, macro-F1 {:.3}", r.accuracy, r.macro_f1),
+                None => format!("val ppl {:.2}", v.exp()),
+            };
             let line = format!(
-                "step {:>5}: train loss {:.4}, val loss {v:.4}, val ppl {:.2}, {:.0} tok/s, {:.0} s",
-                m.step,
-                m.loss,
-                v.exp(),
-                m.tokens_per_sec,
-                m.elapsed
+                "step {:>5}: train loss {:.4}, val loss {v:.4}, {measure}, {:.0} tok/s, {:.0} s",
+                m.step, m.loss, m.tokens_per_sec, m.elapsed
             );
+            last_report = m.report.clone().or(last_report.take());
             // A bar drawn to no terminal (a log, CI) is hidden, and so would be its println.
             if bar.is_hidden() {
                 eprintln!("{line}");
@@ -373,6 +465,26 @@ fn train(a: TrainArgs) -> Result<()> {
     if let Some(e) = save_error {
         bail!("saving a checkpoint to {} failed: {e}", a.out.display());
     }
+    if let Some(r) = last_report {
+        eprintln!(
+            "validation confusion matrix ({} examples; rows: true class, columns: predicted):",
+            r.examples
+        );
+        let width = r.classes.iter().map(|c| c.len()).max().unwrap_or(1).max(5);
+        eprintln!(
+            "{:>width$} {}",
+            "",
+            r.classes
+                .iter()
+                .map(|c| format!("{c:>width$}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        for (class, row) in r.classes.iter().zip(&r.confusion) {
+            let cells: Vec<String> = row.iter().map(|n| format!("{n:>width$}")).collect();
+            eprintln!("{class:>width$} {}", cells.join(" "));
+        }
+    }
     eprintln!(
         "saved checkpoint at step {} to {}",
         trainer.step_count(),
@@ -382,8 +494,8 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn bench(a: BenchArgs) -> Result<()> {
-    let corpus = corpus(std::slice::from_ref(&a.data))?;
-    let tokenizer = Tokenizer::train(TokenizerKind::Char, corpus.text())?;
+    let corpus = dataset(std::slice::from_ref(&a.data))?;
+    let tokenizer = Tokenizer::train(TokenizerKind::Char, &corpus.text())?;
     let mut rows = Vec::new();
     println!(
         "{:<18} {:<42} {:>9} {:>10} {:>10}",
@@ -428,8 +540,8 @@ fn bench(a: BenchArgs) -> Result<()> {
 fn bench_kernels(a: BenchKernelsArgs) -> Result<()> {
     let device = backend::open(BackendKind::Wgpu)?;
     let adapter = backend::describe(BackendKind::Wgpu, &device);
-    let corpus = corpus(std::slice::from_ref(&a.data))?;
-    let tokenizer = Tokenizer::train(TokenizerKind::Char, corpus.text())?;
+    let corpus = dataset(std::slice::from_ref(&a.data))?;
+    let tokenizer = Tokenizer::train(TokenizerKind::Char, &corpus.text())?;
     let preset = |name: &str| -> Result<Preset> {
         let mut p = config::preset(name)?;
         p.model.vocab_size = tokenizer.vocab_size();
