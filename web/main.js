@@ -59,7 +59,7 @@ const call = client(worker, (msg) => {
     case Event.progress: return onProgress(msg);
     case Event.sample: $('sample').textContent = `step ${msg.step}:\n${msg.text}`; return;
     case Event.token:
-      $('output').textContent += msg.text;
+      (page.tokenTarget ?? $('output')).textContent += msg.text;
       page.tokenEvents += 1;
       return;
     case Event.state: return onState(msg.state);
@@ -86,6 +86,7 @@ function plot(p) {
 
 function onProgress(p) {
   plot(p);
+  if (p.report) showReport(p.report);
   page.timings.firstStep ??= performance.now();
   const every = Number($('autosave').value);
   if (every > 0 && p.step % every === 0) saveToBrowser(ckptName()).catch((e) => showError(e.message));
@@ -147,18 +148,37 @@ $('backend').onchange = action(async () => {
 
 // ---- data and tokenizer -----------------------------------------------------------------------
 
-/** Makes `files` the training text; with `finetune` (and a model) the model stays. */
+/** The finetuning choices: a classifier's pooling, and LoRA's settings when it is on. */
+function finetuneOptions() {
+  const lora = $('lora').checked && {
+    rank: Number($('lora-rank').value),
+    alpha: Number($('lora-alpha').value),
+    targets: $('lora-targets').value.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean),
+  };
+  return { pooling: $('pooling').value, lora: lora || null };
+}
+
+/** Makes `files` the training data; with `finetune` (and a model) the model stays. */
 async function loadCorpus(files, finetune = $('finetune').checked && page.configured) {
   $('data-error').hidden = true;
-  const stats = await call(Request.loadCorpus, { files, finetune, unknown: $('unknown-char').value });
+  const stats = await call(Request.loadCorpus, {
+    files, finetune, unknown: $('unknown-char').value, ...finetuneOptions(),
+  });
   const names = files.map((f) => f.name).join(', ');
-  $('corpus-stats').textContent = `${names}: ${stats.bytes.toLocaleString()} bytes, ` +
-    `${stats.chars.toLocaleString()} characters; training on ${stats.trainChars.toLocaleString()}, ` +
-    `validating on ${stats.valChars.toLocaleString()}` + (finetune ? ' (finetuning the current model)' : '');
+  const what = {
+    text: 'characters',
+    chat: 'prompt/completion pairs',
+    classify: `labelled texts (classes: ${stats.classes?.join(', ')})`,
+  }[stats.kind];
+  $('corpus-stats').textContent = `${names}: ${stats.bytes.toLocaleString()} bytes; training on ` +
+    `${stats.train.toLocaleString()}, validating on ${stats.val.toLocaleString()} ${what}` +
+    (finetune ? ' (finetuning the current model)' : '');
+  page.data = stats;
   if (finetune) {
     page.step = 0;
     resetCharts();
     $('eta').textContent = ''; // a new run: the last one's "done" no longer applies
+    showTask(stats.preset);
   } else {
     page.configured = false;
     await buildTokenizer();
@@ -273,10 +293,39 @@ async function usePreset(name) {
 }
 $('preset').onchange = action(() => usePreset($('preset').value));
 
+/** Shows the panels of what the model does: chat for an instruction-tuned one, the classifier's. */
+function showTask(preset) {
+  page.task = preset.model.task;
+  $('chat').hidden = page.task.kind !== 'chat';
+  $('classifier').hidden = page.task.kind !== 'classify';
+  $('generation').hidden = page.task.kind === 'classify';
+  if (page.task.kind === 'classify') $('pooling').value = page.task.pooling;
+}
+
+/** A classifier's validation accuracy, macro-F1 and confusion matrix. */
+function showReport(r) {
+  page.report = r;
+  $('class-metrics').textContent = `Validation (${r.examples} examples): accuracy ` +
+    `${(100 * r.accuracy).toFixed(1)}%, macro-F1 ${r.macro_f1.toFixed(3)}. Rows: true class; columns: predicted.`;
+  const cell = (tag, text) => Object.assign(document.createElement(tag), { textContent: text });
+  const head = document.createElement('tr');
+  head.append(cell('th', ''), ...r.classes.map((c) => cell('th', c)));
+  const rows = r.confusion.map((counts, i) => {
+    const tr = document.createElement('tr');
+    tr.append(cell('th', r.classes[i]), ...counts.map((n) => cell('td', n)));
+    return tr;
+  });
+  $('confusion').replaceChildren(head, ...rows);
+}
+
 /** Builds a fresh model from the fields unless the worker already holds one built from them. */
 async function ensureConfigured() {
   if (!page.configured) {
-    await call(Request.configure, { preset: page.preset });
+    // A classifier's pooling is part of its task; the worker fills in the classes from the data.
+    page.preset.model.task = { kind: 'classify', classes: [], pooling: $('pooling').value };
+    const { preset } = await call(Request.configure, { preset: page.preset });
+    page.preset.model.task = preset.model.task;
+    showTask(preset);
     page.configured = page.scheduled = true;
     page.step = 0;
     resetCharts();
@@ -327,6 +376,36 @@ $('generate').onclick = action(async () => {
   }
 });
 $('stop-gen').onclick = action(() => call(Request.stopGenerate));
+
+$('predict').onclick = action(async () => {
+  const probs = await call(Request.classify, { text: $('predict-text').value });
+  page.prediction = probs;
+  $('prediction').replaceChildren(...probs.map(([c, p]) =>
+    Object.assign(document.createElement('li'), { textContent: `${c}: ${(100 * p).toFixed(1)}%` })));
+}, (message) => { $('prediction').textContent = message; });
+
+$('chat-send').onclick = action(async () => {
+  const prompt = $('chat-input').value;
+  const bubble = (who, text) => $('chat-log').appendChild(
+    Object.assign(document.createElement('div'), { className: who, textContent: text }));
+  bubble('user', prompt);
+  $('chat-input').value = '';
+  page.tokenTarget = bubble('model', '');
+  $('chat-send').disabled = true;
+  const num = (id) => Number($(id).value);
+  const sampling = {
+    temperature: num('temperature'), top_k: num('top-k'), top_p: num('top-p'),
+    max_tokens: num('max-tokens'), seed: num('seed'), stop: null,
+  };
+  try {
+    const { text } = await call(Request.generate, { prompt, sampling });
+    page.tokenTarget.textContent = text;
+    page.lastAnswer = text;
+  } finally {
+    page.tokenTarget = null;
+    $('chat-send').disabled = false;
+  }
+});
 $('score-prompt').onclick = action(async () => {
   await ensureConfigured();
   const s = await call(Request.score, { text: $('prompt').value });
@@ -395,9 +474,12 @@ async function refreshSaved() {
 function adoptCheckpoint(info, source, history = []) {
   page.preset = info.preset;
   fillFields();
+  showTask(info.preset);
   page.configured = page.scheduled = true;
   resetCharts();
   history.forEach(plot);
+  const report = history.findLast((p) => p.report)?.report;
+  if (report) showReport(report);
   page.step = info.step;
   $('tok-stats').textContent = `${info.vocabSize} tokens (from the checkpoint)`;
   $('params').textContent = `${(info.params / 1e6).toFixed(3)}M parameters`;
@@ -455,6 +537,11 @@ $('download').onclick = action(async () => {
 $('download-gpt2').onclick = action(async () => {
   const hf = await call(Request.exportGpt2);
   downloadFiles([['model.safetensors', hf.weights], ['config.json', hf.config], ['tokenizer.json', hf.tokenizer]]);
+});
+
+$('download-adapters').onclick = action(async () => {
+  const { bytes } = await call(Request.exportAdapters);
+  downloadFiles([['adapters.safetensors', bytes]]);
 });
 
 $('upload').onchange = action(async (e) => {

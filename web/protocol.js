@@ -8,9 +8,13 @@ export const Request = Object.freeze({
   /** {} → {adapter: {name, software, reason?}, backend} : start WebGPU if the browser has it. */
   init: 'init',
   /**
-   * {files: [{name, bytes: Uint8Array}], finetune?, unknown?} → {files, bytes, chars, trainChars,
-   * valChars}. With `finetune` the current model stays and starts a new run on this text;
-   * `unknown` (one character it knows) replaces characters a char tokenizer never saw.
+   * {files: [{name, bytes: Uint8Array}], finetune?, unknown?, pooling?, lora?} → {files, bytes,
+   * kind: 'text' | 'chat' | 'classify', train, val, classes?, preset?}. Text files, or one .jsonl
+   * of {prompt, completion} (chat) or .csv/.jsonl of {text, label} (classify); `train` and `val`
+   * count characters or examples. With `finetune` the current model stays and starts a new run
+   * on this data (its new `preset` comes back): `pooling` ('last' | 'mean') for a classifier,
+   * `lora` ({rank, alpha, targets: ['q', 'v', ...]}) to train adapters only; `unknown` (one
+   * character it knows) replaces characters a char tokenizer never saw.
    */
   loadCorpus: 'loadCorpus',
   /** {kind: 'char'} | {kind: 'bpe', vocab_size} → {vocabSize} */
@@ -19,7 +23,7 @@ export const Request = Object.freeze({
   preset: 'preset',
   /** {preset} → {params}, or an error naming the invalid field: validates without building. */
   describe: 'describe',
-  /** {preset} → {params}: a fresh model and optimizer. */
+  /** {preset} → {params, preset}: a fresh model and optimizer (its task follows the data). */
   configure: 'configure',
   /** {train} → {}: a new schedule (steps, lr, batch, ...) for the current run, model kept. */
   schedule: 'schedule',
@@ -33,14 +37,22 @@ export const Request = Object.freeze({
    * > 0) its training step with the kernels off and on (the kernel benchmark).
    */
   benchKernels: 'benchKernels',
-  /** {} → {valLoss}: the validation loss of the current model on the current text. */
+  /**
+   * {} → {valLoss, report}: the validation loss of the current model on the current data, and a
+   * classifier's {classes, examples, accuracy, macro_f1, confusion[true][predicted]} (else null).
+   */
   evaluate: 'evaluate',
+  /** {text} → [[class, probability], ...], most likely first: a classifier's prediction. */
+  classify: 'classify',
   /** {} → {}: trains to the configured max_steps, pushing `progress`, `sample` and `state`. */
   train: 'train',
   pause: 'pause',
   resume: 'resume',
   stop: 'stop',
-  /** {prompt, sampling} → {text}, pushing `token` events; `stopGenerate` ends it early. */
+  /**
+   * {prompt, sampling} → {text}, pushing `token` events; `stopGenerate` ends it early. A chat
+   * model's answer ends at its end marker unless `sampling.stop` says otherwise.
+   */
   generate: 'generate',
   stopGenerate: 'stopGenerate',
   /** {text} → {tokens, log_prob, perplexity}: how likely the model finds the text. */
@@ -49,8 +61,13 @@ export const Request = Object.freeze({
   save: 'save',
   /** {meta: Uint8Array, weights: Uint8Array, optimizer?: Uint8Array} → {step, preset, vocabSize, params} */
   load: 'load',
-  /** {} → {weights: Uint8Array, config: string, tokenizer: string}: transformers' GPT-2 files. */
+  /**
+   * {} → {weights: Uint8Array, config: string, tokenizer: string}: transformers' GPT-2 files
+   * (LoRA adapters merged in).
+   */
   exportGpt2: 'exportGpt2',
+  /** {} → {bytes: Uint8Array}: the LoRA adapters alone (adapters.safetensors). */
+  exportAdapters: 'exportAdapters',
   /** {weights: Uint8Array, config: string, tokenizer: string} → like `load`: a new run at step 0. */
   importGpt2: 'importGpt2',
 });
@@ -61,7 +78,7 @@ export const Event = Object.freeze({
   reply: 'reply',
   /** {id, code, message}: code is the request type that failed (or 'train', 'panic'). */
   error: 'error',
-  /** {step, maxSteps, loss, valLoss?, lr, tokensPerSec, stepMs, eta (seconds)} */
+  /** {step, maxSteps, loss, valLoss?, report?, lr, tokensPerSec, stepMs, eta (seconds)} */
   progress: 'progress',
   /** {step, text}: a sample from the model at an evaluation. */
   sample: 'sample',

@@ -55,10 +55,12 @@ const handlers = {
     await kiln.useBackend(backend);
     return { adapter, backend };
   },
-  [Request.loadCorpus]: async ({ files, finetune, unknown }) => parse(await kiln.loadCorpus(
+  [Request.loadCorpus]: async ({ files, finetune, unknown, pooling, lora }) => parse(await kiln.loadCorpus(
     files.map((f) => f.name), files.map((f) => f.bytes), Boolean(finetune), unknown || undefined,
+    pooling ?? 'last', lora ? JSON.stringify(lora) : undefined,
   )),
-  [Request.evaluate]: async () => ({ valLoss: await kiln.evaluate() }),
+  [Request.evaluate]: async () => parse(await kiln.evaluate()),
+  [Request.classify]: async ({ text }) => parse(await kiln.classify(text)),
   [Request.buildTokenizer]: ({ kind, vocab_size }) =>
     parse(kiln.buildTokenizer(JSON.stringify(kind === 'bpe' ? { kind, vocab_size } : { kind }))),
   [Request.preset]: ({ name }) => parse(kiln.presetJson(name)),
@@ -107,6 +109,7 @@ const handlers = {
     return info;
   },
   [Request.exportGpt2]: () => kiln.exportGpt2(),
+  [Request.exportAdapters]: async () => ({ bytes: await kiln.exportAdapters() }),
   [Request.importGpt2]({ weights, config, tokenizer }) {
     const info = parse(kiln.importGpt2(weights, config, tokenizer));
     run.evalInterval = info.preset.train.eval_interval;
@@ -159,8 +162,9 @@ async function train() {
       const stepMs = performance.now() - before;
       startStep ??= m.step - 1;
       const every = run.evalInterval;
+      let report = null;
       if (m.step === m.max_steps || (every > 0 && m.step % every === 0)) {
-        m.val_loss = await exclusive(() => kiln.evaluate());
+        ({ valLoss: m.val_loss, report } = parse(await exclusive(() => kiln.evaluate())));
       }
       const perStep = (performance.now() - started) / 1000 / (m.step - startStep);
       post({
@@ -169,12 +173,14 @@ async function train() {
         maxSteps: m.max_steps,
         loss: m.loss,
         valLoss: m.val_loss ?? null,
+        report,
         lr: m.lr,
         tokensPerSec: m.tokens_per_sec,
         stepMs,
         eta: perStep * (m.max_steps - m.step),
       });
-      if (m.val_loss != null) {
+      // A classifier's report is its sample; a text model shows what it writes.
+      if (m.val_loss != null && !report) {
         const text = await exclusive(() => kiln.generate('', JSON.stringify(SAMPLE), () => true));
         post({ type: Event.sample, step: m.step, text });
       }

@@ -12,8 +12,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::backend::{self, BackendKind};
 use crate::checkpoint::Checkpoint;
-use crate::config::{Preset, SampleConfig, preset};
-use crate::data::{Corpus, Tokenizer, TokenizerKind};
+use crate::config::{LoraConfig, Pooling, Preset, SampleConfig, Task, preset};
+use crate::data::{Dataset, Tokenizer, TokenizerKind};
 use crate::generate;
 use crate::model::Gpt;
 use crate::train::Trainer;
@@ -24,7 +24,7 @@ struct State {
     gpu: Option<Device>,
     /// The backend new trainers are built on.
     backend: Option<BackendKind>,
-    corpus: Option<Corpus>,
+    data: Option<Dataset>,
     tokenizer: Option<Tokenizer>,
     trainer: Option<Trainer>,
 }
@@ -46,7 +46,7 @@ fn missing(what: &str) -> JsError {
     JsError::new(&format!(
         "no {what} yet: {}",
         match what {
-            "corpus" => "load some text first",
+            "data" => "load some text first",
             "tokenizer" => "build a tokenizer first",
             _ => "configure a model first",
         }
@@ -127,19 +127,30 @@ pub async fn use_backend(kind: String) -> Result<(), JsError> {
     Ok(())
 }
 
-/// Resumes `ckpt` on the current corpus.
+/// Resumes `ckpt` on the current data.
 fn resume(ckpt: Checkpoint, device: &Device) -> Result<Trainer, JsError> {
     STATE.with_borrow(|s| {
-        let corpus = s.corpus.as_ref().ok_or_else(|| missing("corpus"))?;
-        ckpt.resume(corpus, device).map_err(js)
+        let data = s.data.as_ref().ok_or_else(|| missing("data"))?;
+        ckpt.resume(data, device).map_err(js)
     })
 }
 
-/// Loads the training text from one or more files (name + bytes); returns its statistics as JSON.
-/// The previous corpus, tokenizer and model are replaced only when the new text is usable.
+fn pooling(name: &str) -> Pooling {
+    match name {
+        "mean" => Pooling::Mean,
+        _ => Pooling::Last,
+    }
+}
+
+/// Loads training data from one or more files (name + bytes): text files, or one `.jsonl` /
+/// `.csv` of examples. Returns `{files, bytes, kind, train, val, classes?}` as JSON (`train` and
+/// `val` count characters of text, or examples), plus `preset` when finetuning. The previous
+/// data, tokenizer and model are replaced only when the new data is usable.
 ///
-/// With `finetune` and a model present, the model stays and starts a new run on this text (step 0,
-/// fresh optimizer state, same schedule); the text must fit its tokenizer, or `unknown` names the
+/// With `finetune` and a model present, the model stays and starts a new run on this data (step
+/// 0, fresh optimizer state, same schedule): labelled examples make it a classifier pooling as
+/// `pooling` says ("last" or "mean"), instructions a chat model; `lora_json` (a
+/// [`LoraConfig`]) trains adapters only. The text must fit its tokenizer, or `unknown` names the
 /// character that characters new to a char tokenizer become.
 #[wasm_bindgen(js_name = loadCorpus)]
 pub async fn load_corpus(
@@ -147,35 +158,47 @@ pub async fn load_corpus(
     files: Vec<Uint8Array>,
     finetune: bool,
     unknown: Option<String>,
+    pooling_name: String,
+    lora_json: Option<String>,
 ) -> Result<String, JsError> {
     let files: Vec<(String, Vec<u8>)> = names
         .into_iter()
         .zip(files.iter().map(Uint8Array::to_vec))
         .collect();
-    let corpus = Corpus::from_files(&files).map_err(js)?;
-    let stats = serde_json::json!({
-        "files": files.len(),
-        "bytes": files.iter().map(|(_, b)| b.len()).sum::<usize>(),
-        "chars": corpus.text().chars().count(),
-        "trainChars": corpus.train_text().chars().count(),
-        "valChars": corpus.val_text().chars().count(),
-    });
+    let data = Dataset::from_files(&files).map_err(js)?;
+    let lora: Option<LoraConfig> = lora_json
+        .map(|j| serde_json::from_str(&j))
+        .transpose()
+        .map_err(js)?;
+    let mut stats = data.stats();
+    stats["files"] = files.len().into();
+    stats["bytes"] = files.iter().map(|(_, b)| b.len()).sum::<usize>().into();
     if finetune && STATE.with_borrow(|s| s.trainer.is_some()) {
         let mut ckpt = with_trainer(async |t| Checkpoint::from_trainer_async(t).await).await?;
         if let Some(c) = unknown.and_then(|u| u.chars().next()) {
             ckpt.map_unknown(c).map_err(js)?;
         }
+        let mut preset = Preset {
+            model: ckpt.meta.model.clone(),
+            train: ckpt.meta.train.clone(),
+        };
+        if let Dataset::Examples(_) = &data {
+            preset.model.task = data.task(pooling(&pooling_name));
+        }
+        preset.model.lora = lora;
         let (_, device) = current_device()?;
         let trainer = ckpt
-            .finetune(&corpus, ckpt.meta.train.clone(), &device)
+            .finetune_async(&data, preset, &device)
+            .await
             .map_err(js)?;
+        stats["preset"] = serde_json::to_value(trainer.preset()).map_err(js)?;
         STATE.with_borrow_mut(|s| {
-            s.corpus = Some(corpus);
+            s.data = Some(data);
             s.trainer = Some(trainer);
         });
     } else {
         STATE.with_borrow_mut(|s| {
-            s.corpus = Some(corpus);
+            s.data = Some(data);
             s.tokenizer = None;
             s.trainer = None;
         });
@@ -189,8 +212,8 @@ pub async fn load_corpus(
 pub fn build_tokenizer(kind_json: &str) -> Result<String, JsError> {
     let kind: TokenizerKind = serde_json::from_str(kind_json).map_err(js)?;
     let tokenizer = STATE.with_borrow(|s| {
-        let corpus = s.corpus.as_ref().ok_or_else(|| missing("corpus"))?;
-        Tokenizer::train(kind, corpus.text()).map_err(js)
+        let data = s.data.as_ref().ok_or_else(|| missing("data"))?;
+        Tokenizer::train(kind, &data.text()).map_err(js)
     })?;
     let vocab_size = tokenizer.vocab_size();
     STATE.with_borrow_mut(|s| {
@@ -206,14 +229,18 @@ pub fn preset_json(name: &str) -> Result<String, JsError> {
     json(&preset(name).map_err(js)?)
 }
 
-/// The preset with the tokenizer's vocabulary, checked; what both `describe` and `configure` use.
+/// The preset with the tokenizer's vocabulary and the data's task (a classifier keeps the
+/// preset's pooling), checked; what both `describe` and `configure` use.
 fn checked_preset(preset_json: &str) -> Result<Preset, JsError> {
     let mut preset: Preset = serde_json::from_str(preset_json).map_err(js)?;
-    preset.model.vocab_size = STATE.with_borrow(|s| {
-        s.tokenizer
-            .as_ref()
-            .map(Tokenizer::vocab_size)
-            .ok_or_else(|| missing("tokenizer"))
+    let pooling = match preset.model.task {
+        Task::Classify { pooling, .. } => pooling,
+        _ => Pooling::Last,
+    };
+    (preset.model.vocab_size, preset.model.task) = STATE.with_borrow(|s| {
+        let tokenizer = s.tokenizer.as_ref().ok_or_else(|| missing("tokenizer"))?;
+        let data = s.data.as_ref().ok_or_else(|| missing("data"))?;
+        Ok::<_, JsError>((tokenizer.vocab_size(), data.task(pooling)))
     })?;
     preset.validate().map_err(js)?;
     Ok(preset)
@@ -226,19 +253,21 @@ pub fn describe(preset_json: &str) -> Result<String, JsError> {
     json(&serde_json::json!({ "params": Gpt::num_params_of(&preset.model) }))
 }
 
-/// Builds a fresh model and optimizer for the configuration on the chosen backend.
+/// Builds a fresh model and optimizer for the configuration on the chosen backend; returns
+/// `{params, preset}` (the preset with the vocabulary and task filled in).
 #[wasm_bindgen]
 pub fn configure(preset_json: &str) -> Result<String, JsError> {
     let preset = checked_preset(preset_json)?;
     let (_, device) = current_device()?;
     let trainer = STATE.with_borrow(|s| {
-        let corpus = s.corpus.as_ref().ok_or_else(|| missing("corpus"))?;
+        let data = s.data.as_ref().ok_or_else(|| missing("data"))?;
         let tokenizer = s.tokenizer.clone().ok_or_else(|| missing("tokenizer"))?;
-        Trainer::new(preset, tokenizer, corpus, &device).map_err(js)
+        Trainer::new(preset, tokenizer, data, &device).map_err(js)
     })?;
     let params = Gpt::num_params_of(trainer.model().config());
+    let info = serde_json::json!({ "params": params, "preset": trainer.preset() });
     STATE.with_borrow_mut(|s| s.trainer = Some(trainer));
-    json(&serde_json::json!({ "params": params }))
+    json(&info)
 }
 
 /// Changes the training schedule (a [`crate::config::TrainConfig`] as JSON) of the current run
@@ -256,10 +285,32 @@ pub async fn train_step() -> Result<String, JsError> {
     json(&metrics)
 }
 
-/// Mean validation loss over the configured number of fixed batches.
+/// `{valLoss, report}`: the mean validation loss over the configured number of fixed batches,
+/// and for a classifier its accuracy, macro-F1 and confusion matrix on every validation example
+/// (a [`crate::train::ClassReport`]; null otherwise).
 #[wasm_bindgen]
-pub async fn evaluate() -> Result<f32, JsError> {
-    with_trainer(async |t| t.evaluate_async().await).await
+pub async fn evaluate() -> Result<String, JsError> {
+    let (loss, report) = with_trainer(async |t| {
+        Ok((
+            t.evaluate_async().await?,
+            t.classify_validation_async().await?,
+        ))
+    })
+    .await?;
+    json(&serde_json::json!({ "valLoss": loss, "report": report }))
+}
+
+/// A classifier's probability for each class of `text`, most likely first, as JSON
+/// `[[class, p], ...]`.
+#[wasm_bindgen]
+pub async fn classify(text: String) -> Result<String, JsError> {
+    let probs = with_trainer(async |t| {
+        let model = t.model().valid();
+        let device = t.device().clone().inner();
+        generate::classify_async(&model, t.tokenizer(), &text, &device).await
+    })
+    .await?;
+    json(&probs)
 }
 
 /// Milliseconds per training step of the configured model on `kind`, from `steps` steps after a
@@ -270,11 +321,11 @@ pub async fn time_step(kind: String, steps: usize) -> Result<f64, JsError> {
     let device = STATE.with_borrow(|s| device_of(s, kind))?;
     let mut probe = STATE.with_borrow(|s| {
         let trainer = s.trainer.as_ref().ok_or_else(|| missing("model"))?;
-        let corpus = s.corpus.as_ref().ok_or_else(|| missing("corpus"))?;
+        let data = s.data.as_ref().ok_or_else(|| missing("data"))?;
         Trainer::new(
             trainer.preset().clone(),
             trainer.tokenizer().clone(),
-            corpus,
+            data,
             &device,
         )
         .map_err(js)
@@ -311,7 +362,7 @@ pub async fn bench_kernels(
     // A training step of the preset (at `batch`), on the page's text, kernels off and on
     // (`step_reps` steps each after two warm-up steps; none when 0).
     let (corpus, tokenizer) = STATE.with_borrow(|s| {
-        let corpus = s.corpus.clone().ok_or_else(|| missing("corpus"))?;
+        let corpus = s.data.clone().ok_or_else(|| missing("data"))?;
         let tokenizer = s.tokenizer.clone().ok_or_else(|| missing("tokenizer"))?;
         Ok::<_, JsError>((corpus, tokenizer))
     })?;
@@ -392,17 +443,32 @@ pub fn load_checkpoint(
     adopt(Checkpoint::from_parts(meta, weights, optimizer).map_err(js)?)
 }
 
-/// The run as Hugging Face GPT-2 files, `{weights: Uint8Array (model.safetensors), config:
-/// string (config.json), tokenizer: string (tokenizer.json)}`, for transformers.
+/// The run as Hugging Face GPT-2 files (LoRA adapters merged in), `{weights: Uint8Array
+/// (model.safetensors), config: string (config.json), tokenizer: string (tokenizer.json)}`, for
+/// transformers.
 #[wasm_bindgen(js_name = exportGpt2)]
 pub async fn export_gpt2() -> Result<Object, JsError> {
-    let ckpt = with_trainer(async |t| Checkpoint::model_of_async(t).await).await?;
+    let ckpt = with_trainer(async |t| {
+        let device = t.device().clone().inner();
+        Checkpoint::model_of_async(t)
+            .await?
+            .merged_async(&device)
+            .await
+    })
+    .await?;
     let files = ckpt.to_gpt2().map_err(js)?;
     object(vec![
         ("weights", Uint8Array::from(&files.weights[..]).into()),
         ("config", files.config.into()),
         ("tokenizer", files.tokenizer.into()),
     ])
+}
+
+/// The run's LoRA adapters alone, as safetensors bytes (`adapters.safetensors`).
+#[wasm_bindgen(js_name = exportAdapters)]
+pub async fn export_adapters() -> Result<Uint8Array, JsError> {
+    let ckpt = with_trainer(async |t| Checkpoint::model_of_async(t).await).await?;
+    Ok(Uint8Array::from(&ckpt.adapters().map_err(js)?[..]))
 }
 
 /// Loads Hugging Face GPT-2 files as a new run at step 0; returns what [`load_checkpoint`] does.
@@ -416,7 +482,7 @@ pub fn import_gpt2(weights: Vec<u8>, config: String, tokenizer: String) -> Resul
     adopt(Checkpoint::from_gpt2(&files).map_err(js)?)
 }
 
-/// Makes `ckpt` the current run on the current corpus and backend.
+/// Makes `ckpt` the current run on the current data and backend.
 fn adopt(ckpt: Checkpoint) -> Result<String, JsError> {
     let (_, device) = current_device()?;
     let trainer = resume(ckpt, &device)?;
