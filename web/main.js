@@ -458,7 +458,8 @@ async function refreshSaved() {
     const tr = document.createElement('tr');
     tr.dataset.name = c.name;
     const m = c.model;
-    const cells = [c.name, c.step, `${m.n_layer}×${m.n_embd}, ctx ${m.block_size}, vocab ${m.vocab_size}`,
+    const task = [m.task && m.task.kind !== 'text' && m.task.kind, m.lora && `LoRA r${m.lora.rank}`].filter(Boolean);
+    const cells = [c.name, c.step, `${m.n_layer}×${m.n_embd}, ctx ${m.block_size}, vocab ${m.vocab_size}${task.map((t) => `, ${t}`).join('')}`,
       kb(c.bytes), new Date(c.date).toLocaleString()];
     tr.append(...cells.map((text) => Object.assign(document.createElement('td'), { textContent: text })));
     const buttons = document.createElement('td');
