@@ -25,6 +25,7 @@ test('a .jsonl of prompts and completions trains a chat model that answers and s
   await page.setInputFiles('#file', file('pairs.jsonl', pairs()));
   await expect(page.locator('#corpus-stats')).toContainText('training on 36, validating on 4 prompt/completion pairs');
   await train(page, 150, 75);
+  expect(await kiln(page, 'history')).toHaveLength(150);
   await expect(page.locator('#chat')).toBeVisible();
   await page.fill('#temperature', '0');
   for (const q of ['Q1:', 'Q3:']) {

@@ -344,8 +344,8 @@ function resetCharts() {
 
 $('train').onclick = action(async () => {
   if (page.step >= page.preset.train.max_steps) page.configured = false; // finished: start over
+  $('eta').textContent = ''; // before any await: the last run's "done" no longer applies
   await ensureConfigured();
-  $('eta').textContent = '';
   await call(Request.train);
 });
 $('pause').onclick = action(() => call(Request.pause));
@@ -416,8 +416,8 @@ $('score-prompt').onclick = action(async () => {
 
 async function trainToEnd() {
   const done = untilIdle();
-  await ensureConfigured();
   $('eta').textContent = '';
+  await ensureConfigured();
   await call(Request.train);
   await done;
 }
