@@ -354,6 +354,15 @@ $('stop').onclick = action(() => call(Request.stop));
 
 // ---- generation -------------------------------------------------------------------------------
 
+/** The Generate section's sampling settings (the chat panel uses them too). */
+function samplingFields() {
+  const num = (id) => Number($(id).value);
+  return {
+    temperature: num('temperature'), top_k: num('top-k'), top_p: num('top-p'),
+    max_tokens: num('max-tokens'), seed: num('seed'), stop: null,
+  };
+}
+
 $('generate').onclick = action(async () => {
   await ensureConfigured();
   $('output').textContent = '';
@@ -361,13 +370,8 @@ $('generate').onclick = action(async () => {
   page.generated = null;
   $('generate').disabled = true;
   $('stop-gen').disabled = false;
-  const num = (id) => Number($(id).value);
-  const sampling = {
-    temperature: num('temperature'), top_k: num('top-k'), top_p: num('top-p'),
-    max_tokens: num('max-tokens'), seed: num('seed'), stop: null,
-  };
   try {
-    const { text } = await call(Request.generate, { prompt: $('prompt').value, sampling });
+    const { text } = await call(Request.generate, { prompt: $('prompt').value, sampling: samplingFields() });
     $('output').textContent = text;
     page.generated = text;
   } finally {
@@ -392,13 +396,8 @@ $('chat-send').onclick = action(async () => {
   $('chat-input').value = '';
   page.tokenTarget = bubble('model', '');
   $('chat-send').disabled = true;
-  const num = (id) => Number($(id).value);
-  const sampling = {
-    temperature: num('temperature'), top_k: num('top-k'), top_p: num('top-p'),
-    max_tokens: num('max-tokens'), seed: num('seed'), stop: null,
-  };
   try {
-    const { text } = await call(Request.generate, { prompt, sampling });
+    const { text } = await call(Request.generate, { prompt, sampling: samplingFields() });
     page.tokenTarget.textContent = text;
     page.lastAnswer = text;
   } finally {

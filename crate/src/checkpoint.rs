@@ -305,7 +305,7 @@ impl Checkpoint {
     }
 
     /// This (adapter-free) model with the adapters [`Checkpoint::adapters`] wrote, ready to
-    /// generate or to train on; they must fit its shapes.
+    /// generate or to train on; loading it reports adapters that do not fit its weights.
     pub fn with_adapters(&self, adapters: &[u8]) -> Result<Self> {
         let fail = |e: String| bad(format!("the adapters file is unreadable: {e}"));
         if self.meta.model.lora.is_some() {
@@ -326,14 +326,11 @@ impl Checkpoint {
         let weights = safetensors::serialize(views, Some(info)).map_err(|e| bad(e.to_string()))?;
         let mut meta = self.meta.clone();
         meta.model.lora = Some(lora);
-        let ckpt = Self {
+        Ok(Self {
             meta,
             weights,
             optimizer: None,
-        };
-        // Every adapter must land on a weight of this model, with its shape.
-        ckpt.load_model(&Device::flex())?;
-        Ok(ckpt)
+        })
     }
 
     /// A trainer that continues this run on `data` from the saved step, optimizer state included.
@@ -381,7 +378,7 @@ impl Checkpoint {
             ));
         }
         if old.lora.is_some() && old.lora != new.lora {
-            let merged = self.merged_async(&device.clone()).await?;
+            let merged = self.merged_async(device).await?;
             return merged.trainer(data, preset, device, 0, 0.0, true);
         }
         self.trainer(data, preset, device, 0, 0.0, true)

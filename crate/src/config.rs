@@ -64,6 +64,16 @@ pub enum Pooling {
     Mean,
 }
 
+impl std::str::FromStr for Pooling {
+    type Err = Error;
+
+    /// "last" or "mean".
+    fn from_str(s: &str) -> Result<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_lowercase()))
+            .map_err(|_| Error::Config(format!("unknown pooling \"{s}\"; choose last or mean")))
+    }
+}
+
 /// A projection LoRA can adapt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

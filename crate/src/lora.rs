@@ -133,12 +133,11 @@ pub fn is_adapter(path: &str) -> bool {
     path.split('.').any(|s| s == SEGMENT)
 }
 
-/// Sets which parameters train: with LoRA only the adapters and a classifier's head (new, so it
-/// must learn), without it all of them. Frozen weights get no gradient, so the backward pass
-/// does not compute one and the optimizer never touches them.
-pub fn set_trainable<M: Module>(model: M, lora: bool) -> M {
+/// Freezes all but the adapters and a classifier's head (new, so it must learn). Frozen weights
+/// get no gradient, so the backward pass does not compute one and the optimizer never touches
+/// them.
+pub fn freeze_base<M: Module>(model: M) -> M {
     struct Trainable {
-        lora: bool,
         path: Vec<String>,
     }
     impl ModuleMapper for Trainable {
@@ -150,14 +149,10 @@ pub fn set_trainable<M: Module>(model: M, lora: bool) -> M {
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let path = self.path.join(".");
-            let train = !self.lora || is_adapter(&path) || path.starts_with("score.");
-            param.set_require_grad(train)
+            param.set_require_grad(is_adapter(&path) || path.starts_with("score."))
         }
     }
-    model.map(&mut Trainable {
-        lora,
-        path: Vec::new(),
-    })
+    model.map(&mut Trainable { path: Vec::new() })
 }
 
 /// Number of adapter scalars `c.lora` adds.

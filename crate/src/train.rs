@@ -264,7 +264,7 @@ impl Trainer {
         let (train, val) =
             data.batches(&tokenizer, preset.model.block_size, preset.train.batch_size)?;
         let model = match preset.model.lora {
-            Some(_) => crate::lora::set_trainable(model, true),
+            Some(_) => crate::lora::freeze_base(model),
             None => model,
         };
         Ok(Self {

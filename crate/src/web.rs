@@ -81,6 +81,19 @@ async fn with_trainer<T>(
     out.map_err(js)
 }
 
+/// Runs `f` on the trainer's model for inference (no autodiff, no dropout), its tokenizer and
+/// device: generation, scoring and classification.
+async fn with_model<T>(
+    f: impl AsyncFnOnce(&Gpt, &Tokenizer, &Device) -> crate::Result<T>,
+) -> Result<T, JsError> {
+    with_trainer(async |t| {
+        let model = t.model().valid();
+        let device = t.device().clone().inner();
+        f(&model, t.tokenizer(), &device).await
+    })
+    .await
+}
+
 /// A JavaScript object with these fields.
 fn object(fields: Vec<(&str, JsValue)>) -> Result<Object, JsError> {
     let out = Object::new();
@@ -135,13 +148,6 @@ fn resume(ckpt: Checkpoint, device: &Device) -> Result<Trainer, JsError> {
     })
 }
 
-fn pooling(name: &str) -> Pooling {
-    match name {
-        "mean" => Pooling::Mean,
-        _ => Pooling::Last,
-    }
-}
-
 /// Loads training data from one or more files (name + bytes): text files, or one `.jsonl` /
 /// `.csv` of examples. Returns `{files, bytes, kind, train, val, classes?}` as JSON (`train` and
 /// `val` count characters of text, or examples), plus `preset` when finetuning. The previous
@@ -183,7 +189,7 @@ pub async fn load_corpus(
             train: ckpt.meta.train.clone(),
         };
         if let Dataset::Examples(_) = &data {
-            preset.model.task = data.task(pooling(&pooling_name));
+            preset.model.task = data.task(pooling_name.parse().map_err(js)?);
         }
         preset.model.lora = lora;
         let (_, device) = current_device()?;
@@ -304,10 +310,8 @@ pub async fn evaluate() -> Result<String, JsError> {
 /// `[[class, p], ...]`.
 #[wasm_bindgen]
 pub async fn classify(text: String) -> Result<String, JsError> {
-    let probs = with_trainer(async |t| {
-        let model = t.model().valid();
-        let device = t.device().clone().inner();
-        generate::classify_async(&model, t.tokenizer(), &text, &device).await
+    let probs = with_model(async |model, tokenizer, device| {
+        generate::classify_async(model, tokenizer, &text, device).await
     })
     .await?;
     json(&probs)
@@ -391,10 +395,8 @@ pub async fn generate(
     on_text: Function,
 ) -> Result<String, JsError> {
     let cfg: SampleConfig = serde_json::from_str(&sample_json).map_err(js)?;
-    with_trainer(async |t| {
-        let model = t.model().valid();
-        let device = t.device().clone().inner();
-        generate::generate_async(&model, t.tokenizer(), &prompt, &cfg, &device, |piece| {
+    with_model(async |model, tokenizer, device| {
+        generate::generate_async(model, tokenizer, &prompt, &cfg, device, |piece| {
             // A callback that throws or returns a falsy value stops generation.
             on_text
                 .call1(&JsValue::NULL, &JsValue::from_str(piece))
@@ -408,10 +410,8 @@ pub async fn generate(
 /// Log-probability and perplexity of `text` under the current model, as JSON.
 #[wasm_bindgen]
 pub async fn score(text: String) -> Result<String, JsError> {
-    let score = with_trainer(async |t| {
-        let model = t.model().valid();
-        let device = t.device().clone().inner();
-        generate::score_async(&model, t.tokenizer(), &text, &device).await
+    let score = with_model(async |model, tokenizer, device| {
+        generate::score_async(model, tokenizer, &text, device).await
     })
     .await?;
     json(&score)

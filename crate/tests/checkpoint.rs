@@ -10,17 +10,6 @@ use kiln::generate::{generate, score};
 use kiln::train::Trainer;
 use kiln::{Error, Gpt};
 
-fn trained() -> (Checkpoint, kiln::data::Dataset) {
-    let corpus = common::small_corpus(20_000);
-    let tokenizer = common::char_tokenizer(&corpus);
-    let p = common::tiny(tokenizer.vocab_size());
-    let mut trainer = Trainer::new(p, tokenizer, &corpus, &Device::flex()).unwrap();
-    for _ in 0..5 {
-        trainer.step().unwrap();
-    }
-    (Checkpoint::from_trainer(&trainer).unwrap(), corpus)
-}
-
 fn sample(model: &Gpt, tokenizer: &Tokenizer, seed: u64) -> String {
     let cfg = SampleConfig {
         seed,
@@ -33,7 +22,7 @@ fn sample(model: &Gpt, tokenizer: &Tokenizer, seed: u64) -> String {
 
 #[test]
 fn loaded_model_generates_and_scores_like_the_saved_one() {
-    let (ckpt, _) = trained();
+    let (ckpt, _) = common::trained_tiny();
     let (model, tokenizer) = ckpt.load_model(&Device::flex()).unwrap();
     let again = Checkpoint::from_parts(
         ckpt.meta_json().unwrap().as_bytes(),
@@ -63,7 +52,7 @@ fn loaded_model_generates_and_scores_like_the_saved_one() {
 
 #[test]
 fn streaming_pieces_add_up_and_stop_string_ends_generation() {
-    let (ckpt, _) = trained();
+    let (ckpt, _) = common::trained_tiny();
     let (model, tokenizer) = ckpt.load_model(&Device::flex()).unwrap();
     let mut streamed = String::new();
     let cfg = SampleConfig {
@@ -91,7 +80,7 @@ fn streaming_pieces_add_up_and_stop_string_ends_generation() {
 
 #[test]
 fn generation_beyond_block_size_slides_the_context() {
-    let (ckpt, _) = trained();
+    let (ckpt, _) = common::trained_tiny();
     let (model, tokenizer) = ckpt.load_model(&Device::flex()).unwrap();
     let cfg = SampleConfig {
         max_tokens: 3 * model.config().block_size,
@@ -111,7 +100,7 @@ fn load_err(ckpt: &Checkpoint) -> String {
 
 #[test]
 fn tokenizer_vocab_mismatch_is_an_error() {
-    let (mut ckpt, _) = trained();
+    let (mut ckpt, _) = common::trained_tiny();
     let other = Tokenizer::train(TokenizerKind::Char, "abc").unwrap();
     ckpt.meta.tokenizer = other.to_json().unwrap();
     assert!(load_err(&ckpt).contains("do not belong together"));
@@ -119,34 +108,34 @@ fn tokenizer_vocab_mismatch_is_an_error() {
 
 #[test]
 fn shape_mismatch_is_an_error() {
-    let (mut ckpt, _) = trained();
+    let (mut ckpt, _) = common::trained_tiny();
     ckpt.meta.model.n_embd = 64;
     ckpt.meta.model.n_head = 2;
     assert!(load_err(&ckpt).contains("shape"), "{}", load_err(&ckpt));
-    let (mut ckpt, _) = trained();
+    let (mut ckpt, _) = common::trained_tiny();
     ckpt.meta.model.n_layer = 1;
     assert!(load_err(&ckpt).contains("tensors"), "{}", load_err(&ckpt));
 }
 
 #[test]
 fn version_and_corruption_are_errors() {
-    let (mut ckpt, _) = trained();
+    let (mut ckpt, _) = common::trained_tiny();
     ckpt.meta.format_version = 99;
     assert!(load_err(&ckpt).contains("version 99"));
-    let (mut ckpt, corpus) = trained();
+    let (mut ckpt, corpus) = common::trained_tiny();
     ckpt.weights.truncate(ckpt.weights.len() / 2);
     assert!(load_err(&ckpt).contains("unreadable"));
     assert!(matches!(
         Checkpoint::from_parts(b"{\"format\":", vec![], None),
         Err(Error::Checkpoint(_))
     ));
-    let (mut ckpt, _) = trained();
+    let (mut ckpt, _) = common::trained_tiny();
     ckpt.optimizer = Some(vec![1, 2, 3]);
     assert!(matches!(
         ckpt.resume(&corpus, &Device::flex()),
         Err(Error::Checkpoint(_))
     ));
-    let (mut ckpt, _) = trained();
+    let (mut ckpt, _) = common::trained_tiny();
     ckpt.meta.model.block_size = 0;
     assert!(load_err(&ckpt).contains("block_size"));
 }

@@ -14,18 +14,6 @@ use kiln::train::Trainer;
 use kiln::{Gpt, Preset};
 use safetensors::SafeTensors;
 
-/// `tiny` trained for a few steps on Shakespeare: a base to finetune.
-fn base() -> Checkpoint {
-    let data = common::small_corpus(20_000);
-    let tokenizer = common::char_tokenizer(&data);
-    let p = common::tiny(tokenizer.vocab_size());
-    let mut t = Trainer::new(p, tokenizer, &data, &Device::flex()).unwrap();
-    for _ in 0..5 {
-        t.step().unwrap();
-    }
-    Checkpoint::from_trainer(&t).unwrap()
-}
-
 fn logits(ckpt: &Checkpoint, ids: &[i64]) -> Vec<f32> {
     let (model, _) = ckpt.load_model(&Device::flex()).unwrap();
     let x = Tensor::<2, Int>::from_data(
@@ -35,17 +23,9 @@ fn logits(ckpt: &Checkpoint, ids: &[i64]) -> Vec<f32> {
     model.forward(x, None).try_into_vec_as::<f32>().unwrap()
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn lora_trains_only_the_adapters_and_merges_to_the_same_logits() {
-    let base = base();
+    let (base, data) = common::trained_tiny();
     let mut preset = Preset {
         model: base.meta.model.clone(),
         train: base.meta.train.clone(),
@@ -55,7 +35,6 @@ fn lora_trains_only_the_adapters_and_merges_to_the_same_logits() {
         alpha: 8.0,
         targets: vec![LoraTarget::Q, LoraTarget::V, LoraTarget::O, LoraTarget::Mlp],
     });
-    let data = common::small_corpus(20_000);
     let mut t = base.finetune(&data, preset, &Device::flex()).unwrap();
     let first = t.step().unwrap().loss;
     for _ in 0..20 {
@@ -95,9 +74,9 @@ fn lora_trains_only_the_adapters_and_merges_to_the_same_logits() {
     let with_adapters = logits(&trained, &ids);
     let merged = trained.merged(&Device::flex()).unwrap();
     assert!(merged.meta.model.lora.is_none());
-    assert!(max_diff(&with_adapters, &logits(&merged, &ids)) < 1e-5);
+    assert!(common::max_diff(&with_adapters, &logits(&merged, &ids)) < 1e-5);
     let imported = Checkpoint::from_gpt2(&merged.to_gpt2().unwrap()).unwrap();
-    assert!(max_diff(&with_adapters, &logits(&imported, &ids)) < 1e-5);
+    assert!(common::max_diff(&with_adapters, &logits(&imported, &ids)) < 1e-5);
     assert!(
         trained.to_gpt2().is_err(),
         "unmerged adapters do not export"

@@ -15,14 +15,6 @@ fn floats(t: Tensor<3>) -> Vec<f32> {
     t.try_into_vec_as::<f32>().unwrap()
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn causal_mask_hides_the_future() {
     let device = Device::flex();
@@ -38,12 +30,12 @@ fn causal_mask_hides_the_future() {
         let b = floats(model.forward(ids(&changed, &device), None));
         // Positions 0..=8 may not see token 9.
         assert!(
-            max_diff(&a[..9 * v], &b[..9 * v]) < 1e-6,
+            common::max_diff(&a[..9 * v], &b[..9 * v]) < 1e-6,
             "{position:?}: past logits changed"
         );
         // ...but position 9 and later do see it.
         assert!(
-            max_diff(&a[9 * v..], &b[9 * v..]) > 1e-4,
+            common::max_diff(&a[9 * v..], &b[9 * v..]) > 1e-4,
             "{position:?}: the change had no effect"
         );
     }
@@ -65,7 +57,7 @@ fn kv_cache_matches_full_recomputation() {
             let v = 30;
             let last_cached = &cached[cached.len() - v..];
             let last_full = &full[full.len() - v..];
-            let diff = max_diff(last_cached, last_full);
+            let diff = common::max_diff(last_cached, last_full);
             assert!(
                 diff < 1e-4,
                 "{position:?} step {step}: cached logits differ by {diff}"

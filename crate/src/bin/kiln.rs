@@ -37,9 +37,9 @@ enum Command {
     /// Continue a prompt with a trained model.
     Generate(GenerateArgs),
     /// Log-probability and perplexity of a text under a trained model.
-    Score(ScoreArgs),
+    Score(TextArgs),
     /// A classifier's class probabilities for a text.
-    Predict(PredictArgs),
+    Predict(TextArgs),
     /// Write a checkpoint as Hugging Face GPT-2 files (model.safetensors with GPT-2's names,
     /// config.json, tokenizer.json) that transformers' GPT2LMHeadModel loads.
     Export(ExportArgs),
@@ -88,8 +88,8 @@ struct TrainArgs {
     #[arg(long)]
     save_every: Option<usize>,
     /// A classifier's pooling of the final hidden states: last (token) or mean.
-    #[arg(long, default_value = "last", value_parser = ["last", "mean"])]
-    pooling: String,
+    #[arg(long, default_value = "last")]
+    pooling: Pooling,
     #[command(flatten)]
     lora: LoraArgs,
 }
@@ -167,18 +167,9 @@ struct GenerateArgs {
     backend: BackendKind,
 }
 
+/// A checkpoint and a text (for `score` and `predict`).
 #[derive(Args)]
-struct ScoreArgs {
-    #[arg(long)]
-    ckpt: PathBuf,
-    #[arg(long)]
-    text: String,
-    #[arg(long, default_value = "cpu")]
-    backend: BackendKind,
-}
-
-#[derive(Args)]
-struct PredictArgs {
+struct TextArgs {
     #[arg(long)]
     ckpt: PathBuf,
     #[arg(long)]
@@ -340,10 +331,7 @@ fn dataset(paths: &[PathBuf]) -> Result<Dataset> {
 
 fn train(a: TrainArgs) -> Result<()> {
     let data = dataset(&a.data)?;
-    let pooling = match a.pooling.as_str() {
-        "mean" => Pooling::Mean,
-        _ => Pooling::Last,
-    };
+    let pooling = a.pooling;
     let lora = a.lora.config()?;
     let device = backend::open(a.backend)?;
     let resuming = a.out.join(kiln::checkpoint::META_FILE).exists();

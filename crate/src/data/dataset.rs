@@ -122,7 +122,7 @@ impl Dataset {
                 "val": c.val_text().chars().count(),
             }),
             Self::Examples(e) => {
-                let (train, val) = e.len();
+                let (train, val) = e.counts();
                 let mut stats = serde_json::json!({"kind": "chat", "train": train, "val": val});
                 if let Examples::Labelled { classes, .. } = e {
                     stats["kind"] = "classify".into();

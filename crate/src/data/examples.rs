@@ -173,7 +173,8 @@ impl Examples {
         }
     }
 
-    pub fn len(&self) -> (usize, usize) {
+    /// Training and validation examples.
+    pub fn counts(&self) -> (usize, usize) {
         match self {
             Self::Instructions { train, val } => (train.len(), val.len()),
             Self::Labelled { train, val, .. } => (train.len(), val.len()),

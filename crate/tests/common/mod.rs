@@ -1,9 +1,12 @@
 //! Shared fixtures: the tiny preset and text from the bundled corpus.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use burn::prelude::*;
 use kiln::Preset;
+use kiln::checkpoint::Checkpoint;
 use kiln::config::preset;
 use kiln::data::{Corpus, Dataset, Tokenizer, TokenizerKind};
+use kiln::train::Trainer;
 
 /// The bundled default corpus.
 pub fn shakespeare() -> String {
@@ -37,4 +40,25 @@ pub fn tiny(vocab_size: usize) -> Preset {
     let mut p = preset("tiny").unwrap();
     p.model.vocab_size = vocab_size;
     p
+}
+
+/// `tiny` trained 5 steps on 20,000 characters of Shakespeare (CPU), and that text.
+pub fn trained_tiny() -> (Checkpoint, Dataset) {
+    let data = small_corpus(20_000);
+    let tokenizer = char_tokenizer(&data);
+    let p = tiny(tokenizer.vocab_size());
+    let mut trainer = Trainer::new(p, tokenizer, &data, &Device::flex()).unwrap();
+    for _ in 0..5 {
+        trainer.step().unwrap();
+    }
+    (Checkpoint::from_trainer(&trainer).unwrap(), data)
+}
+
+/// The largest absolute difference between two equally long slices.
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
