@@ -1,12 +1,18 @@
-//! Checkpoints: weights as safetensors, metadata as JSON (format version, configs, tokenizer, step,
-//! RNG state, parameter ids) and the optimizer state, so a run resumes exactly where it stopped.
+//! Checkpoints: weights as safetensors, metadata as JSON (format version, configs, tokenizer,
+//! step) and the optimizer state, so a run resumes exactly where it stopped.
 //!
-//! The in-memory form ([`Checkpoint`]) is what the page stores; natively it is a directory of
-//! three files ([`Checkpoint::save_dir`], [`Checkpoint::load_dir`]).
+//! The in-memory form ([`Checkpoint`]) is what the page stores; natively it is a directory with
+//! the three files in a version folder ([`Checkpoint::save_dir`], [`Checkpoint::load_dir`]).
+//!
+//! Tensors are named by module path with PyTorch's parameter names (`h.0.ln_1.weight`,
+//! `h.0.attn.c_attn.weight`), never by Rust type or variant names, so a refactor of the model
+//! code does not change the format. Format 2 named norms by Burn's fields and Kiln's enum
+//! variant (`h.0.ln_1.Layer.gamma`) and carried two fields nothing read (`rng`, `param_ids`);
+//! it still loads.
 
 use std::collections::{BTreeMap, HashMap};
 
-use burn::module::{ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
@@ -19,8 +25,11 @@ use crate::model::Gpt;
 use crate::optim::{AdamW, Moments};
 use crate::train::Trainer;
 
-/// Bumped whenever the layout of a checkpoint changes; older versions are refused by name.
-pub const FORMAT_VERSION: u32 = 2;
+/// Bumped whenever the layout of a checkpoint changes. Version 2 is read too (see the module
+/// doc); others are refused by name.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest version this Kiln reads.
+const OLDEST_READABLE: u32 = 2;
 pub(crate) const FORMAT: &str = "kiln-checkpoint";
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -28,14 +37,6 @@ pub const META_FILE: &str = "checkpoint.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// What `kiln export --adapters-only` writes: LoRA adapters alone.
 pub const ADAPTERS_FILE: &str = "adapters.safetensors";
-
-/// Where the random streams stand. Batches and dropout masks are drawn from `(seed, step)`
-/// alone, so these two numbers are the whole RNG state.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RngState {
-    pub seed: u64,
-    pub step: usize,
-}
 
 /// `checkpoint.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,11 +47,10 @@ pub struct Meta {
     pub train: TrainConfig,
     /// The tokenizer's own JSON (`tokenizer.json`), embedded.
     pub tokenizer: String,
+    /// Optimizer steps taken. With `train.seed` it is the whole random state: batches and
+    /// dropout masks are drawn from `(seed, step)` alone.
     pub step: usize,
     pub elapsed: f64,
-    pub rng: RngState,
-    /// Parameter path -> id. The optimizer state is keyed by id, so ids are restored on load.
-    pub param_ids: BTreeMap<String, u64>,
 }
 
 /// A saved model, with everything needed to resume training.
@@ -59,8 +59,9 @@ pub struct Checkpoint {
     pub meta: Meta,
     /// safetensors bytes, tensors named by module path (`h.0.attn.c_attn.weight`).
     pub weights: Vec<u8>,
-    /// AdamW moments as safetensors (`<path>.exp_avg`, `<path>.exp_avg_sq`, PyTorch's names);
-    /// absent in an inference-only export.
+    /// AdamW's moments as safetensors: each parameter's two moments flattened to one dimension,
+    /// named after the parameter (`<name>.exp_avg`, `<name>.exp_avg_sq`, PyTorch's state names),
+    /// and the step count in the header's `steps`; absent in an inference-only export.
     pub optimizer: Option<Vec<u8>>,
 }
 
@@ -68,11 +69,30 @@ pub(crate) fn bad(msg: impl Into<String>) -> Error {
     Error::Checkpoint(msg.into())
 }
 
+/// The name a parameter at Kiln module `path` has in a checkpoint of `version`: the path, with
+/// a norm's Burn field and Kiln enum variant (`ln_1.Layer.gamma`) as PyTorch names it
+/// (`ln_1.weight`) from version 3 on.
+pub(crate) fn stored_name(path: &str, version: u32) -> String {
+    if version < 3 {
+        return path.to_owned();
+    }
+    for (kiln, torch) in [
+        (".Layer.gamma", ".weight"),
+        (".Layer.beta", ".bias"),
+        (".Rms.gamma", ".weight"),
+    ] {
+        if let Some(module) = path.strip_suffix(kiln) {
+            return format!("{module}{torch}");
+        }
+    }
+    path.to_owned()
+}
+
 /// Collects every float parameter, flattened, with its dotted module path and shape.
 #[derive(Default)]
 struct Collect {
     path: Vec<String>,
-    params: Vec<(String, ParamId, Vec<usize>, Tensor<1>)>,
+    params: Vec<(String, Vec<usize>, Tensor<1>)>,
 }
 
 impl ModuleVisitor for Collect {
@@ -88,16 +108,16 @@ impl ModuleVisitor for Collect {
         let value = param.val();
         let shape = value.dims().to_vec();
         let flat = value.reshape([shape.iter().product::<usize>()]);
-        self.params
-            .push((self.path.join("."), param.id, shape, flat));
+        self.params.push((self.path.join("."), shape, flat));
     }
 }
 
-/// Replaces every float parameter with the tensor saved under its path, restoring its id.
+/// Replaces every float parameter with the tensor saved under its name.
 struct Load<'a> {
     path: Vec<String>,
     tensors: &'a SafeTensors<'a>,
-    ids: &'a BTreeMap<String, u64>,
+    /// The checkpoint's format version, which decides the names.
+    version: u32,
     /// Finetuning: parts the new model adds (a classifier's head, LoRA adapters) keep their
     /// fresh values where the checkpoint has none of that shape.
     finetune: bool,
@@ -120,12 +140,12 @@ impl ModuleMapper for Load<'_> {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let name = self.path.join(".");
+        let name = stored_name(&self.path.join("."), self.version);
         match self.read::<D>(&name, &param) {
             Err(_) if self.finetune && is_new_part(&name) => param,
-            Ok((id, tensor)) => {
+            Ok(tensor) => {
                 self.used += 1;
-                let (_, _, mapper) = param.consume();
+                let (id, _, mapper) = param.consume();
                 Param::from_mapped_value(id, tensor, mapper)
             }
             Err(e) => {
@@ -141,7 +161,7 @@ impl Load<'_> {
         &self,
         name: &str,
         param: &Param<Tensor<D>>,
-    ) -> Result<(ParamId, Tensor<D>), String> {
+    ) -> Result<Tensor<D>, String> {
         let view = self
             .tensors
             .tensor(name)
@@ -159,11 +179,7 @@ impl Load<'_> {
         if device.is_autodiff() {
             tensor = tensor.require_grad();
         }
-        let id = self
-            .ids
-            .get(name)
-            .map_or_else(ParamId::new, |&id| ParamId::from(id));
-        Ok((id, tensor))
+        Ok(tensor)
     }
 }
 
@@ -186,7 +202,7 @@ impl Checkpoint {
 
     async fn snapshot(trainer: &Trainer, with_optimizer: bool) -> Result<Self> {
         let preset = trainer.preset();
-        let (weights, param_ids) = encode_weights(trainer.model()).await?;
+        let weights = encode_weights(trainer.model()).await?;
         let optimizer = match with_optimizer {
             true => Some(encode_optimizer(trainer.optimizer()).await?),
             false => None,
@@ -200,11 +216,6 @@ impl Checkpoint {
                 tokenizer: trainer.tokenizer().to_json()?,
                 step: trainer.step_count(),
                 elapsed: trainer.elapsed(),
-                rng: RngState {
-                    seed: preset.train.seed,
-                    step: trainer.step_count(),
-                },
-                param_ids,
             },
             weights,
             optimizer,
@@ -212,6 +223,10 @@ impl Checkpoint {
     }
 
     /// Checks the metadata and reads the tokenizer, which must fit the model's vocabulary.
+    ///
+    /// Nothing is allocated for the model before its configuration is known to match the
+    /// weights file: a `checkpoint.json` describing a larger model than the weights hold (by
+    /// mistake or on purpose) is refused here, not by running out of memory.
     fn checked_tokenizer(&self) -> Result<Tokenizer> {
         let m = &self.meta;
         if m.format != FORMAT {
@@ -220,13 +235,28 @@ impl Checkpoint {
                 m.format
             )));
         }
-        if m.format_version != FORMAT_VERSION {
+        if !(OLDEST_READABLE..=FORMAT_VERSION).contains(&m.format_version) {
             return Err(bad(format!(
-                "format version {} cannot be read by this Kiln, which reads version {FORMAT_VERSION}",
+                "format version {} cannot be read by this Kiln, which reads versions \
+                 {OLDEST_READABLE} to {FORMAT_VERSION}",
                 m.format_version
             )));
         }
         m.model.validate()?;
+        let (_, header) = SafeTensors::read_metadata(&self.weights)
+            .map_err(|e| bad(format!("the weights are unreadable: {e}")))?;
+        let stored: usize = header
+            .tensors()
+            .values()
+            .map(|t| t.shape.iter().product::<usize>())
+            .sum();
+        let described = Gpt::num_params_of(&m.model);
+        if described != stored {
+            return Err(bad(format!(
+                "{META_FILE} describes a model of {described} parameters but the weights hold \
+                 {stored} values; they do not belong together"
+            )));
+        }
         let tokenizer = Tokenizer::from_json(&m.tokenizer)?;
         if tokenizer.vocab_size() != m.model.vocab_size {
             return Err(bad(format!(
@@ -253,7 +283,7 @@ impl Checkpoint {
         let model = decode_weights(
             Gpt::new(&self.meta.model, 0, device),
             &self.weights,
-            &self.meta.param_ids,
+            self.meta.format_version,
             false,
         )?;
         Ok((model, tokenizer))
@@ -273,9 +303,9 @@ impl Checkpoint {
         }
         let (model, _) = self.load_model(device)?;
         let model = model.merge_lora();
-        let (weights, param_ids) = encode_weights(&model).await?;
+        let weights = encode_weights(&model).await?;
         let mut meta = self.meta.clone();
-        (meta.model, meta.param_ids) = (model.config().clone(), param_ids);
+        (meta.model, meta.format_version) = (model.config().clone(), FORMAT_VERSION);
         Ok(Self {
             meta,
             weights,
@@ -343,7 +373,7 @@ impl Checkpoint {
         let mut trainer = self.trainer(data, preset, device, m.step, m.elapsed, false)?;
         if let Some(bytes) = &self.optimizer {
             let device = trainer.device().clone().inner();
-            let optim = decode_optimizer(bytes, trainer.model(), &device)?;
+            let optim = decode_optimizer(bytes, m.format_version, trainer.model(), &device)?;
             trainer.set_optimizer(optim);
         }
         Ok(trainer)
@@ -398,7 +428,7 @@ impl Checkpoint {
         let model = decode_weights(
             Gpt::new(&preset.model, preset.train.seed, &device),
             &self.weights,
-            &self.meta.param_ids,
+            self.meta.format_version,
             finetune,
         )?;
         Trainer::with_model(model, preset, tokenizer, data, device, step, elapsed)
@@ -423,22 +453,55 @@ impl Checkpoint {
         serde_json::to_string_pretty(&self.meta).map_err(|e| bad(e.to_string()))
     }
 
-    /// Writes `model.safetensors`, `checkpoint.json` and `optimizer.bpk` into `dir`. Each file is
-    /// written to a temporary name and renamed, so a crash mid-save leaves the previous file whole.
+    /// Saves into `dir` atomically as a set: the three files go into a new version folder
+    /// (`dir/step-<step>-<n>/`), then the pointer `dir/current` is switched to it with one
+    /// rename, then older versions are removed. A crash at any point leaves `current` naming a
+    /// whole checkpoint, the previous one until the switch (as the page's OPFS storage does).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save_dir(&self, dir: &std::path::Path) -> Result<()> {
+        self.save_dir_with(dir, |_| Ok(()))
+    }
+
+    /// [`Checkpoint::save_dir`], calling `after(file)` once each file is written and after the
+    /// switch (`CURRENT_FILE`): an error from it stops the save there, as a crash would.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn save_dir_with(
+        &self,
+        dir: &std::path::Path,
+        mut after: impl FnMut(&str) -> Result<()>,
+    ) -> Result<()> {
         std::fs::create_dir_all(dir)?;
-        let write = |name: &str, bytes: &[u8]| write_atomic(dir, name, bytes);
+        let version = new_version_dir(dir, self.meta.step)?;
+        let path = dir.join(&version);
+        let mut write = |name: &str, bytes: &[u8]| {
+            write_atomic(&path, name, bytes)?;
+            after(name)
+        };
         write(WEIGHTS_FILE, &self.weights)?;
         if let Some(opt) = &self.optimizer {
             write(OPTIMIZER_FILE, opt)?;
         }
-        // The metadata goes last: it names the step the other two files belong to.
-        write(META_FILE, self.meta_json()?.as_bytes())
+        write(META_FILE, self.meta_json()?.as_bytes())?;
+        // The switch: until this rename the previous version is the checkpoint.
+        write_atomic(dir, CURRENT_FILE, version.as_bytes())?;
+        after(CURRENT_FILE)?;
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            let stale = name.starts_with(VERSION_PREFIX) && name != version;
+            if stale || name.ends_with(".tmp") || LEGACY_FILES.contains(&name.as_ref()) {
+                let p = dir.join(name.as_ref());
+                let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+            }
+        }
+        Ok(())
     }
 
+    /// Reads the checkpoint `dir/current` names, or (a checkpoint written by an older Kiln, or
+    /// assembled by hand) the three files directly in `dir`.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir(dir: &std::path::Path) -> Result<Self> {
+        let dir = &current_dir(dir)?;
         let read = |name: &str| read_file(dir, name);
         let optimizer = dir
             .join(OPTIMIZER_FILE)
@@ -446,6 +509,56 @@ impl Checkpoint {
             .then(|| read(OPTIMIZER_FILE))
             .transpose()?;
         Self::from_parts(&read(META_FILE)?, read(WEIGHTS_FILE)?, optimizer)
+    }
+
+    /// Whether `dir` holds a checkpoint (to resume rather than start a run there).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn exists_in(dir: &std::path::Path) -> bool {
+        current_dir(dir).is_ok_and(|d| d.join(META_FILE).exists())
+    }
+}
+
+/// The pointer file of a checkpoint directory: the name of its current version folder.
+pub const CURRENT_FILE: &str = "current";
+#[cfg(not(target_arch = "wasm32"))]
+const VERSION_PREFIX: &str = "step-";
+/// Files a version-less (older) save left directly in the directory, superseded by a new save.
+#[cfg(not(target_arch = "wasm32"))]
+const LEGACY_FILES: [&str; 3] = [WEIGHTS_FILE, META_FILE, OPTIMIZER_FILE];
+
+/// The folder holding the files of the checkpoint in `dir`.
+#[cfg(not(target_arch = "wasm32"))]
+fn current_dir(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    match std::fs::read_to_string(dir.join(CURRENT_FILE)) {
+        Ok(version) => {
+            let version = version.trim();
+            if !version.starts_with(VERSION_PREFIX) || version.contains(['/', '\\']) {
+                return Err(bad(format!(
+                    "{} names \"{version}\", which is not a checkpoint version",
+                    dir.join(CURRENT_FILE).display()
+                )));
+            }
+            Ok(dir.join(version))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(dir.to_path_buf()),
+        Err(e) => Err(bad(format!(
+            "cannot read {}: {e}",
+            dir.join(CURRENT_FILE).display()
+        ))),
+    }
+}
+
+/// Creates a fresh, empty version folder in `dir` and returns its name.
+#[cfg(not(target_arch = "wasm32"))]
+fn new_version_dir(dir: &std::path::Path, step: usize) -> Result<String> {
+    let mut n = 0;
+    loop {
+        let name = format!("{VERSION_PREFIX}{step}-{n}");
+        match std::fs::create_dir(dir.join(&name)) {
+            Ok(()) => return Ok(name),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -460,8 +573,12 @@ pub(crate) fn read_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
 /// previous file whole.
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn write_atomic(dir: &std::path::Path, name: &str, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
     let tmp = dir.join(format!("{name}.tmp"));
-    std::fs::write(&tmp, bytes)?;
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    // On disk before the rename makes it visible, so a power cut cannot leave a torn file.
+    file.sync_all()?;
     std::fs::rename(&tmp, dir.join(name))?;
     Ok(())
 }
@@ -512,17 +629,18 @@ async fn encode(
 async fn encode_optimizer(optim: &AdamW) -> Result<Vec<u8>> {
     let mut named = Vec::with_capacity(2 * optim.moments.len());
     for (path, m) in &optim.moments {
+        let name = stored_name(path, FORMAT_VERSION);
         for (kind, t) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
-            named.push((format!("{path}.{kind}"), t.dims().to_vec(), t.clone()));
+            named.push((format!("{name}.{kind}"), t.dims().to_vec(), t.clone()));
         }
     }
     let meta = HashMap::from([("steps".to_string(), optim.steps.to_string())]);
     encode(named, meta).await
 }
 
-/// Rebuilds the optimizer on `device`; every moment must belong to a parameter of `model` and
-/// have its size.
-fn decode_optimizer(bytes: &[u8], model: &Gpt, device: &Device) -> Result<AdamW> {
+/// Rebuilds the optimizer (saved in format `version`) on `device`; every moment must belong to
+/// a parameter of `model` and have its size.
+fn decode_optimizer(bytes: &[u8], version: u32, model: &Gpt, device: &Device) -> Result<AdamW> {
     let fail = |e: String| bad(format!("the optimizer state is unreadable: {e}"));
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| fail(e.to_string()))?;
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| fail(e.to_string()))?;
@@ -534,76 +652,67 @@ fn decode_optimizer(bytes: &[u8], model: &Gpt, device: &Device) -> Result<AdamW>
         .ok_or_else(|| fail("it does not say how many steps it has taken".into()))?;
     let mut collect = Collect::default();
     model.visit(&mut collect);
-    let sizes: HashMap<String, usize> = collect
+    // Stored name -> (Kiln path, number of values).
+    let params: HashMap<String, (String, usize)> = collect
         .params
         .into_iter()
-        .map(|(path, _, shape, _)| (path, shape.iter().product()))
+        .map(|(path, shape, _)| (stored_name(&path, version), (path, shape.iter().product())))
         .collect();
-    let read = |path: &str, kind: &str| -> Result<Tensor<1>> {
-        let name = format!("{path}.{kind}");
+    let read = |name: &str, kind: &str, size: usize| -> Result<Tensor<1>> {
+        let name = format!("{name}.{kind}");
         let view = tensors
             .tensor(&name)
             .map_err(|_| fail(format!("{name} is missing")))?;
         let data = f32s(&name, &view).map_err(fail)?;
-        if data.len() != sizes[path] {
+        if data.len() != size {
             return Err(fail(format!(
-                "{name} has {} values but the parameter has {}",
+                "{name} has {} values but the parameter has {size}",
                 data.len(),
-                sizes[path]
             )));
         }
-        Ok(Tensor::from_data(
-            TensorData::new(data, [sizes[path]]),
-            device,
-        ))
+        Ok(Tensor::from_data(TensorData::new(data, [size]), device))
     };
     let mut moments = BTreeMap::new();
     for name in tensors.names() {
-        let path = name
+        let (stored, (path, size)) = name
             .strip_suffix(".exp_avg_sq")
             .or_else(|| name.strip_suffix(".exp_avg"))
-            .filter(|path| sizes.contains_key(*path))
+            .and_then(|stored| params.get_key_value(stored))
             .ok_or_else(|| fail(format!("{name} belongs to no parameter of this model")))?;
         if !moments.contains_key(path) {
             let m = Moments {
-                exp_avg: read(path, "exp_avg")?,
-                exp_avg_sq: read(path, "exp_avg_sq")?,
+                exp_avg: read(stored, "exp_avg", *size)?,
+                exp_avg_sq: read(stored, "exp_avg_sq", *size)?,
             };
-            moments.insert(path.to_owned(), m);
+            moments.insert(path.clone(), m);
         }
     }
     Ok(AdamW { steps, moments })
 }
 
-/// The model's parameters as safetensors bytes, and their ids by path.
-async fn encode_weights(model: &Gpt) -> Result<(Vec<u8>, BTreeMap<String, u64>)> {
+/// The model's parameters as safetensors bytes, named as [`stored_name`] says.
+async fn encode_weights(model: &Gpt) -> Result<Vec<u8>> {
     let mut collect = Collect::default();
     model.visit(&mut collect);
-    let mut ids = BTreeMap::new();
-    let mut named = Vec::with_capacity(collect.params.len());
-    for (name, id, shape, flat) in collect.params {
-        ids.insert(name.clone(), id.val());
-        named.push((name, shape, flat));
-    }
+    let named = collect
+        .params
+        .into_iter()
+        .map(|(path, shape, flat)| (stored_name(&path, FORMAT_VERSION), shape, flat))
+        .collect();
     let info = HashMap::from([("format".to_string(), "pt".to_string())]);
-    Ok((encode(named, info).await?, ids))
+    encode(named, info).await
 }
 
-/// Loads safetensors bytes into `model`; every parameter must be present with its shape (when
-/// finetuning: every parameter but the new parts, and the checkpoint may hold more, such as an
-/// old classifier head).
-fn decode_weights(
-    model: Gpt,
-    weights: &[u8],
-    ids: &BTreeMap<String, u64>,
-    finetune: bool,
-) -> Result<Gpt> {
+/// Loads safetensors bytes (of format `version`) into `model`; every parameter must be present
+/// with its shape (when finetuning: every parameter but the new parts, and the checkpoint may
+/// hold more, such as an old classifier head).
+fn decode_weights(model: Gpt, weights: &[u8], version: u32, finetune: bool) -> Result<Gpt> {
     let tensors = SafeTensors::deserialize(weights)
         .map_err(|e| bad(format!("the weights are unreadable: {e}")))?;
     let mut load = Load {
         path: Vec::new(),
         tensors: &tensors,
-        ids,
+        version,
         finetune,
         used: 0,
         error: None,
@@ -620,4 +729,96 @@ fn decode_weights(
         )));
     }
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint whose every part says which step it belongs to.
+    fn at_step(step: usize) -> Checkpoint {
+        let preset = crate::config::preset("tiny").unwrap();
+        Checkpoint {
+            meta: Meta {
+                format: FORMAT.into(),
+                format_version: FORMAT_VERSION,
+                model: preset.model,
+                train: preset.train,
+                tokenizer: String::new(),
+                step,
+                elapsed: 0.0,
+            },
+            weights: vec![step as u8; 64],
+            optimizer: Some(vec![step as u8; 32]),
+        }
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("kiln-ckpt-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// The step of the checkpoint in `dir`, after checking its three parts belong together.
+    fn loaded_step(dir: &std::path::Path) -> usize {
+        let c = Checkpoint::load_dir(dir).unwrap();
+        assert_eq!(
+            c.weights,
+            vec![c.meta.step as u8; 64],
+            "weights of another step"
+        );
+        assert_eq!(
+            c.optimizer,
+            Some(vec![c.meta.step as u8; 32]),
+            "optimizer of another step"
+        );
+        c.meta.step
+    }
+
+    /// A save killed after each of its files in turn leaves the previous checkpoint whole; one
+    /// killed after the switch leaves the new one whole.
+    #[test]
+    fn an_interrupted_save_leaves_a_whole_checkpoint() {
+        let dir = temp("interrupted");
+        at_step(1).save_dir(&dir).unwrap();
+        for stop in [WEIGHTS_FILE, OPTIMIZER_FILE, META_FILE, CURRENT_FILE] {
+            let killed = at_step(2).save_dir_with(&dir, |file| match file == stop {
+                true => Err(bad("killed")),
+                false => Ok(()),
+            });
+            assert!(killed.is_err());
+            let expected = if stop == CURRENT_FILE { 2 } else { 1 };
+            assert_eq!(loaded_step(&dir), expected, "killed after {stop}");
+            assert!(Checkpoint::exists_in(&dir));
+            at_step(1).save_dir(&dir).unwrap();
+            assert_eq!(loaded_step(&dir), 1);
+        }
+        // A finished save removes what killed saves and older versions left behind.
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}"); // `current` and one version
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A directory of the three files (an older Kiln's save) loads, and a new save replaces it.
+    #[test]
+    fn a_flat_checkpoint_directory_loads_and_is_replaced_by_a_versioned_save() {
+        let dir = temp("flat");
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = at_step(3);
+        std::fs::write(dir.join(WEIGHTS_FILE), &old.weights).unwrap();
+        std::fs::write(dir.join(OPTIMIZER_FILE), old.optimizer.as_ref().unwrap()).unwrap();
+        std::fs::write(dir.join(META_FILE), old.meta_json().unwrap()).unwrap();
+        assert_eq!(loaded_step(&dir), 3);
+        at_step(4).save_dir(&dir).unwrap();
+        assert_eq!(loaded_step(&dir), 4);
+        assert!(!dir.join(WEIGHTS_FILE).exists());
+        assert!(!Checkpoint::exists_in(&dir.join("nothing")));
+        std::fs::write(dir.join(CURRENT_FILE), "../elsewhere").unwrap();
+        let err = Checkpoint::load_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("not a checkpoint version"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -167,7 +167,8 @@ fn enabled() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     pub batch_size: usize,
-    /// Micro-batches whose gradients are summed before one optimizer step.
+    /// Micro-batches per optimizer step; the step follows the gradient of the mean loss over
+    /// all their counted targets.
     pub grad_accum: usize,
     /// Peak learning rate, reached after the warmup.
     pub lr: f64,
@@ -227,6 +228,11 @@ pub struct Preset {
     pub model: ModelConfig,
     pub train: TrainConfig,
 }
+
+/// Finetuning's default peak learning rate for the whole model (GPT-2 finetuning's usual 3e-5).
+pub const FINETUNE_LR: f64 = 3e-5;
+/// Finetuning's default peak learning rate for LoRA adapters (as PEFT's examples use).
+pub const LORA_LR: f64 = 1e-3;
 
 /// Names accepted by [`preset`].
 pub const PRESETS: &[&str] = &["tiny", "shakespeare-baby", "shakespeare-char"];
@@ -315,6 +321,35 @@ impl ModelConfig {
         if self.n_layer == 0 {
             return fail("n_layer must be at least 1".into());
         }
+        // Far beyond what a browser or this CLI can train, and small enough that sizes
+        // computed from them cannot overflow (a config file is user input).
+        for (name, value, max) in [
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("block_size", self.block_size, 1 << 20),
+            ("n_layer", self.n_layer, 1 << 10),
+            ("n_head", self.n_head, 1 << 12),
+            ("n_embd", self.n_embd, 1 << 16),
+        ] {
+            if value > max {
+                return fail(format!("{name} is {value}; Kiln allows at most {max}"));
+            }
+        }
+        if let Some(l) = &self.lora
+            && l.rank > self.n_embd
+        {
+            return fail(format!(
+                "the LoRA rank ({}) must not exceed n_embd ({})",
+                l.rank, self.n_embd
+            ));
+        }
+        if let Task::Classify { classes, .. } = &self.task
+            && classes.len() > 1 << 16
+        {
+            return fail(format!(
+                "a classifier of {} classes is too many",
+                classes.len()
+            ));
+        }
         if self.n_head == 0 {
             return fail("n_head must be at least 1".into());
         }
@@ -369,6 +404,25 @@ impl ModelConfig {
 }
 
 impl TrainConfig {
+    /// This schedule with finetuning's defaults in the fields not named in `chosen` (the ones
+    /// the user set): a small peak learning rate ([`FINETUNE_LR`], or [`LORA_LR`] for adapters,
+    /// which start at zero), a decay to a tenth of it, and a short warmup (5% of the steps, 1 to
+    /// 100). Pretraining rates (1e-3 to 3e-3 for the presets) would wreck a pretrained model's
+    /// weights in a few steps.
+    pub fn with_finetuning_defaults(mut self, lora: bool, chosen: &[&str]) -> Self {
+        let free = |key: &str| !chosen.contains(&key);
+        if free("lr") {
+            self.lr = if lora { LORA_LR } else { FINETUNE_LR };
+        }
+        if free("min_lr") {
+            self.min_lr = self.lr / 10.0;
+        }
+        if free("warmup_steps") {
+            self.warmup_steps = (self.max_steps / 20).clamp(1, 100);
+        }
+        self
+    }
+
     /// Rejects schedules that cannot run.
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::Config(msg));
@@ -437,8 +491,9 @@ impl Preset {
         Ok(())
     }
 
-    /// Applies `key=value` overrides (`n_layer=2`, `lr=3e-4`, `position=rope`) to whichever of the
-    /// model or training config has that key, then validates the training config.
+    /// Applies a `key=value` override (`n_layer=2`, `lr=3e-4`, `position=rope`) to whichever of
+    /// the model or training config has that key. Only the value's type is checked here; the
+    /// whole preset is validated when a run is built from it.
     pub fn set(&mut self, assignment: &str) -> Result<()> {
         let (key, value) = assignment.split_once('=').ok_or_else(|| {
             Error::Config(format!("\"{assignment}\" is not of the form key=value"))
@@ -506,6 +561,24 @@ mod tests {
         let mut p = tiny();
         p.model.block_size = 0;
         assert!(matches!(p.model.validate(), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn finetuning_defaults_are_small_and_warm_up_briefly() {
+        let base = tiny().train;
+        let full = base.clone().with_finetuning_defaults(false, &[]);
+        assert_eq!((full.lr, full.min_lr, full.warmup_steps), (3e-5, 3e-6, 10));
+        full.validate().unwrap();
+        let lora = base.clone().with_finetuning_defaults(true, &[]);
+        assert_eq!((lora.lr, lora.warmup_steps), (1e-3, 10));
+        // What the user set stays; the rest follows it.
+        let chosen = TrainConfig {
+            lr: 1e-4,
+            max_steps: 5,
+            ..base
+        };
+        let kept = chosen.with_finetuning_defaults(false, &["lr", "max_steps"]);
+        assert_eq!((kept.lr, kept.min_lr, kept.warmup_steps), (1e-4, 1e-5, 1));
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub async fn generate_async(
             pending = ids[ids.len() - block..].to_vec();
         }
         let logits =
-            last_logits(model.forward(tensor_of(&pending, device), Some(&mut cache))).await?;
+            last_logits(model.forward(tensor_of(&pending, device), Some(&mut cache))?).await?;
         let next = sample_logits(&logits, cfg, &mut rng);
         ids.push(next);
         text = tokenizer.decode(&ids[prompt_len..])?;
@@ -175,44 +175,65 @@ pub struct Score {
 
 /// [`score_async`], blocking (native only).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn score(model: &Gpt, tokenizer: &Tokenizer, text: &str, device: &Device) -> Result<Score> {
-    crate::backend::block_on(score_async(model, tokenizer, text, device))
+pub fn score(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    text: &str,
+    stride: Option<usize>,
+    device: &Device,
+) -> Result<Score> {
+    crate::backend::block_on(score_async(model, tokenizer, text, stride, device))
 }
 
-/// Scores a text: each token conditioned on up to `block_size` tokens before it (texts longer
-/// than the context are scored in consecutive windows).
+/// Scores a text: every token but the first once, given as many tokens before it as fit.
+///
+/// A text longer than the context is scored with a sliding window (Hugging Face's perplexity
+/// recipe): the first window scores its first `block_size` targets, and each next window moves
+/// `stride` tokens on (default `block_size / 2`) and scores only the `stride` targets it adds,
+/// each with at least `block_size - stride` tokens of context. `stride = 1` gives every token
+/// the full context, at one forward pass per token.
 pub async fn score_async(
     model: &Gpt,
     tokenizer: &Tokenizer,
     text: &str,
+    stride: Option<usize>,
     device: &Device,
 ) -> Result<Score> {
     text_model(model)?;
+    let block = model.config().block_size;
+    let stride = stride.unwrap_or((block / 2).max(1));
+    if stride == 0 || stride > block {
+        return Err(Error::Config(format!(
+            "the scoring stride must be between 1 and the block_size ({block}), got {stride}"
+        )));
+    }
     let ids = tokenizer.encode(text)?;
     if ids.len() < 2 {
         return Err(Error::Data(
             "scoring needs a text of at least two tokens".into(),
         ));
     }
-    let block = model.config().block_size;
+    let last = ids.len() - 1; // the index of the last target
     let mut log_prob = 0.0;
-    let mut start = 0;
-    while start + 1 < ids.len() {
-        let end = (start + block + 1).min(ids.len());
-        let window = &ids[start..end];
-        let logits = model.forward(tensor_of(&window[..window.len() - 1], device), None);
+    let mut scored = 0; // targets ids[1..=scored] have been scored
+    while scored < last {
+        let end = if scored == 0 { block } else { scored + stride }.min(last);
+        let start = end.saturating_sub(block);
+        // Inputs ids[start..end] predict ids[start + 1..=end]; the new targets are the last ones.
+        let logits = model.forward(tensor_of(&ids[start..end], device), None)?;
         let [_, t, v] = logits.dims();
+        let new = end - scored;
         let logp = burn::tensor::activation::log_softmax(logits.reshape([t, v]), 1);
-        let targets = tensor_of(&window[1..], device).reshape([t, 1]);
+        let logp = logp.slice([t - new..t, 0..v]);
+        let targets = tensor_of(&ids[end + 1 - new..=end], device).reshape([new, 1]);
         let picked = read_f32(logp.gather(1, targets)).await?;
         log_prob += picked.iter().map(|&x| x as f64).sum::<f64>();
-        start = end - 1;
+        scored = end;
     }
-    let tokens = ids.len() - 1;
     Ok(Score {
-        tokens,
+        tokens: last,
         log_prob,
-        perplexity: (-log_prob / tokens as f64).exp(),
+        perplexity: (-log_prob / last as f64).exp(),
     })
 }
 
@@ -256,7 +277,7 @@ pub async fn classify_async(
     if ids.is_empty() {
         return Err(Error::Data("type some text to classify".into()));
     }
-    let logits = last_logits(model.forward(tensor_of(&ids, device), None)).await?;
+    let logits = last_logits(model.forward(tensor_of(&ids, device), None)?).await?;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
     let total: f32 = exp.iter().sum();

@@ -4,7 +4,7 @@
 //!
 //! Kiln's GPT is GPT-2's architecture when it uses learned positions, LayerNorm, GELU and a tied
 //! head, and its weights are already in GPT-2's Conv1D orientation (`[in, out]`), so the mapping
-//! is a renaming: `h.0.ln_1.Layer.gamma` ↔ `transformer.h.0.ln_1.weight`. A model built without
+//! is a prefix: `h.0.ln_1.weight` ↔ `transformer.h.0.ln_1.weight`. A model built without
 //! biases exports zero biases, which computes the same function.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::{Value, json};
 
-use crate::checkpoint::{Checkpoint, FORMAT, FORMAT_VERSION, Meta, RngState, bad};
+use crate::checkpoint::{Checkpoint, FORMAT, FORMAT_VERSION, Meta, bad, stored_name};
 use crate::config::{self, Mlp, ModelConfig, Norm, Position};
 use crate::error::{Error, Result};
 
@@ -51,10 +51,12 @@ impl Gpt2Files {
             String::from_utf8(read_file(dir, name)?)
                 .map_err(|_| bad(format!("{name} is not UTF-8 text")))
         };
+        // config.json first: a directory without one is not a transformers model at all.
+        let config = text(CONFIG_FILE)?;
         Ok(Self {
-            weights: read_file(dir, crate::checkpoint::WEIGHTS_FILE)?,
-            config: text(CONFIG_FILE)?,
             tokenizer: text(TOKENIZER_FILE)?,
+            weights: read_file(dir, crate::checkpoint::WEIGHTS_FILE)?,
+            config,
         })
     }
 }
@@ -90,27 +92,23 @@ pub fn check(c: &ModelConfig) -> Result<()> {
     }
 }
 
-/// Kiln's tensor name → GPT-2's.
-fn to_hf(name: &str) -> String {
-    let name = name
-        .replace(".Layer.gamma", ".weight")
-        .replace(".Layer.beta", ".bias");
+/// GPT-2's tensor name for a tensor of a checkpoint in format `version`.
+fn to_hf(name: &str, version: u32) -> String {
+    // Format 2 stored Kiln's module paths; the format's own names are GPT-2's, unprefixed.
+    let name = match version {
+        2 => stored_name(name, FORMAT_VERSION),
+        _ => name.to_owned(),
+    };
     format!("transformer.{name}")
 }
 
-/// GPT-2's tensor name → Kiln's; `None` for what Kiln does not keep (the tied head, the causal
-/// mask buffers). Names with or without the `transformer.` prefix are accepted.
+/// GPT-2's tensor name → the checkpoint's; `None` for what Kiln does not keep (the tied head,
+/// the causal mask buffers). Names with or without the `transformer.` prefix are accepted.
 fn from_hf(name: &str) -> Option<String> {
     let name = name.strip_prefix("transformer.").unwrap_or(name);
-    if name == "lm_head.weight" || name.ends_with(".attn.bias") || name.ends_with(".masked_bias") {
-        return None;
-    }
-    let norm = name.starts_with("ln_f.") || name.contains(".ln_1.") || name.contains(".ln_2.");
-    Some(match (norm, name.rsplit_once('.')) {
-        (true, Some((module, "weight"))) => format!("{module}.Layer.gamma"),
-        (true, Some((module, "bias"))) => format!("{module}.Layer.beta"),
-        _ => name.to_string(),
-    })
+    let dropped =
+        name == "lm_head.weight" || name.ends_with(".attn.bias") || name.ends_with(".masked_bias");
+    (!dropped).then(|| name.to_string())
 }
 
 /// f32 tensors by name, as owned shapes and little-endian bytes.
@@ -143,7 +141,8 @@ impl Checkpoint {
             if view.dtype() != Dtype::F32 {
                 return Err(bad(format!("tensor {name} is {:?}, not f32", view.dtype())));
             }
-            tensors.insert(to_hf(&name), (view.shape().to_vec(), view.data().to_vec()));
+            let hf = to_hf(&name, self.meta.format_version);
+            tensors.insert(hf, (view.shape().to_vec(), view.data().to_vec()));
         }
         // GPT-2 always has biases; zeros leave the function as it was.
         let d = c.n_embd;
@@ -276,15 +275,10 @@ impl Checkpoint {
                 format: FORMAT.into(),
                 format_version: FORMAT_VERSION,
                 model,
-                rng: RngState {
-                    seed: train.seed,
-                    step: 0,
-                },
                 train,
                 tokenizer: files.tokenizer.clone(),
                 step: 0,
                 elapsed: 0.0,
-                param_ids: BTreeMap::new(),
             },
             weights: serialize(&tensors)?,
             optimizer: None,

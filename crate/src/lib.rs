@@ -17,6 +17,7 @@ pub mod lora;
 pub mod model;
 pub mod optim;
 pub mod train;
+pub mod verify;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

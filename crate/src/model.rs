@@ -19,6 +19,7 @@ use rand_distr::{Distribution, Normal};
 
 use crate::config::{self, ModelConfig, Pooling, Position, Task};
 use crate::data::examples::IGNORE;
+use crate::error::{Error, Result};
 use crate::kernels::cross_entropy::cross_entropy;
 use crate::kernels::{self, attention, norm};
 
@@ -233,15 +234,27 @@ impl Gpt {
     /// `[batch, time, classes]`, position `t` classifying the text up to `t`.
     ///
     /// With a cache, `idx` continues the cached sequence: its keys and values are appended and
-    /// positions start at `cache.len()`. The total length must not exceed `block_size`.
-    pub fn forward(&self, idx: Tensor<2, Int>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
+    /// positions start at `cache.len()`. A context longer than `block_size` (cache included) is
+    /// an error: the model has no position past it.
+    pub fn forward(
+        &self,
+        idx: Tensor<2, Int>,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor<3>> {
         let [_, t] = idx.dims();
         let device = idx.device();
         let start = cache.as_ref().map_or(0, |c| c.len);
-        debug_assert!(
-            start + t <= self.config.block_size,
-            "context longer than block_size"
-        );
+        if start + t > self.config.block_size || t == 0 {
+            return Err(Error::Data(format!(
+                "the model reads 1 to {} tokens at a time (its block_size), but was given {}{}",
+                self.config.block_size,
+                t,
+                match start {
+                    0 => String::new(),
+                    _ => format!(" after {start} cached"),
+                }
+            )));
+        }
         let mut x = self.wte.forward(idx);
         if let Some(wpe) = &self.wpe {
             let pos = Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &device);
@@ -270,12 +283,12 @@ impl Gpt {
                 Pooling::Last => x,
                 Pooling::Mean => causal_mean(x),
             };
-            return linear(score, x, run);
+            return Ok(linear(score, x, run));
         }
-        match &self.lm_head {
+        Ok(match &self.lm_head {
             Some(head) => linear(head, x, run),
             None => matmul(x, self.wte.weight.val().transpose(), run),
-        }
+        })
     }
 
     /// Mean cross-entropy of `logits [B, T, V]` against `targets [B, T]` over the targets that

@@ -10,6 +10,7 @@ use web_time::Instant;
 use crate::backend::read_f32;
 use crate::config::{Preset, TrainConfig};
 use crate::data::batcher::Rows;
+use crate::data::examples::IGNORE;
 use crate::data::{Batch, Batches, Dataset, Tokenizer, step_rng};
 use crate::error::{Error, Result};
 use crate::model::Gpt;
@@ -21,7 +22,7 @@ pub struct Metrics {
     /// Optimizer steps completed.
     pub step: usize,
     pub max_steps: usize,
-    /// Mean training loss of this step's micro-batches.
+    /// Mean training loss over the counted targets of this step's micro-batches.
     pub loss: f32,
     /// Validation loss, on steps where it was measured.
     pub val_loss: Option<f32>,
@@ -206,6 +207,12 @@ fn tensors(batch: Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
         Tensor::from_data(TensorData::new(batch.inputs, shape), device),
         Tensor::from_data(TensorData::new(batch.targets, shape), device),
     )
+}
+
+/// The loss of `model` (for inference: no autodiff, no dropout) on `batch`.
+pub(crate) async fn loss_of(model: &Gpt, batch: Batch, device: &Device) -> Result<f32> {
+    let (x, y) = tensors(batch, device);
+    Ok(read_f32(model.loss(model.forward(x, None)?, y)).await?[0])
 }
 
 /// A model, its optimizer and its data: everything a training run needs.
@@ -414,8 +421,15 @@ impl Trainer {
         let lr = lr_at(c, self.step);
         self.device
             .seed(c.seed ^ (self.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let n = batches.len();
         let tokens: usize = batches.iter().map(|b| b.inputs.len()).sum();
+        // Each micro-batch's loss is a mean over its own counted targets; weighting it by its
+        // share of all counted targets makes the step's loss the mean over every counted target
+        // of the step (not a mean of means, which over-weights sparsely labelled micro-batches).
+        let counted: Vec<usize> = batches
+            .iter()
+            .map(|b| b.targets.iter().filter(|&&t| t != IGNORE).count())
+            .collect();
+        let total = counted.iter().sum::<usize>().max(1) as f64;
         // Mixed precision: the loss is scaled up before the backward pass so small f16 gradients
         // do not flush to zero, and the clipping pass scales the gradients back down.
         let scale = if self.mixed_precision() {
@@ -425,10 +439,11 @@ impl Trainer {
         };
         let mut accum = GradientsAccumulator::<Gpt>::new();
         let mut loss_sum: Option<Tensor<1>> = None;
-        for batch in batches {
+        for (batch, counted) in batches.into_iter().zip(counted) {
             let (x, y) = tensors(batch, &self.device);
-            let loss = self.model.loss(self.model.forward(x, None), y);
-            let grads = (loss.clone() * (scale as f64 / n as f64)).backward();
+            let share = counted as f64 / total;
+            let loss = self.model.loss(self.model.forward(x, None)?, y) * share;
+            let grads = (loss.clone() * scale as f64).backward();
             accum.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
             let loss = loss.detach().inner();
             loss_sum = Some(loss_sum.map_or(loss.clone(), |s| s + loss));
@@ -442,9 +457,22 @@ impl Trainer {
             });
         }
         let norm = unscale_and_clip(&self.model, &mut grads, c.grad_clip, scale as f64);
-        // An overflow in f16 shows as a non-finite norm: skip the update and halve the scale.
-        // Reading the norm before the update costs mixed precision one wait per step.
-        let overflow = scale != 1.0 && !read_f32(norm.clone().inner()).await?[0].is_finite();
+        // The loss and norm are read before the update: a non-finite one must not reach the
+        // weights. (f16 overflow shows as a non-finite norm too: mixed precision skips that
+        // update and halves the scale.)
+        let loss_sum = loss_sum.expect("at least one batch");
+        let read = read_f32(Tensor::cat(vec![loss_sum, norm.inner()], 0)).await?;
+        let (loss, grad_norm) = (read[0], read[1]);
+        let overflow = scale != 1.0 && !grad_norm.is_finite();
+        if !loss.is_finite() || (!overflow && !grad_norm.is_finite()) {
+            return Err(Error::Backend(format!(
+                "the loss became {loss} (gradient norm {grad_norm}) at step {}; the weights are \
+                 still those of step {}. Lower the learning rate or enable grad_clip; if it \
+                 happens on WebGPU only, the GPU computes wrong (try the CPU backend)",
+                self.step + 1,
+                self.step
+            )));
+        }
         if overflow {
             self.loss_scale /= 2.0;
             self.good_steps = 0;
@@ -457,15 +485,6 @@ impl Trainer {
                 }
             }
             self.model = self.optim.step(c, lr, self.model.clone(), grads);
-        }
-        let loss_sum = loss_sum.expect("at least one batch");
-        let read = read_f32(Tensor::cat(vec![loss_sum, norm.inner()], 0)).await?;
-        let (loss, grad_norm) = (read[0] / n as f32, read[1]);
-        if !loss.is_finite() {
-            return Err(Error::Backend(format!(
-                "the loss became {loss} at step {}; lower the learning rate or enable grad_clip",
-                self.step
-            )));
         }
         let secs = started.elapsed().as_secs_f64();
         self.elapsed += secs;
@@ -489,6 +508,12 @@ impl Trainer {
         crate::backend::block_on(self.evaluate_async())
     }
 
+    /// The first validation batch of every evaluation: a fixed probe of the model.
+    pub(crate) fn probe_batch(&self) -> Batch {
+        self.val
+            .sample(&mut step_rng(self.preset.train.seed, EVAL_STREAM))
+    }
+
     /// Mean loss over `eval_steps` fixed validation batches, without gradients or dropout.
     pub async fn evaluate_async(&self) -> Result<f32> {
         let c = &self.preset.train;
@@ -498,7 +523,7 @@ impl Trainer {
         let mut sum: Option<Tensor<1>> = None;
         for _ in 0..c.eval_steps {
             let (x, y) = tensors(self.val.sample(&mut rng), &device);
-            let loss = model.loss(model.forward(x, None), y);
+            let loss = model.loss(model.forward(x, None)?, y);
             sum = Some(sum.map_or(loss.clone(), |s| s + loss));
         }
         let total = read_f32(sum.expect("eval_steps >= 1 is validated")).await?[0];
@@ -526,7 +551,7 @@ impl Trainer {
             let batch = Rows::batch(&chunk.iter().collect::<Vec<_>>());
             let block = batch.block;
             let (x, _) = tensors(batch, &device);
-            let predicted = read_f32(model.forward(x, None).argmax(2).float()).await?;
+            let predicted = read_f32(model.forward(x, None)?.argmax(2).float()).await?;
             for (r, row) in chunk.iter().enumerate() {
                 // The label sits on the text's last token, the only target that counts.
                 if let Some((t, &class)) = row.targets.iter().enumerate().find(|&(_, &c)| c >= 0) {

@@ -104,10 +104,49 @@ fn object(fields: Vec<(&str, JsValue)>) -> Result<Object, JsError> {
     Ok(out)
 }
 
-/// Panics become console errors with their message (a panic is a bug: it ends the worker).
+/// A panic is a bug, and it leaves this module unusable (wasm has no unwinding): besides the
+/// console's stack trace, its message goes to the worker's `self.kilnPanic(message)`, so the
+/// page can say what happened, start a fresh worker and offer the last checkpoint.
 #[wasm_bindgen(start)]
 pub fn start() {
-    console_error_panic_hook::set_once();
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let report = Reflect::get(&js_sys::global(), &JsValue::from_str("kilnPanic"))
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok());
+        if let Some(report) = report {
+            let _ = report.call1(&JsValue::NULL, &JsValue::from_str(&info.to_string()));
+        }
+    }));
+}
+
+/// One forward and backward pass of a fixed model on WebGPU against the same on the CPU
+/// backend: a [`crate::verify::Agreement`] as JSON.
+#[wasm_bindgen(js_name = crossCheck)]
+pub async fn cross_check() -> Result<String, JsError> {
+    let gpu = STATE.with_borrow(|s| device_of(s, BackendKind::Wgpu))?;
+    json(&crate::verify::cross_check(&gpu).await.map_err(js)?)
+}
+
+/// The current model's loss on a validation batch on its device and on the CPU backend: a
+/// [`crate::verify::Agreement`] as JSON.
+#[wasm_bindgen(js_name = checkRun)]
+pub async fn check_run() -> Result<String, JsError> {
+    json(&with_trainer(async |t| t.check_against_cpu_async().await).await?)
+}
+
+/// Tests only: multiplies the fused attention kernel's output by `factor` from now on (1
+/// restores it), as a faulty GPU would compute; see [`crate::verify::inject_fault`].
+#[wasm_bindgen(js_name = debugCorruptKernel)]
+pub fn debug_corrupt_kernel(factor: f32) {
+    crate::verify::inject_fault(factor);
+}
+
+/// Panics on purpose: the page's tests use it to prove that a panic is reported and recovered
+/// from. Nothing in the page calls it.
+#[wasm_bindgen(js_name = debugPanic)]
+pub fn debug_panic() {
+    panic!("a panic on purpose (debugPanic), to test recovery");
 }
 
 /// Opens Burn's wgpu runtime on the browser's WebGPU adapter; returns its description.
@@ -140,11 +179,17 @@ pub async fn use_backend(kind: String) -> Result<(), JsError> {
     Ok(())
 }
 
-/// Resumes `ckpt` on the current data.
+/// Resumes `ckpt` on the current data, which its tokenizer must read.
 fn resume(ckpt: Checkpoint, device: &Device) -> Result<Trainer, JsError> {
     STATE.with_borrow(|s| {
         let data = s.data.as_ref().ok_or_else(|| missing("data"))?;
-        ckpt.resume(data, device).map_err(js)
+        ckpt.resume(data, device).map_err(|e| match e {
+            crate::Error::Tokenizer(why) => JsError::new(&format!(
+                "this model cannot read the loaded text ({why}). Load the text it was trained on, \
+                 or another it can read, then load the model again"
+            )),
+            e => js(e),
+        })
     })
 }
 
@@ -318,7 +363,8 @@ pub async fn classify(text: String) -> Result<String, JsError> {
 }
 
 /// Milliseconds per training step of the configured model on `kind`, from `steps` steps after a
-/// warm-up step (which compiles the shaders). Uses a throwaway copy: the run is not touched.
+/// warm-up step (which compiles the shaders), on a fresh model of the same configuration: the
+/// run is not touched.
 #[wasm_bindgen(js_name = timeStep)]
 pub async fn time_step(kind: String, steps: usize) -> Result<f64, JsError> {
     let kind: BackendKind = kind.parse().map_err(js)?;
@@ -411,7 +457,7 @@ pub async fn generate(
 #[wasm_bindgen]
 pub async fn score(text: String) -> Result<String, JsError> {
     let score = with_model(async |model, tokenizer, device| {
-        generate::score_async(model, tokenizer, &text, device).await
+        generate::score_async(model, tokenizer, &text, None, device).await
     })
     .await?;
     json(&score)

@@ -43,8 +43,22 @@ fn loaded_model_generates_and_scores_like_the_saved_one() {
         sample(&model, &tokenizer, 8),
         "another seed, another text"
     );
-    let s1 = score(&model, &tokenizer, "To be, or not to be", &Device::flex()).unwrap();
-    let s2 = score(&model2, &tokenizer, "To be, or not to be", &Device::flex()).unwrap();
+    let s1 = score(
+        &model,
+        &tokenizer,
+        "To be, or not to be",
+        None,
+        &Device::flex(),
+    )
+    .unwrap();
+    let s2 = score(
+        &model2,
+        &tokenizer,
+        "To be, or not to be",
+        None,
+        &Device::flex(),
+    )
+    .unwrap();
     assert_eq!(s1, s2);
     assert_eq!(s1.tokens, 18);
     assert!(s1.log_prob < 0.0 && (s1.perplexity - (-s1.log_prob / 18.0).exp()).abs() < 1e-9);
@@ -108,13 +122,33 @@ fn tokenizer_vocab_mismatch_is_an_error() {
 
 #[test]
 fn shape_mismatch_is_an_error() {
+    // A config that describes another model than the weights hold is refused before a model
+    // is built (a huge one would otherwise be allocated first).
+    for (n_embd, n_layer) in [(64, 2), (32, 1), (1 << 16, 1 << 10)] {
+        let (mut ckpt, _) = common::trained_tiny();
+        (ckpt.meta.model.n_embd, ckpt.meta.model.n_layer) = (n_embd, n_layer);
+        let err = load_err(&ckpt);
+        assert!(err.contains("do not belong together"), "{err}");
+    }
+    // As many values, in another shape: the tensor is named.
     let (mut ckpt, _) = common::trained_tiny();
-    ckpt.meta.model.n_embd = 64;
-    ckpt.meta.model.n_head = 2;
-    assert!(load_err(&ckpt).contains("shape"), "{}", load_err(&ckpt));
-    let (mut ckpt, _) = common::trained_tiny();
-    ckpt.meta.model.n_layer = 1;
-    assert!(load_err(&ckpt).contains("tensors"), "{}", load_err(&ckpt));
+    let tensors = safetensors::SafeTensors::deserialize(&ckpt.weights).unwrap();
+    let views: Vec<_> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| {
+            let mut shape = v.shape().to_vec();
+            if name == "h.0.mlp.c_fc.weight" {
+                shape.reverse();
+            }
+            let view = safetensors::tensor::TensorView::new(v.dtype(), shape, v.data()).unwrap();
+            (name, view)
+        })
+        .collect();
+    let weights = safetensors::serialize(views, None).unwrap();
+    ckpt.weights = weights;
+    let err = load_err(&ckpt);
+    assert!(err.contains("h.0.mlp.c_fc.weight has shape"), "{err}");
 }
 
 #[test]
@@ -161,5 +195,81 @@ fn impossible_configs_are_errors() {
     assert!(
         matches!(err, Error::Data(ref m) if m.contains("block_size")),
         "{err}"
+    );
+}
+
+/// A format-2 checkpoint (committed; written by the Kiln before format 3, see
+/// `fixtures/checkpoint-v2/README.md`) still loads: the logits it was saved with, its optimizer
+/// state resumes to the same next loss, and saving it again writes format 3 with PyTorch's
+/// names.
+#[test]
+fn a_format_2_checkpoint_loads_and_saves_as_format_3() {
+    let dir = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/checkpoint-v2"
+    ));
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let ids: Vec<i64> = expected["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect();
+    let device = Device::flex();
+    let logits = |ckpt: &Checkpoint| -> Vec<f32> {
+        let (model, _) = ckpt.load_model(&device).unwrap();
+        let x = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [1, ids.len()]), &device);
+        model.forward(x, None).unwrap().try_into_vec_as().unwrap()
+    };
+    let old = Checkpoint::load_dir(dir).unwrap();
+    assert_eq!(old.meta.format_version, 2);
+    let want = floats(&expected["logits"]);
+    assert!(common::max_diff(&logits(&old), &want) < 1e-6);
+
+    let text =
+        "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n";
+    let data = common::text(text.repeat(20));
+    let mut resumed = old.resume(&data, &device).unwrap();
+    let loss = resumed.step().unwrap().loss;
+    let next = expected["next_loss"].as_f64().unwrap() as f32;
+    assert!((loss - next).abs() <= 1e-6 * next, "{loss} vs {next}");
+
+    let new = Checkpoint::from_trainer(&old.resume(&data, &device).unwrap()).unwrap();
+    assert_eq!(new.meta.format_version, 3);
+    assert!(common::max_diff(&logits(&new), &want) < 1e-6);
+    let names = |bytes: &[u8]| -> Vec<String> {
+        safetensors::SafeTensors::deserialize(bytes)
+            .unwrap()
+            .names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    };
+    let weights = names(&new.weights);
+    assert!(
+        weights.contains(&"h.0.ln_1.weight".to_string()),
+        "{weights:?}"
+    );
+    assert!(weights.contains(&"ln_f.bias".to_string()), "{weights:?}");
+    let moments = names(new.optimizer.as_ref().unwrap());
+    assert!(
+        moments.contains(&"h.0.ln_2.weight.exp_avg_sq".to_string()),
+        "{moments:?}"
+    );
+    for name in weights.iter().chain(&moments) {
+        assert!(!name.contains("Layer") && !name.contains("gamma"), "{name}");
+    }
+    let json = new.meta_json().unwrap();
+    assert!(
+        !json.contains("param_ids") && !json.contains("\"rng\""),
+        "{json}"
     );
 }

@@ -10,6 +10,11 @@ fn kiln(args: &[&str]) -> Output {
         .expect("run kiln")
 }
 
+/// The metadata of the checkpoint saved in `dir`.
+fn meta(dir: &std::path::Path) -> kiln::checkpoint::Meta {
+    kiln::checkpoint::Checkpoint::load_dir(dir).unwrap().meta
+}
+
 fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kiln-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -103,9 +108,7 @@ fn train_resume_generate_score() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("ckpt/checkpoint.json")).unwrap()).unwrap();
-    assert_eq!(meta["step"], 20);
+    assert_eq!(meta(&dir.join("ckpt")).step, 20);
     // A second run in the same directory resumes: here it is already at max_steps.
     let out = kiln(&["train", "--data", text, "--out", ckpt]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -157,15 +160,13 @@ fn train_resume_generate_score() {
     let out = finetune("max_steps=5");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success() && stderr.contains("training from step 0"),
+        out.status.success()
+            && stderr.contains("training from step 0")
+            && stderr.contains("lr 3.0e-5 (warmup 1) to 3.0e-6 (finetuning defaults"),
         "{stderr}"
     );
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("ft/checkpoint.json")).unwrap()).unwrap();
-    assert_eq!(
-        (meta["step"].as_u64(), meta["train"]["max_steps"].as_u64()),
-        (Some(5), Some(5))
-    );
+    let meta = meta(&dir.join("ft"));
+    assert_eq!((meta.step, meta.train.max_steps), (5, 5));
     // Milton's characters that the tokenizer never saw are named.
     let accent = dir.join("accent.txt");
     std::fs::write(&accent, "to be é\n".repeat(300)).unwrap();
@@ -351,5 +352,90 @@ fn finetune_flows() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--init-from"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Starts `kiln train` of `tiny` (an evaluation and a save every 10 steps, 100,000 steps) into
+/// `out` and returns it once its log reports step `step`, with the rest of its log to come.
+fn training_until(
+    out: &std::path::Path,
+    step: usize,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/data/milton.txt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--data", data, "--out", out.to_str().unwrap()])
+        .args(["--set", "max_steps=100000", "--set", "eval_interval=10"])
+        .args(["--set", "eval_steps=1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let wanted = format!("step {step:>5}:");
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with(&wanted) {
+            return (child, lines);
+        }
+    }
+    let status = child.wait().unwrap();
+    panic!("kiln train ended ({status}) before step {step}");
+}
+
+/// Ctrl-C saves the step under way before exiting; a resumed run continues from it.
+#[test]
+fn ctrl_c_saves_before_exiting() {
+    let dir = temp("sigint");
+    let out = dir.join("run");
+    let (mut child, lines) = training_until(&out, 20);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let log: Vec<String> = lines.map(Result::unwrap).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{log:?}");
+    let saved: usize = log
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("saved checkpoint at step ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no save reported: {log:?}"));
+    assert!(saved >= 20, "{saved}");
+    assert_eq!(meta(&out).step, saved, "the step under way was saved");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `kill -9` mid-training loses at most the steps since the last periodic save (10 here): the
+/// checkpoint on disk is whole, and training resumes from it.
+#[test]
+fn kill_9_loses_at_most_one_save_interval() {
+    let dir = temp("sigkill");
+    let out = dir.join("run");
+    let (mut child, _) = training_until(&out, 30);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let saved = meta(&out).step;
+    assert!(
+        (20..=40).contains(&saved) && saved.is_multiple_of(10),
+        "{saved}"
+    );
+    let milton = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../web/data/milton.txt"
+    ));
+    let data = kiln::data::Dataset::from_files(&[("milton.txt", milton.unwrap())]).unwrap();
+    let ckpt = kiln::checkpoint::Checkpoint::load_dir(&out).unwrap();
+    let mut resumed = ckpt.resume(&data, &burn::prelude::Device::flex()).unwrap();
+    assert_eq!(resumed.step().unwrap().step, saved + 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }

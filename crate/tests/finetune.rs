@@ -20,7 +20,11 @@ fn logits(ckpt: &Checkpoint, ids: &[i64]) -> Vec<f32> {
         TensorData::new(ids.to_vec(), [1, ids.len()]),
         &Device::flex(),
     );
-    model.forward(x, None).try_into_vec_as::<f32>().unwrap()
+    model
+        .forward(x, None)
+        .unwrap()
+        .try_into_vec_as::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -132,7 +136,11 @@ fn prompt_masking(device: Device) {
     let v = tokenizer.vocab_size();
 
     // The logits as a leaf, so their gradient is visible.
-    let raw: Vec<f32> = model.forward(x, None).try_into_vec_as::<f32>().unwrap();
+    let raw: Vec<f32> = model
+        .forward(x, None)
+        .unwrap()
+        .try_into_vec_as::<f32>()
+        .unwrap();
     let leaf = |values: Vec<f32>| {
         Tensor::<3>::from_data(TensorData::new(values, [b, t, v]), &device).require_grad()
     };

@@ -27,6 +27,7 @@ fn logits(ckpt: &Checkpoint, ids: &[Vec<i64>]) -> Vec<f32> {
     let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, t]), &device);
     model
         .forward(ids, None)
+        .unwrap()
         .into_data()
         .try_to_vec::<f32>()
         .unwrap()
@@ -119,12 +120,20 @@ fn what_gpt2_cannot_hold_is_a_clear_error() {
     let err = Checkpoint::from_gpt2(&files).unwrap_err();
     assert!(err.to_string().contains("not safetensors"), "{err}");
 
-    let mut files = fixture();
-    files.config = files
-        .config
-        .replace("\"n_positions\": 16", "\"n_positions\": 1000000000");
-    let err = Checkpoint::from_gpt2(&files).unwrap_err();
-    assert!(err.to_string().contains("wpe.weight has shape"), "{err}");
+    // A config for a huge model is refused before anything of that size is allocated.
+    for (positions, expected) in [
+        (
+            "1000000000",
+            "block_size is 1000000000; Kiln allows at most",
+        ),
+        ("100000", "wpe.weight has shape"),
+    ] {
+        let mut files = fixture();
+        let n_positions = format!("\"n_positions\": {positions}");
+        files.config = files.config.replace("\"n_positions\": 16", &n_positions);
+        let err = Checkpoint::from_gpt2(&files).unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
 
     let mut files = fixture();
     files.config = "{\"n_embd\": 32}".into();

@@ -26,8 +26,8 @@ fn causal_mask_hides_the_future() {
         let mut changed = seq.clone();
         changed[9] = (changed[9] + 1) % 20; // token t + 1 with t = 8
         let v = 20;
-        let a = floats(model.forward(ids(&seq, &device), None));
-        let b = floats(model.forward(ids(&changed, &device), None));
+        let a = floats(model.forward(ids(&seq, &device), None).unwrap());
+        let b = floats(model.forward(ids(&changed, &device), None).unwrap());
         // Positions 0..=8 may not see token 9.
         assert!(
             common::max_diff(&a[..9 * v], &b[..9 * v]) < 1e-6,
@@ -52,8 +52,12 @@ fn kv_cache_matches_full_recomputation() {
         let mut cache = KvCache::default();
         let mut pending = seq.clone();
         for step in 0..20 {
-            let cached = floats(model.forward(ids(&pending, &device), Some(&mut cache)));
-            let full = floats(model.forward(ids(&seq, &device), None));
+            let cached = floats(
+                model
+                    .forward(ids(&pending, &device), Some(&mut cache))
+                    .unwrap(),
+            );
+            let full = floats(model.forward(ids(&seq, &device), None).unwrap());
             let v = 30;
             let last_cached = &cached[cached.len() - v..];
             let last_full = &full[full.len() - v..];
@@ -95,4 +99,83 @@ fn parameter_count_matches_the_module() {
         let model = Gpt::new(&c, 1, &device);
         assert_eq!(Gpt::num_params_of(&c), model.num_params(), "{c:?}");
     }
+}
+
+/// More positions than `block_size` (at once, or after a cache) is an error, never an index
+/// past the position table; the check is a plain `if`, the same in release builds.
+#[test]
+fn a_context_longer_than_block_size_is_an_error() {
+    let device = Device::flex();
+    let c = common::tiny(20).model;
+    let model = Gpt::new(&c, 1, &device);
+    let seq: Vec<i64> = (0..c.block_size as i64 + 1).map(|i| i % 20).collect();
+    let err = model.forward(ids(&seq, &device), None).unwrap_err();
+    assert!(err.to_string().contains("block_size"), "{err}");
+    assert!(model.forward(ids(&seq[1..], &device), None).is_ok());
+    let mut cache = KvCache::default();
+    model
+        .forward(ids(&seq[..c.block_size], &device), Some(&mut cache))
+        .unwrap();
+    let err = model
+        .forward(ids(&seq[..1], &device), Some(&mut cache))
+        .unwrap_err();
+    assert!(err.to_string().contains("cached"), "{err}");
+}
+
+/// Natural-log probability of `ids[j]` given `ids[start(j)..j]`, one forward pass per token.
+fn direct_log_prob(model: &Gpt, ids_: &[u32], start: impl Fn(usize) -> usize) -> f64 {
+    let device = Device::flex();
+    (1..ids_.len())
+        .map(|j| {
+            let context: Vec<i64> = ids_[start(j)..j].iter().map(|&i| i as i64).collect();
+            let logits = floats(model.forward(ids(&context, &device), None).unwrap());
+            let last = &logits[logits.len() - model.config().vocab_size..];
+            let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let sum: f64 = last.iter().map(|&l| (l as f64 - max).exp()).sum();
+            last[ids_[j] as usize] as f64 - max - sum.ln()
+        })
+        .sum()
+}
+
+/// Scoring a text three times the context: with stride 1 every token has the full context
+/// (the direct token-by-token computation); with the default stride, token j's context starts
+/// where the first window reaching it starts; either way every token is scored once.
+#[test]
+fn score_slides_a_window_over_long_texts() {
+    let (ckpt, data) = common::trained_tiny();
+    let device = Device::flex();
+    let (model, tokenizer) = ckpt.load_model(&device).unwrap();
+    let block = model.config().block_size;
+    let text: String = data.text().chars().skip(1000).take(3 * block + 5).collect();
+    let ids_ = tokenizer.encode(&text).unwrap();
+    let full = kiln::generate::score(&model, &tokenizer, &text, Some(1), &device).unwrap();
+    let want = direct_log_prob(&model, &ids_, |j| j.saturating_sub(block));
+    assert_eq!(full.tokens, ids_.len() - 1);
+    assert!(
+        (full.log_prob - want).abs() < 1e-3,
+        "{} vs {want}",
+        full.log_prob
+    );
+
+    let stride = block / 2;
+    let slid = kiln::generate::score(&model, &tokenizer, &text, None, &device).unwrap();
+    let last = ids_.len() - 1;
+    // The window ends at block, block + stride, ... (capped at the last target).
+    let start = |j: usize| {
+        let end = if j <= block {
+            block
+        } else {
+            block + (j - block).div_ceil(stride) * stride
+        };
+        end.min(last).saturating_sub(block)
+    };
+    let want = direct_log_prob(&model, &ids_, start);
+    assert_eq!(slid.tokens, last);
+    assert!(
+        (slid.log_prob - want).abs() < 1e-3,
+        "{} vs {want}",
+        slid.log_prob
+    );
+    let err = kiln::generate::score(&model, &tokenizer, &text, Some(block + 1), &device);
+    assert!(err.unwrap_err().to_string().contains("stride"));
 }

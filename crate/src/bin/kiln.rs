@@ -3,6 +3,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -37,7 +39,7 @@ enum Command {
     /// Continue a prompt with a trained model.
     Generate(GenerateArgs),
     /// Log-probability and perplexity of a text under a trained model.
-    Score(TextArgs),
+    Score(ScoreArgs),
     /// A classifier's class probabilities for a text.
     Predict(TextArgs),
     /// Write a checkpoint as Hugging Face GPT-2 files (model.safetensors with GPT-2's names,
@@ -179,6 +181,16 @@ struct TextArgs {
 }
 
 #[derive(Args)]
+struct ScoreArgs {
+    #[command(flatten)]
+    text: TextArgs,
+    /// Texts longer than the context are scored by a window sliding this many tokens at a time
+    /// (default: half the block_size); 1 gives every token the full context.
+    #[arg(long)]
+    stride: Option<usize>,
+}
+
+#[derive(Args)]
 struct ExportArgs {
     #[arg(long)]
     ckpt: PathBuf,
@@ -272,10 +284,10 @@ fn run(cli: Cli) -> Result<()> {
             println!();
             Ok(())
         }
-        Command::Score(a) => {
+        Command::Score(ScoreArgs { text: a, stride }) => {
             let device = backend::open(a.backend)?;
             let (model, tokenizer) = load(&a.ckpt, &device)?;
-            let s = generate::score(&model, &tokenizer, &a.text, &device)?;
+            let s = generate::score(&model, &tokenizer, &a.text, stride, &device)?;
             println!(
                 "tokens scored: {}\nlog-probability: {:.4} (nats)\nper token: {:.4}\nperplexity: {:.3}",
                 s.tokens,
@@ -334,7 +346,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let pooling = a.pooling;
     let lora = a.lora.config()?;
     let device = backend::open(a.backend)?;
-    let resuming = a.out.join(kiln::checkpoint::META_FILE).exists();
+    let resuming = Checkpoint::exists_in(&a.out);
     let mut trainer = if resuming {
         if !a.overrides.is_empty() {
             bail!(
@@ -350,6 +362,14 @@ fn train(a: TrainArgs) -> Result<()> {
         for o in &a.overrides {
             preset.set(o)?;
         }
+        let chosen: Vec<&str> = a
+            .overrides
+            .iter()
+            .filter_map(|o| o.split_once('=').map(|(key, _)| key.trim()))
+            .collect();
+        preset.train = preset
+            .train
+            .with_finetuning_defaults(lora.is_some(), &chosen);
         if let Dataset::Examples(_) = &data {
             preset.model.task = data.task(pooling);
         }
@@ -403,6 +423,20 @@ fn train(a: TrainArgs) -> Result<()> {
         stats["val"],
         backend::describe(a.backend, &device),
     );
+    eprintln!(
+        "schedule: {} steps of {} × {} rows, lr {:.1e} (warmup {}) to {:.1e}{}",
+        train.max_steps,
+        train.grad_accum,
+        train.batch_size,
+        train.lr,
+        train.warmup_steps,
+        train.min_lr,
+        if a.init_from.is_some() && !resuming {
+            " (finetuning defaults; --set lr=... changes them)"
+        } else {
+            ""
+        }
+    );
     if model.mixed_precision && !trainer.mixed_precision() {
         eprintln!("mixed precision is off: this backend has no f16 (shader-f16); training in f32");
     }
@@ -417,6 +451,17 @@ fn train(a: TrainArgs) -> Result<()> {
     let mut last_val = None;
     let mut last_report = None;
     let mut save_error = None;
+    // Ctrl-C ends the step under way, saves it and exits; a second Ctrl-C exits at once (the
+    // last periodic checkpoint stays).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: saving the step under way (Ctrl-C again quits without it)");
+    })
+    .context("cannot handle Ctrl-C")?;
     trainer.run(|m, trainer| {
         last_val = m.val_loss.or(last_val);
         let val = last_val.map_or(String::new(), |v| format!(" val {v:.4}"));
@@ -442,12 +487,13 @@ fn train(a: TrainArgs) -> Result<()> {
                 bar.println(line);
             }
         }
-        let due = m.step.is_multiple_of(save_every) || m.step == m.max_steps;
+        let stop = interrupted.load(Ordering::SeqCst);
+        let due = m.step.is_multiple_of(save_every) || m.step == m.max_steps || stop;
         if due && let Err(e) = Checkpoint::from_trainer(trainer).and_then(|c| c.save_dir(&a.out)) {
             save_error = Some(e);
             return false;
         }
-        true
+        !stop
     })?;
     bar.finish();
     if let Some(e) = save_error {
@@ -478,6 +524,13 @@ fn train(a: TrainArgs) -> Result<()> {
         trainer.step_count(),
         a.out.display()
     );
+    if interrupted.load(Ordering::SeqCst) {
+        eprintln!(
+            "interrupted: `kiln train --out {}` with the same --data resumes from here",
+            a.out.display()
+        );
+        std::process::exit(130);
+    }
     Ok(())
 }
 

@@ -208,11 +208,16 @@ impl Tokenizer {
                 None => Ok(tokenizer),
             };
         }
-        json.parse::<tokenizers::Tokenizer>()
+        let unreadable = |e: serde_json::Error| {
+            Error::Tokenizer(format!("not a tokenizer.json this version can read: {e}"))
+        };
+        // JSON first, then the tokenizer from the parsed value: `tokenizers` 0.23 panics (an
+        // `expect` in its decoder's deserializer) on some malformed documents, and a parsed
+        // value cannot be malformed (found by tests/fuzz.rs).
+        let value: serde_json::Value = serde_json::from_str(json).map_err(unreadable)?;
+        serde_json::from_value::<tokenizers::Tokenizer>(value)
             .map(|t| Self::Bpe(Box::new(t)))
-            .map_err(|e| {
-                Error::Tokenizer(format!("not a tokenizer.json this version can read: {e}"))
-            })
+            .map_err(unreadable)
     }
 }
 
@@ -268,6 +273,21 @@ mod tests {
         // Merges make the text shorter in tokens than in bytes.
         assert!(t.encode(TEXT).unwrap().len() < TEXT.len() / 2);
         assert!(Tokenizer::train(TokenizerKind::Bpe { vocab_size: 100 }, TEXT).is_err());
+    }
+
+    /// Found by tests/fuzz.rs: a syntax error inside the decoder makes `tokenizers` panic
+    /// (still so in 0.23.2, as the first assertion shows); `from_json` returns an error.
+    #[test]
+    fn a_malformed_decoder_is_an_error_not_a_panic() {
+        let t = Tokenizer::train(TokenizerKind::Bpe { vocab_size: 260 }, &TEXT.repeat(5)).unwrap();
+        let json = t.to_json().unwrap();
+        let decoder = json.find("\"decoder\"").unwrap();
+        let at = decoder + json[decoder..].find("true").unwrap();
+        let broken = format!("{}tru{}", &json[..at], &json[at + 4..]);
+        let upstream = std::panic::catch_unwind(|| broken.parse::<tokenizers::Tokenizer>());
+        assert!(upstream.is_err(), "tokenizers no longer panics here");
+        let err = Tokenizer::from_json(&broken).unwrap_err().to_string();
+        assert!(err.contains("not a tokenizer.json"), "{err}");
     }
 
     #[test]

@@ -34,12 +34,19 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, fused: bool) -> Tenso
         return reference(q, k, v);
     }
     let scale = 1.0 / (d as f32).sqrt();
-    Tensor::from_dispatch(Dispatch::flash_attention(
+    let out = Tensor::from_dispatch(Dispatch::flash_attention(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
         scale,
-    ))
+    ));
+    // Tests only: a device that computes wrong (see `verify::inject_fault`).
+    let fault = crate::verify::fault();
+    if fault == 1.0 {
+        out
+    } else {
+        out.mul_scalar(fault)
+    }
 }
 
 /// The same computation in plain Burn ops: scores, mask, softmax, weighted sum.
