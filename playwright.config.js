@@ -11,8 +11,8 @@ export const chromiumArgs = [
 
 export default defineConfig({
   testDir: 'tests',
-  // SwiftShader emulates the GPU on the CPU: one test at a time, with room for slow steps.
-  workers: 1,
+  // SwiftShader emulates the GPU on the CPU: one test per core, with room for slow steps.
+  workers: 2,
   timeout: 8 * 60_000,
   expect: { timeout: 60_000 },
   outputDir: 'test-results',

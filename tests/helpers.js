@@ -5,15 +5,19 @@ export { test, expect };
 
 /** Fails the test on any uncaught page or worker error (a Rust panic prints "panicked at"). */
 let errors = [];
+let allowed = null;
+/** A test that causes such errors on purpose names them. */
+export const allowErrors = (pattern) => { allowed = pattern; };
 test.beforeEach(({ page }) => {
   errors = [];
+  allowed = null;
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => {
     if (m.type() === 'error' && /panicked|RuntimeError|unreachable/.test(m.text())) errors.push(m.text());
   });
 });
 test.afterEach(() => {
-  expect(errors, 'errors in the page or its worker').toEqual([]);
+  expect(errors.filter((e) => !allowed?.test(e)), 'errors in the page or its worker').toEqual([]);
 });
 
 export async function open(page, query = '?backend=wgpu') {

@@ -1,11 +1,13 @@
 // Checkpoints in a browser without OPFS (navigator.storage.getDirectory removed): IndexedDB.
-import { expect, generate, kiln, open, test, train } from './helpers.js';
+import { customText, expect, generate, kiln, open, test, train } from './helpers.js';
 
 test.beforeEach(({ page }) => page.addInitScript(() => { delete StorageManager.prototype.getDirectory; }));
 
-test('without OPFS a checkpoint goes to IndexedDB and survives a reload', async ({ page }) => {
+test('without OPFS a checkpoint goes to IndexedDB with its text and survives a reload', async ({ page }) => {
   await open(page, '?backend=cpu');
   await expect(page.locator('#storage-kind')).toContainText('IndexedDB');
+  await page.setInputFiles('#file', { name: 'pottery.txt', mimeType: 'text/plain', buffer: Buffer.from(customText()) });
+  await expect(page.locator('#corpus-stats')).toContainText('pottery.txt');
   await train(page, 4);
   await page.fill('#ckpt-name', 'idb');
   await page.click('#save-browser');
@@ -15,6 +17,7 @@ test('without OPFS a checkpoint goes to IndexedDB and survives a reload', async 
   await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
   await page.locator('#saved tr[data-name="idb"] button.load').click();
   await expect(page.locator('#ckpt-status')).toHaveText('Loaded "idb" at step 4.');
+  await expect(page.locator('#corpus-stats')).toContainText('pottery.txt');
   expect(await kiln(page, 'history.length')).toBe(4);
   expect(await generate(page, 2)).toBe(before);
 });

@@ -42,11 +42,17 @@ function action(fn, where = showError) {
 
 // ---- the worker -------------------------------------------------------------------------------
 
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-worker.onerror = (e) => {
-  showError(`The training worker stopped (${e.message ?? 'unknown error'}). Reload the page to start again.`);
-  status('Stopped');
-};
+let worker = null;
+let call = null; // call(type, payload): a request to the current worker (see protocol.js)
+function startWorker() {
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker.onerror = (e) => {
+    showError(`The training worker stopped (${e.message ?? 'unknown error'}). Reload the page to start again.`);
+    status('Stopped');
+  };
+  call = client(worker, onEvent);
+}
+
 const charts = {
   loss: lineChart($('chart-loss'), 'loss', ['train', 'validation']),
   speed: lineChart($('chart-speed'), 'tokens/s', ['tokens/s']),
@@ -54,7 +60,7 @@ const charts = {
 };
 page.charts = charts;
 
-const call = client(worker, (msg) => {
+function onEvent(msg) {
   switch (msg.type) {
     case Event.progress: return onProgress(msg);
     case Event.sample: $('sample').textContent = `step ${msg.step}:\n${msg.text}`; return;
@@ -64,8 +70,11 @@ const call = client(worker, (msg) => {
       return;
     case Event.state: return onState(msg.state);
     case Event.error: showError(msg.message); return;
+    case Event.panic: return restart(`Kiln hit an internal error (${msg.message})`);
+    case Event.deviceLost: return restart(`The GPU device was lost (${msg.message})`);
+    case Event.untrusted: distrust(msg.check, `at step ${msg.step}`).catch((e) => showError(e.message)); return;
   }
-});
+}
 
 /** The kernel benchmark (driven by web/bench.js): see `Request.benchKernels`. */
 page.benchKernels = (payload) => call(Request.benchKernels, payload);
@@ -141,6 +150,41 @@ async function pickFasterBackend() {
     `WebGPU ${ms.wgpu.toFixed(0)} ms/step, CPU ${ms.cpu.toFixed(0)} ms/step: using ${faster === 'cpu' ? 'CPU' : 'WebGPU'}`;
 }
 
+/**
+ * WebGPU against the CPU on one fixed forward and backward pass (at start, and again on demand):
+ * a GPU that computes wrong is not used.
+ */
+async function verifyGpu() {
+  let check;
+  const started = performance.now();
+  try {
+    check = await call(Request.verifyGpu);
+  } catch (e) {
+    check = { agree: false, error: e.message };
+  }
+  page.timings.gpuCheck = performance.now() - started;
+  page.gpuCheck = check;
+  if (!check.agree) await distrust(check, 'on a test computation');
+  return check;
+}
+
+/** The GPU disagreed with the CPU: say so, offer a report, and use the CPU. */
+async function distrust(check, when) {
+  const pct = (x) => (100 * x).toFixed(x < 0.01 ? 3 : 1);
+  const numbers = check.error ? `it failed: ${check.error}`
+    : `loss ${check.loss[0]} vs ${check.loss[1]}, ${pct(check.difference)}% apart`;
+  $('gpu-warning-text').textContent = `This GPU's results disagree with the CPU's ${when} (${numbers}): ` +
+    'a driver or shader bug. Kiln uses the CPU instead; the report below helps fix it.';
+  $('gpu-report').onclick = action(() => navigator.clipboard.writeText(JSON.stringify({
+    adapter: page.adapter, check, when, userAgent: navigator.userAgent,
+  }, null, 2)));
+  $('gpu-warning').hidden = false;
+  page.untrusted = check;
+  await chooseBackend('cpu');
+  $('backend-timing').textContent = 'the CPU: WebGPU computed wrong';
+}
+page.verifyGpu = verifyGpu;
+
 $('backend').onchange = action(async () => {
   await chooseBackend($('backend').value);
   $('backend-timing').textContent = 'chosen by hand';
@@ -158,8 +202,11 @@ function finetuneOptions() {
   return { pooling: $('pooling').value, lora: lora || null };
 }
 
-/** Makes `files` the training data; with `finetune` (and a model) the model stays. */
-async function loadCorpus(files, finetune = $('finetune').checked && page.configured) {
+/**
+ * Makes `files` the training data; with `finetune` (and a model) the model stays. Without, a new
+ * tokenizer is trained on it unless `tokenizer` is false (a checkpoint brings its own).
+ */
+async function loadCorpus(files, finetune = $('finetune').checked && page.configured, { tokenizer = true } = {}) {
   $('data-error').hidden = true;
   const stats = await call(Request.loadCorpus, {
     files, finetune, unknown: $('unknown-char').value, ...finetuneOptions(),
@@ -174,6 +221,7 @@ async function loadCorpus(files, finetune = $('finetune').checked && page.config
     `${stats.train.toLocaleString()}, validating on ${stats.val.toLocaleString()} ${what}` +
     (finetune ? ' (finetuning the current model)' : '');
   page.data = stats;
+  page.files = files; // what a restarted worker loads again
   if (finetune) {
     page.step = 0;
     resetCharts();
@@ -181,7 +229,7 @@ async function loadCorpus(files, finetune = $('finetune').checked && page.config
     showTask(stats.preset);
   } else {
     page.configured = false;
-    await buildTokenizer();
+    if (tokenizer) await buildTokenizer();
   }
 }
 
@@ -190,12 +238,23 @@ const dataError = (message) => {
   $('data-error').hidden = false;
 };
 
+/** The largest text the page reads, in bytes (the "largest text" field, in MB). */
+const maxBytes = () => Number($('max-mb').value) * 1e6;
+const tooLarge = (what, bytes) => new Error(`${what} is ${(bytes / 1e6).toFixed(1)} MB; this page reads ` +
+  `texts of up to ${$('max-mb').value} MB (the "largest text" setting).`);
+
 async function readFiles(fileList) {
+  const big = [...fileList].find((f) => f.size > maxBytes());
+  if (big) throw tooLarge(big.name, big.size);
   const files = [];
   for (const f of fileList) files.push({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) });
   if (files.length) await loadCorpus(files);
 }
 
+/** What a text URL may serve: text (not a web page), JSON lines, CSV, or plain bytes. */
+const TEXT_TYPES = /^(text\/(?!html)|application\/(json|x-ndjson|jsonl|csv|octet-stream)\b)/i;
+
+/** The bytes at `url`, read only up to the size cap; refused unless they are text. */
 async function fetchBytes(url) {
   let response;
   try {
@@ -204,15 +263,47 @@ async function fetchBytes(url) {
     throw new Error(`Could not fetch ${url} (offline, or the server does not allow it).`);
   }
   if (!response.ok) throw new Error(`Could not fetch ${url}: HTTP ${response.status}.`);
-  return new Uint8Array(await response.arrayBuffer());
+  const type = response.headers.get('content-type');
+  if (type && !TEXT_TYPES.test(type)) {
+    throw new Error(`${url} serves ${type.split(';')[0]}, not a text file.`);
+  }
+  const declared = Number(response.headers.get('content-length'));
+  if (declared > maxBytes()) throw tooLarge(url, declared);
+  const chunks = [];
+  let size = 0;
+  for (const reader = response.body.getReader(); ;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes()) {
+      await reader.cancel();
+      throw tooLarge(url, size);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return bytes;
 }
 
-async function loadUrl(url, name = new URL(url, location.href).pathname.split('/').pop() || 'download.txt') {
-  await loadCorpus([{ name, bytes: await fetchBytes(url) }]);
+/** A text the user names by URL: http(s) only, fetched when they ask and not before. */
+async function loadUrl(text) {
+  let url;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error(`"${text}" is not a URL.`);
+  }
+  if (!['http:', 'https:'].includes(url.protocol)) throw new Error(`Only http and https URLs can be loaded, not ${url.protocol}`);
+  await loadCorpus([{ name: url.pathname.split('/').pop() || 'download.txt', bytes: await fetchBytes(url) }]);
 }
 
 $('file').onchange = action((e) => readFiles(e.target.files), dataError);
-const loadDefault = () => loadUrl(defaultCorpusUrl, 'shakespeare.txt');
+const loadDefault = async () => loadCorpus([{ name: 'shakespeare.txt', bytes: await fetchBytes(defaultCorpusUrl) }]);
 $('use-default').onclick = action(loadDefault, dataError);
 $('load-url').onclick = action(() => loadUrl($('url').value), dataError);
 $('use-paste').onclick = action(
@@ -346,7 +437,7 @@ $('train').onclick = action(async () => {
   if (page.step >= page.preset.train.max_steps) page.configured = false; // finished: start over
   $('eta').textContent = ''; // before any await: the last run's "done" no longer applies
   await ensureConfigured();
-  await call(Request.train);
+  await call(Request.train, { checkEvery: Number($('check-every').value) });
 });
 $('pause').onclick = action(() => call(Request.pause));
 $('resume').onclick = action(() => call(Request.resume));
@@ -417,7 +508,7 @@ async function trainToEnd() {
   const done = untilIdle();
   $('eta').textContent = '';
   await ensureConfigured();
-  await call(Request.train);
+  await call(Request.train, { checkEvery: Number($('check-every').value) });
   await done;
 }
 
@@ -493,19 +584,27 @@ let saving = Promise.resolve();
 function saveToBrowser(name) {
   saving = saving.catch(() => {}).then(async () => {
     const ckpt = await call(Request.save);
-    await storage.save(name, ckpt, page.history);
+    await storage.save(name, ckpt, page.history, page.files);
     await refreshSaved();
     ckptStatus(`Saved "${name}" in this browser at step ${JSON.parse(ckpt.meta).step}.`);
   });
   return saving;
 }
 
+/** Loads a checkpoint saved in this browser, with the text it was training on when saved. */
 async function loadSaved(name) {
-  const { history, ...ckpt } = await storage.load(name);
-  adoptCheckpoint(await call(Request.load, ckpt), `"${name}"`, history);
+  const { history, files, ...ckpt } = await storage.load(name);
+  if (files) await loadCorpus(files, false, { tokenizer: false });
+  try {
+    adoptCheckpoint(await call(Request.load, ckpt), `"${name}"`, history);
+  } catch (e) {
+    if (files) await buildTokenizer(); // the text stays, ready for a new model
+    throw e;
+  }
 }
 
 async function deleteSaved(name) {
+  await saving.catch(() => {}); // a save in progress may use the text this delete frees
   await storage.remove(name);
   await refreshSaved();
   ckptStatus(`Deleted "${name}".`);
@@ -571,24 +670,80 @@ $('upload').onchange = action(async (e) => {
   adoptCheckpoint(await call(Request.load, parts), 'the uploaded checkpoint');
 });
 
-// ---- start ------------------------------------------------------------------------------------
+// ---- start, and recovery from a panic ---------------------------------------------------------
+
+/** A fresh worker on WebGPU (or the CPU), with the backend the page address asks for. */
+async function startBackend() {
+  startWorker();
+  showAdapter(await call(Request.init));
+  if (page.backend === 'wgpu') await verifyGpu();
+  const forced = params.get('backend');
+  if (forced) await chooseBackend(forced);
+  return forced;
+}
 
 async function start() {
   status('Starting WebGPU…');
-  showAdapter(await call(Request.init));
-  const forced = params.get('backend');
-  if (forced) await chooseBackend(forced);
+  const forced = await startBackend();
   status('Loading the bundled corpus…');
   await loadDefault();
   await usePreset(params.get('preset') ?? (page.adapter.name && !page.adapter.software ? 'shakespeare-baby' : 'tiny'));
   await ensureConfigured();
+  refreshSaved().catch((e) => ckptStatus(e.message));
+  // The backend is chosen before anything can run on it (a run started on one backend would
+  // otherwise move to the other under it).
+  if (!forced && page.adapter.software && !page.untrusted) {
+    $('train').disabled = true;
+    status('Timing one step on each backend…');
+    await pickFasterBackend();
+    $('train').disabled = false;
+  } else {
+    $('backend-timing').textContent = forced ? 'chosen by the page address' : '';
+  }
   page.timings.ready = performance.now();
   status(`Ready to train (${((page.timings.ready - page.timings.start) / 1000).toFixed(1)} s to load)`);
   document.body.dataset.ready = 'true';
-  refreshSaved().catch((e) => ckptStatus(e.message));
-  if (!forced && page.adapter.software) await pickFasterBackend();
-  else $('backend-timing').textContent = forced ? 'chosen by the page address' : '';
 }
+
+/**
+ * The worker's module panicked (a bug) or lost its GPU device, and is unusable: a new worker
+ * takes the same data and settings, and the page offers the newest saved checkpoint.
+ */
+function restart(reason) {
+  if (document.body.dataset.ready === 'restarting') return; // one restart for one failure
+  recover(reason).catch((e) => showError(e.message));
+}
+
+async function recover(reason) {
+  const busy = document.body.dataset.ready;
+  document.body.dataset.ready = 'restarting';
+  worker.terminate();
+  const sentence = `${reason}; Kiln restarted its worker, and the model in memory is lost.`;
+  call.abandon(sentence);
+  onState('idle');
+  page.restarts = (page.restarts ?? 0) + 1;
+  showError(sentence);
+  await startBackend();
+  if (page.backend !== $('backend').value) await chooseBackend($('backend').value);
+  if (page.files) await loadCorpus(page.files, false);
+  page.configured = false;
+  await ensureConfigured();
+  const newest = (await storage.list()).sort((a, b) => a.date.localeCompare(b.date)).at(-1);
+  if (newest) {
+    $('recover').textContent = `Load "${newest.name}" (step ${newest.step})`;
+    $('recover').onclick = action(async () => {
+      $('recover').hidden = true;
+      $('error').hidden = true;
+      await loadSaved(newest.name);
+    });
+    $('recover').hidden = false;
+  }
+  document.body.dataset.ready = busy;
+}
+/** Test hooks: a panic inside the module, a lost GPU device (see protocol.js). */
+page.debugPanic = () => call(Request.debugPanic).catch(() => {});
+page.debugLoseDevice = () => call(Request.debugLoseDevice);
+page.debugCorruptKernel = (factor) => call(Request.debugCorruptKernel, { factor });
 
 start().catch((e) => {
   showError(e.message);

@@ -44,8 +44,17 @@ export const Request = Object.freeze({
   evaluate: 'evaluate',
   /** {text} → [[class, probability], ...], most likely first: a classifier's prediction. */
   classify: 'classify',
-  /** {} → {}: trains to the configured max_steps, pushing `progress`, `sample` and `state`. */
+  /**
+   * {checkEvery} → {}: trains to the configured max_steps, pushing `progress`, `sample` and
+   * `state`; on WebGPU, every `checkEvery` steps (0: never) the model's loss is compared with the
+   * CPU's, and a disagreement stops the run with `untrusted`.
+   */
   train: 'train',
+  /**
+   * {} → {loss: [gpu, cpu], grad_norm: [gpu, cpu], difference, agree}: one forward and backward
+   * pass of a fixed model on WebGPU and on the CPU, compared (a driver or shader bug disagrees).
+   */
+  verifyGpu: 'verifyGpu',
   pause: 'pause',
   resume: 'resume',
   stop: 'stop',
@@ -70,6 +79,12 @@ export const Request = Object.freeze({
   exportAdapters: 'exportAdapters',
   /** {weights: Uint8Array, config: string, tokenizer: string} → like `load`: a new run at step 0. */
   importGpt2: 'importGpt2',
+  /** {} → never: panics inside the wasm module, so tests can prove the page recovers. */
+  debugPanic: 'debugPanic',
+  /** {} → {devices}: destroys the module's GPU devices, as a driver reset would (tests). */
+  debugLoseDevice: 'debugLoseDevice',
+  /** {factor} → {}: the fused attention kernel's output × factor from now on (tests; 1 undoes). */
+  debugCorruptKernel: 'debugCorruptKernel',
 });
 
 /** Messages, worker → page. */
@@ -86,9 +101,21 @@ export const Event = Object.freeze({
   token: 'token',
   /** {state: 'idle' | 'running' | 'paused'} */
   state: 'state',
+  /**
+   * {message}: the wasm module panicked (a bug) and can do nothing more; the page starts a new
+   * worker. The request that was running also fails, with an `error`.
+   */
+  panic: 'panic',
+  /** {message}: the GPU device was lost; like `panic`, the page starts a new worker. */
+  deviceLost: 'deviceLost',
+  /** {step, check}: the run's check against the CPU failed (see `train`); the run stopped. */
+  untrusted: 'untrusted',
 });
 
-/** Calls the worker: `call(type, payload)` returns a promise of the reply's result. */
+/**
+ * Calls the worker: `call(type, payload)` returns a promise of the reply's result.
+ * `call.abandon(message)` fails every call still waiting, when the worker is gone.
+ */
 export function client(worker, onEvent) {
   let next = 0;
   const pending = new Map();
@@ -104,10 +131,15 @@ export function client(worker, onEvent) {
       onEvent(data);
     }
   });
-  return (type, payload = {}, transfer = []) =>
+  const call = (type, payload = {}, transfer = []) =>
     new Promise((resolve, reject) => {
       const id = ++next;
       pending.set(id, { resolve, reject });
       worker.postMessage({ type, id, ...payload }, transfer);
     });
+  call.abandon = (message) => {
+    for (const waiting of pending.values()) waiting.reject(new Error(message));
+    pending.clear();
+  };
+  return call;
 }

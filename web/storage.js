@@ -1,6 +1,8 @@
 // Checkpoints kept in the browser: in the origin-private file system (OPFS) where there is one,
 // else in IndexedDB. A checkpoint is the three files of a checkpoint on disk (checkpoint.json,
-// model.safetensors, optimizer.safetensors) plus the run's chart history.
+// model.safetensors, optimizer.safetensors) plus the run's chart history and the text it trains
+// on, so that loading it after a reload restores the whole run. Texts are kept once per content
+// (by SHA-256), however many checkpoints and autosaves use them, and go with their last user.
 //
 // Saves are atomic. In OPFS each save writes a new version folder and then switches the
 // `current` pointer to it (written to a temporary file, then moved over the old one); a save that
@@ -17,11 +19,20 @@ const FILES = {
 const encode = (value) => new TextEncoder().encode(JSON.stringify(value));
 const decode = (bytes) => JSON.parse(new TextDecoder().decode(bytes));
 
-/** What the list shows, from a checkpoint: `{name, date, bytes, step, model}`. */
-function summary(name, ckpt) {
+/** What the list shows, from a checkpoint: `{name, date, bytes, step, model, data}`. */
+function summary(name, ckpt, data) {
   const meta = JSON.parse(ckpt.meta);
   const bytes = ckpt.weights.byteLength + (ckpt.optimizer?.byteLength ?? 0) + ckpt.meta.length;
-  return { name, date: new Date().toISOString(), bytes, step: meta.step, model: meta.model };
+  return { name, date: new Date().toISOString(), bytes, step: meta.step, model: meta.model, data };
+}
+
+const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
+
+/** `{hash, names}` of training files `[{name, bytes}]`: the hash covers names and contents. */
+async function describeData(files) {
+  const hashes = await Promise.all(files.map((f) => crypto.subtle.digest('SHA-256', f.bytes)));
+  const all = files.map((f, i) => `${f.name}\0${hex(hashes[i])}`).join('\0');
+  return { hash: hex(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(all))), names: files.map((f) => f.name) };
 }
 
 // ---- OPFS ---------------------------------------------------------------------------------------
@@ -43,15 +54,42 @@ const opfs = {
     return new Uint8Array(await (await (await dir.getFileHandle(name)).getFile()).arrayBuffer());
   },
 
-  async save(name, ckpt, history) {
+  async datasets() {
+    return (await navigator.storage.getDirectory()).getDirectoryHandle('datasets', { create: true });
+  },
+
+  /** Keeps `files` under their hash, unless they are kept already (`names` is written last). */
+  async keepData(data, files) {
+    const dir = await (await this.datasets()).getDirectoryHandle(data.hash, { create: true });
+    if (await this.read(dir, 'names.json').catch(() => null)) return;
+    for (const [i, f] of files.entries()) await this.write(dir, String(i), f.bytes);
+    await this.write(dir, 'names.json', encode(data.names));
+  },
+
+  async loadData(data) {
+    const dir = await (await this.datasets()).getDirectoryHandle(data.hash);
+    return Promise.all(data.names.map(async (name, i) => ({ name, bytes: await this.read(dir, String(i)) })));
+  },
+
+  /** Removes the texts no checkpoint uses any more. */
+  async dropUnused(used) {
+    const dir = await this.datasets();
+    const stale = [];
+    for await (const hash of dir.keys()) if (!used.has(hash)) stale.push(hash);
+    for (const hash of stale) await dir.removeEntry(hash, { recursive: true });
+  },
+
+  async save(name, ckpt, history, files) {
+    const data = files?.length ? await describeData(files) : null;
+    if (data) await this.keepData(data, files);
     const dir = await (await this.root()).getDirectoryHandle(name, { create: true });
     const version = `v${Date.now()}`;
-    const files = await dir.getDirectoryHandle(version, { create: true });
-    await this.write(files, FILES.weights, ckpt.weights);
-    if (ckpt.optimizer) await this.write(files, FILES.optimizer, ckpt.optimizer);
-    await this.write(files, FILES.meta, new TextEncoder().encode(ckpt.meta));
-    await this.write(files, FILES.history, encode(history));
-    await this.write(files, 'info.json', encode(summary(name, ckpt)));
+    const folder = await dir.getDirectoryHandle(version, { create: true });
+    await this.write(folder, FILES.weights, ckpt.weights);
+    if (ckpt.optimizer) await this.write(folder, FILES.optimizer, ckpt.optimizer);
+    await this.write(folder, FILES.meta, new TextEncoder().encode(ckpt.meta));
+    await this.write(folder, FILES.history, encode(history));
+    await this.write(folder, 'info.json', encode(summary(name, ckpt, data)));
     // The switch: until this move the previous version is the checkpoint.
     await this.write(dir, 'current', new TextEncoder().encode(version));
     const stale = [];
@@ -66,14 +104,16 @@ const opfs = {
   },
 
   async load(name) {
-    const files = await this.version(name);
-    const optional = (file) => this.read(files, file).catch(() => null);
+    const folder = await this.version(name);
+    const optional = (file) => this.read(folder, file).catch(() => null);
     const history = await optional(FILES.history);
+    const { data } = decode(await this.read(folder, 'info.json'));
     return {
-      meta: await this.read(files, FILES.meta),
-      weights: await this.read(files, FILES.weights),
+      meta: await this.read(folder, FILES.meta),
+      weights: await this.read(folder, FILES.weights),
       optimizer: await optional(FILES.optimizer),
       history: history ? decode(history) : [],
+      files: data ? await this.loadData(data).catch(() => null) : null,
     };
   },
 
@@ -90,6 +130,7 @@ const opfs = {
 
   async remove(name) {
     await (await this.root()).removeEntry(name, { recursive: true });
+    await this.dropUnused(new Set((await this.list()).map((c) => c.data?.hash).filter(Boolean)));
   },
 };
 
@@ -101,21 +142,28 @@ const idb = {
     this.store ??= createStore('kiln', 'checkpoints');
     return this.store;
   },
-  save(name, ckpt, history) {
+  async save(name, ckpt, history, files) {
+    const data = files?.length ? await describeData(files) : null;
     const record = { ...ckpt, meta: new TextEncoder().encode(ckpt.meta), history };
-    return setMany([[`info:${name}`, summary(name, ckpt)], [`data:${name}`, record]], this.db());
+    const entries = [[`info:${name}`, summary(name, ckpt, data)], [`data:${name}`, record]];
+    if (data) entries.push([`text:${data.hash}`, files]);
+    return setMany(entries, this.db());
   },
   async load(name) {
-    const record = await get(`data:${name}`, this.db());
+    const [info, record] = await getMany([`info:${name}`, `data:${name}`], this.db());
     if (!record) throw new Error(`No checkpoint named "${name}" in this browser.`);
-    return record;
+    const files = info?.data ? await get(`text:${info.data.hash}`, this.db()) : null;
+    return { ...record, files: files ?? null };
   },
   async list() {
     const names = (await keys(this.db())).filter((k) => k.startsWith('info:'));
     return getMany(names, this.db());
   },
-  remove(name) {
-    return delMany([`info:${name}`, `data:${name}`], this.db());
+  async remove(name) {
+    await delMany([`info:${name}`, `data:${name}`], this.db());
+    const used = new Set((await this.list()).map((c) => c.data?.hash).filter(Boolean));
+    const stale = (await keys(this.db())).filter((k) => k.startsWith('text:') && !used.has(k.slice(5)));
+    await delMany(stale, this.db());
   },
 };
 
@@ -125,9 +173,12 @@ const idb = {
 export const kind = () => (navigator.storage?.getDirectory ? 'opfs' : 'indexeddb');
 const backend = () => (kind() === 'opfs' ? opfs : idb);
 
-/** Saves `{meta, weights, optimizer?}` and the chart history under `name`, replacing it whole. */
-export const save = (name, ckpt, history) => backend().save(name, ckpt, history);
-/** `{meta, weights, optimizer, history}` saved under `name`. */
+/**
+ * Saves `{meta, weights, optimizer?}`, the chart history and the training files `[{name,
+ * bytes}]` under `name`, replacing it whole.
+ */
+export const save = (name, ckpt, history, files) => backend().save(name, ckpt, history, files);
+/** `{meta, weights, optimizer, history, files}` saved under `name` (`files` null if not kept). */
 export const load = (name) => backend().load(name);
 /** `[{name, date, bytes, step, model}]`, by name. */
 export const list = async () => (await backend().list()).sort((a, b) => a.name.localeCompare(b.name));

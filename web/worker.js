@@ -6,6 +6,21 @@ import wasmUrl from './pkg/kiln_bg.wasm?url';
 import { Event, Request } from './protocol.js';
 
 const post = (message, transfer = []) => self.postMessage(message, transfer);
+// Called by the module's panic hook (crate/src/web.rs) before the panic ends the call.
+self.kilnPanic = (message) => post({ type: Event.panic, message });
+
+// Every GPU device the module opens is watched: losing one (a driver reset, the GPU process
+// restarting, or a test's destroy()) leaves the module's tensors unusable, like a panic does.
+const devices = [];
+if (self.GPUAdapter) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    devices.push(device);
+    device.lost.then((info) => post({ type: Event.deviceLost, message: info.message || info.reason }));
+    return device;
+  };
+}
 
 let lock = Promise.resolve();
 function exclusive(fn) {
@@ -14,7 +29,7 @@ function exclusive(fn) {
   return result;
 }
 
-const run = { state: 'idle', stop: false, resume: null, generating: false, evalInterval: 0 };
+const run = { state: 'idle', stop: false, resume: null, generating: false, evalInterval: 0, checkEvery: 0, backend: 'cpu' };
 function setState(state) {
   run.state = state;
   post({ type: Event.state, state });
@@ -53,7 +68,13 @@ const handlers = {
       }
     }
     await kiln.useBackend(backend);
+    run.backend = backend;
     return { adapter, backend };
+  },
+  [Request.verifyGpu]: async () => parse(await kiln.crossCheck()),
+  [Request.debugCorruptKernel]({ factor }) {
+    kiln.debugCorruptKernel(factor);
+    return {};
   },
   [Request.loadCorpus]: async ({ files, finetune, unknown, pooling, lora }) => parse(await kiln.loadCorpus(
     files.map((f) => f.name), files.map((f) => f.bytes), Boolean(finetune), unknown || undefined,
@@ -77,6 +98,7 @@ const handlers = {
   },
   async [Request.useBackend]({ backend }) {
     await kiln.useBackend(backend);
+    run.backend = backend;
     return { backend };
   },
   async [Request.timeBackends]({ backends }) {
@@ -108,6 +130,11 @@ const handlers = {
     run.evalInterval = info.preset.train.eval_interval;
     return info;
   },
+  [Request.debugPanic]: () => kiln.debugPanic(),
+  [Request.debugLoseDevice]() {
+    devices.forEach((d) => d.destroy());
+    return { devices: devices.length };
+  },
   [Request.exportGpt2]: () => kiln.exportGpt2(),
   [Request.exportAdapters]: async () => ({ bytes: await kiln.exportAdapters() }),
   [Request.importGpt2]({ weights, config, tokenizer }) {
@@ -119,8 +146,9 @@ const handlers = {
 
 /** Requests that must not wait behind a training step. */
 const immediate = {
-  [Request.train]() {
+  [Request.train]({ checkEvery }) {
     if (run.state !== 'idle') throw new Error('Training is already running.');
+    run.checkEvery = checkEvery ?? 0;
     train().catch((e) => post({ type: Event.error, id: null, code: 'train', message: e.message }));
     return {};
   },
@@ -183,6 +211,13 @@ async function train() {
       if (m.val_loss != null && !report) {
         const text = await exclusive(() => kiln.generate('', JSON.stringify(SAMPLE), () => true));
         post({ type: Event.sample, step: m.step, text });
+      }
+      if (run.backend === 'wgpu' && run.checkEvery > 0 && m.step % run.checkEvery === 0) {
+        const check = parse(await exclusive(() => kiln.checkRun()));
+        if (!check.agree) {
+          post({ type: Event.untrusted, step: m.step, check });
+          break;
+        }
       }
       if (m.step >= m.max_steps) break;
       // Let pause/stop/generate messages in between steps, even on a backend that never awaits.
