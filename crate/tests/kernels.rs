@@ -620,17 +620,7 @@ fn loss_scale_overflow_skips_the_step_and_halves_the_scale() {
 /// the fused kernels, as the model trains by default).
 #[test]
 fn same_seed_same_losses_for_50_steps_on_wgpu() {
-    let device = wgpu();
-    let data = common::small_corpus(20_000);
-    let tokenizer = common::char_tokenizer(&data);
-    let run = || {
-        let p = common::tiny(tokenizer.vocab_size());
-        let mut t = Trainer::new(p, tokenizer.clone(), &data, &device).unwrap();
-        (0..50)
-            .map(|_| t.step().unwrap().loss)
-            .collect::<Vec<f32>>()
-    };
-    let first = run();
-    assert_eq!(first, run());
+    let first = common::tiny_losses(&wgpu(), 50);
+    assert_eq!(first, common::tiny_losses(&wgpu(), 50));
     assert!(first[49] < first[0]);
 }

@@ -273,17 +273,8 @@ fn accumulation_equals_one_batch_of_all_the_rows() {
 /// The same seed on the same backend gives the same losses, bit for bit, for 50 steps.
 #[test]
 fn same_seed_same_losses_for_50_steps_on_the_cpu() {
-    let data = common::small_corpus(20_000);
-    let tokenizer = common::char_tokenizer(&data);
-    let run = || {
-        let p = common::tiny(tokenizer.vocab_size());
-        let mut t = Trainer::new(p, tokenizer.clone(), &data, &Device::flex()).unwrap();
-        (0..50)
-            .map(|_| t.step().unwrap().loss)
-            .collect::<Vec<f32>>()
-    };
-    let first = run();
-    assert_eq!(first, run());
+    let first = common::tiny_losses(&Device::flex(), 50);
+    assert_eq!(first, common::tiny_losses(&Device::flex(), 50));
     assert!(first[49] < first[0]);
 }
 
