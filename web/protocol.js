@@ -46,8 +46,8 @@ export const Request = Object.freeze({
   classify: 'classify',
   /**
    * {checkEvery} → {}: trains to the configured max_steps, pushing `progress`, `sample` and
-   * `state`; on WebGPU, every `checkEvery` steps (0: never) the model's loss is compared with the
-   * CPU's, and a disagreement stops the run with `untrusted`.
+   * `state`; on WebGPU, every `checkEvery` steps (0: never) the model's loss and logits are
+   * compared with the CPU's, and a disagreement stops the run with `untrusted`.
    */
   train: 'train',
   /**

@@ -128,8 +128,8 @@ pub async fn cross_check() -> Result<String, JsError> {
     json(&crate::verify::cross_check(&gpu).await.map_err(js)?)
 }
 
-/// The current model's loss on a validation batch on its device and on the CPU backend: a
-/// [`crate::verify::Agreement`] as JSON.
+/// The current model's loss on a validation batch and its logits for one row, on its device
+/// and on the CPU backend: a [`crate::verify::Agreement`] as JSON.
 #[wasm_bindgen(js_name = checkRun)]
 pub async fn check_run() -> Result<String, JsError> {
     json(&with_trainer(async |t| t.check_against_cpu_async().await).await?)
