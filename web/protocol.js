@@ -21,7 +21,10 @@ export const Request = Object.freeze({
   buildTokenizer: 'buildTokenizer',
   /** {name} → preset ({model, train}) */
   preset: 'preset',
-  /** {preset} → {params}, or an error naming the invalid field: validates without building. */
+  /**
+   * {preset} → {params, bytes}, or an error naming the invalid field or the device limit it
+   * exceeds: validates without building; `bytes` estimates the memory training it needs.
+   */
   describe: 'describe',
   /** {preset} → {params, preset}: a fresh model and optimizer (its task follows the data). */
   configure: 'configure',

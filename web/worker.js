@@ -60,7 +60,7 @@ const handlers = {
     let backend = 'cpu';
     if (adapter.name) {
       try {
-        adapter.burn = await kiln.initWebgpu();
+        adapter.burn = await kiln.initWebgpu(self.navigator.deviceMemory);
         backend = 'wgpu';
       } catch (e) {
         adapter.reason = e.message;

@@ -280,6 +280,7 @@ impl Checkpoint {
     /// The model and tokenizer, for generation and scoring (no autodiff on `device`).
     pub fn load_model(&self, device: &Device) -> Result<(Gpt, Tokenizer)> {
         let tokenizer = self.checked_tokenizer()?;
+        crate::memory::check_fits(&self.meta.model, None, device)?;
         let model = decode_weights(
             Gpt::new(&self.meta.model, 0, device),
             &self.weights,
@@ -424,6 +425,7 @@ impl Checkpoint {
         finetune: bool,
     ) -> Result<Trainer> {
         let tokenizer = self.checked_tokenizer()?;
+        crate::memory::check_fits(&preset.model, Some(&preset.train), device)?;
         let device = device.clone().autodiff();
         let model = decode_weights(
             Gpt::new(&preset.model, preset.train.seed, &device),

@@ -14,6 +14,7 @@ pub mod generate;
 pub mod gpt2;
 pub mod kernels;
 pub mod lora;
+pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod train;

@@ -251,6 +251,7 @@ impl Trainer {
     ) -> Result<Self> {
         preset.model.vocab_size = tokenizer.vocab_size();
         preset.validate()?;
+        crate::memory::check_fits(&preset.model, Some(&preset.train), device)?;
         let device = device.clone().autodiff();
         let model = Gpt::new(&preset.model, preset.train.seed, &device);
         Self::with_model(model, preset, tokenizer, data, device, 0, 0.0)

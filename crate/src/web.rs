@@ -150,8 +150,13 @@ pub fn debug_panic() {
 }
 
 /// Opens Burn's wgpu runtime on the browser's WebGPU adapter; returns its description.
+/// `memory_gb` (`navigator.deviceMemory`) bounds the models it accepts: WebGPU tells a page
+/// nothing of its GPU's memory.
 #[wasm_bindgen(js_name = initWebgpu)]
-pub async fn init_webgpu() -> Result<String, JsError> {
+pub async fn init_webgpu(memory_gb: Option<f64>) -> Result<String, JsError> {
+    if let Some(gb) = memory_gb.filter(|gb| gb.is_finite() && *gb > 0.0) {
+        crate::memory::set_browser_memory((gb * (1u64 << 30) as f64) as u64);
+    }
     if let Some(gpu) = STATE.with_borrow(|s| s.gpu.clone()) {
         return Ok(backend::describe(BackendKind::Wgpu, &gpu));
     }
@@ -294,14 +299,23 @@ fn checked_preset(preset_json: &str) -> Result<Preset, JsError> {
         Ok::<_, JsError>((tokenizer.vocab_size(), data.task(pooling)))
     })?;
     preset.validate().map_err(js)?;
+    let (_, device) = current_device()?;
+    crate::memory::check_fits(&preset.model, Some(&preset.train), &device).map_err(js)?;
     Ok(preset)
 }
 
-/// Validates a configuration without building it; returns `{params}` or the reason it is invalid.
+/// Validates a configuration without building it, the device's limits included; returns
+/// `{params, bytes}` (bytes: the memory estimated for training it) or the reason it is invalid.
 #[wasm_bindgen]
 pub fn describe(preset_json: &str) -> Result<String, JsError> {
     let preset = checked_preset(preset_json)?;
-    json(&serde_json::json!({ "params": Gpt::num_params_of(&preset.model) }))
+    let (_, device) = current_device()?;
+    let fused = preset.model.kernels && crate::kernels::supported(&device);
+    let need = crate::memory::need(&preset.model, Some(&preset.train), fused);
+    json(&serde_json::json!({
+        "params": Gpt::num_params_of(&preset.model),
+        "bytes": need.total,
+    }))
 }
 
 /// Builds a fresh model and optimizer for the configuration on the chosen backend; returns
