@@ -28,10 +28,14 @@ export async function open(page, query = '?backend=wgpu') {
 export const setField = (page, key, value) => page.fill(`[data-key="${key}"]`, String(value));
 export const kiln = (page, expr) => page.evaluate(`window.kiln.${expr}`);
 
-/** Trains `steps` steps with an evaluation every `every`, and waits for the run to finish. */
+/**
+ * Trains `steps` steps with an evaluation (of two validation batches, to keep emulated GPUs
+ * quick) every `every`, and waits for the run to finish.
+ */
 export async function train(page, steps, every = 0) {
   await setField(page, 'train.max_steps', steps);
   await setField(page, 'train.eval_interval', every);
+  await setField(page, 'train.eval_steps', 2);
   await page.click('#train');
   await expect(page.locator('#eta')).toHaveText('done', { timeout: 5 * 60_000 });
   await expect(page.locator('#train')).toBeEnabled();

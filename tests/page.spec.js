@@ -11,7 +11,7 @@ test('the adapter is WebGPU on SwiftShader', async ({ page }) => {
   expect(await kiln(page, 'backend')).toBe('wgpu');
   await expect(page.locator('#fallback-notice')).toBeHidden();
   // The fields are checked as they are typed: the parameter count, or why the model is invalid.
-  await expect(page.locator('#params')).toHaveText('0.028M parameters');
+  await expect(page.locator('#params')).toHaveText(/^0\.028M parameters; training needs about \d+ MB$/);
   await setField(page, 'model.n_head', 3);
   await expect(page.locator('#config-error')).toContainText('n_head');
   await setField(page, 'model.n_head', 4);
@@ -20,11 +20,28 @@ test('the adapter is WebGPU on SwiftShader', async ({ page }) => {
   await expect(page.locator('#config-error')).toContainText('freeze_blocks is 3 but the model has only 2 blocks');
   await setField(page, 'train.freeze_blocks', 0);
   await expect(page.locator('#config-error')).toHaveText('');
-  await expect(page.locator('#params')).toHaveText('0.028M parameters');
+  await expect(page.locator('#params')).toHaveText(/^0\.028M parameters; training needs about \d+ MB$/);
+  // A model too large for the device is refused before anything is allocated: required vs available.
+  await setField(page, 'model.n_embd', 65536);
+  await expect(page.locator('#config-error')).toContainText(
+    /an MLP weight needs 68719 MB in one buffer, and the device allows at most \d+ MB \(maxStorageBufferBindingSize/);
+  await page.click('#train');
+  await expect(page.locator('#error-text')).toContainText('an MLP weight needs 68719 MB');
+  // 8000 × 32 positions × ~644 floats kept per block: layers enough to pass the browser's memory.
+  const gb = await page.evaluate(() => navigator.deviceMemory);
+  await setField(page, 'model.n_embd', 32);
+  await setField(page, 'model.n_layer', Math.ceil(gb * 2 ** 30 / (8000 * 32 * 644 * 4)) + 2);
+  await setField(page, 'train.batch_size', 8000);
+  await expect(page.locator('#config-error')).toContainText(
+    new RegExp(`needs about \\d+ MB and the device has ${Math.round(gb * 2 ** 30 / 1e6)} MB \\(navigator\\.deviceMemory\\)`));
+  await setField(page, 'model.n_layer', 2);
+  await setField(page, 'train.batch_size', 8);
+  await train(page, 2);
 });
 
-test('training tiny on WebGPU lowers the loss, draws the charts and stays responsive', async ({ page }) => {
+test('training tiny on WebGPU lowers the loss, draws the charts, stays responsive, and generates', async ({ page }) => {
   await open(page);
+  await setField(page, 'train.eval_steps', 2);
   await setField(page, 'train.max_steps', 24);
   await setField(page, 'train.eval_interval', 12);
   await page.click('#train');
@@ -52,11 +69,8 @@ test('training tiny on WebGPU lowers the loss, draws the charts and stays respon
   expect(await kiln(page, 'charts.loss.points')).toBe(24);
   expect(await page.locator('#progress').evaluate((p) => p.value)).toBe(24);
   await expect(page.locator('#sample')).toContainText('step 24');
-});
 
-test('generation streams text, and the same seed gives the same text', async ({ page }) => {
-  await open(page);
-  await train(page, 6);
+  // Generation streams text, and the same seed gives the same text.
   const a = await generate(page, 7);
   expect(a.length).toBeGreaterThanOrEqual(20);
   expect(await kiln(page, 'tokenEvents')).toBeGreaterThanOrEqual(20); // one event per new piece
@@ -68,8 +82,10 @@ test('generation streams text, and the same seed gives the same text', async ({ 
   await expect(page.locator('#score')).toContainText(/18 tokens, log-probability -\d+\.\d\d, perplexity \d+\.\d\d/);
 });
 
+// Saving, loading and files do not depend on the backend: these tests use the CPU, which is
+// quicker than an emulated GPU (WebGPU's save and load: the device-loss test in reliability.spec.js).
 test('a checkpoint saved in the browser survives a reload: same text, and training continues', async ({ page }) => {
-  await open(page);
+  await open(page, '?backend=cpu');
   await train(page, 6);
   await page.fill('#ckpt-name', 'reload-test');
   await page.click('#save-browser');
@@ -191,7 +207,7 @@ test('a model downloaded for transformers uploads back as GPT-2 files: the same 
 });
 
 test('a custom .txt trains; empty and binary files show an error and change nothing', async ({ page }) => {
-  await open(page);
+  await open(page, '?backend=cpu');
   const stats = page.locator('#corpus-stats');
   await page.setInputFiles('#file', { name: 'empty.txt', mimeType: 'text/plain', buffer: Buffer.alloc(0) });
   await expect(page.locator('#data-error')).toBeVisible();
@@ -236,6 +252,8 @@ test('finetuning on characters the model never saw: named, or mapped to one it k
 test('the fused WGSL kernels train on WebGPU like the plain ops: the same losses', async ({ page }) => {
   await open(page);
   await expect(page.locator('[data-key="model.kernels"]')).toBeChecked();
+  await setField(page, 'model.block_size', 16);
+  await setField(page, 'train.batch_size', 2);
   await train(page, 6);
   const fused = (await kiln(page, 'history')).map((p) => p.loss);
   await page.locator('[data-key="model.kernels"]').uncheck();
@@ -250,6 +268,10 @@ test('the fused WGSL kernels train on WebGPU like the plain ops: the same losses
 test('the CPU backend can be forced and trains', async ({ page }) => {
   await open(page, '?backend=cpu');
   expect(await kiln(page, 'backend')).toBe('cpu');
+  // In wasm32 the CPU backend has 4 GiB of address space, whatever the machine has.
+  await setField(page, 'train.batch_size', 40000);
+  await expect(page.locator('#config-error')).toContainText('and the device has 4295 MB (wasm32\'s address space)');
+  await setField(page, 'train.batch_size', 8);
   await train(page, 10);
   const history = await kiln(page, 'history');
   expect(history[9].loss).toBeLessThan(history[0].loss);

@@ -202,16 +202,28 @@ function finetuneOptions() {
   return { pooling: $('pooling').value, lora: lora || null };
 }
 
+/** Shows `note` in element `id` while `work` runs; on failure the element's text comes back. */
+async function showing(id, note, work) {
+  const before = $(id).textContent;
+  $(id).textContent = note;
+  try {
+    return await work;
+  } catch (e) {
+    $(id).textContent = before;
+    throw e;
+  }
+}
+
 /**
  * Makes `files` the training data; with `finetune` (and a model) the model stays. Without, a new
  * tokenizer is trained on it unless `tokenizer` is false (a checkpoint brings its own).
  */
 async function loadCorpus(files, finetune = $('finetune').checked && page.configured, { tokenizer = true } = {}) {
   $('data-error').hidden = true;
-  const stats = await call(Request.loadCorpus, {
-    files, finetune, unknown: $('unknown-char').value, ...finetuneOptions(),
-  });
   const names = files.map((f) => f.name).join(', ');
+  const stats = await showing('corpus-stats', `Reading ${names}…`, call(Request.loadCorpus, {
+    files, finetune, unknown: $('unknown-char').value, ...finetuneOptions(),
+  }));
   const what = {
     text: 'characters',
     chat: 'prompt/completion pairs',
@@ -321,7 +333,8 @@ drop.ondrop = action(async (e) => {
 
 async function buildTokenizer() {
   const kind = $('tok-kind').value;
-  const { vocabSize } = await call(Request.buildTokenizer, { kind, vocab_size: Number($('bpe-vocab').value) });
+  const { vocabSize } = await showing('tok-stats', 'building…',
+    call(Request.buildTokenizer, { kind, vocab_size: Number($('bpe-vocab').value) }));
   $('tok-stats').textContent = `${vocabSize} tokens`;
   page.configured = false;
   await describe();
@@ -353,8 +366,8 @@ function readFields() {
 /** Live parameter count and validation of the fields (nothing is built). */
 async function describe() {
   try {
-    const { params: n } = await call(Request.describe, { preset: page.preset });
-    $('params').textContent = `${(n / 1e6).toFixed(3)}M parameters`;
+    const { params: n, bytes } = await call(Request.describe, { preset: page.preset });
+    $('params').textContent = `${(n / 1e6).toFixed(3)}M parameters; training needs about ${Math.ceil(bytes / 1e6)} MB`;
     $('config-error').textContent = '';
     return true;
   } catch (e) {
