@@ -107,8 +107,10 @@ fn main() -> Result<()> {
             // web.rs exists only on wasm32: lint that build too.
             cargo(&[&["clippy"], WASM_LIB, &["--", "-D", "warnings"]].concat())?;
             npx(&["eslint", "."])?;
+            // wasm-opt uses one core for minutes: the Rust tests run meanwhile.
+            let page = start_web()?;
             cargo(&["test", "--workspace"])?;
-            web()?;
+            page.finish()?;
             npx(&["playwright", "test"])
         }
         Task::Bench { args } if args.first().is_some_and(|a| a == "kernels") => {
@@ -158,36 +160,71 @@ const WASM: &str = "web/pkg/kiln_bg.wasm";
 
 /// Builds the page: the library for wasm32, its JS bindings, `wasm-opt -Oz`, then Vite into dist/.
 fn web() -> Result<()> {
+    start_web()?.finish()
+}
+
+/// The page's build, started: `wasm-opt` (minutes, one core) runs in the background while the
+/// caller does other work, e.g. the Rust tests.
+struct WebBuild(Option<std::process::Child>);
+
+/// Builds the library for wasm32 and its JS bindings, and starts `wasm-opt -Oz` on them.
+fn start_web() -> Result<WebBuild> {
     cargo(&[&["build"], WASM_LIB, &["--profile", "wasm-release"]].concat())?;
     let input = target_dir().join("wasm32-unknown-unknown/wasm-release/kiln.wasm");
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     // wasm-opt takes minutes: skip both steps when the package is newer than the build.
-    if modified(Path::new(WASM)) < modified(&input) {
-        eprintln!(
-            "$ wasm-bindgen --target web {} --out-dir {PKG}",
-            input.display()
-        );
-        wasm_bindgen_cli_support::Bindgen::new()
-            .input_path(&input)
-            .web(true)?
-            .typescript(false)
-            .generate(PKG)?;
-        // The features Rust's wasm32 target emits by default; wasm-opt must accept them.
-        npx(&[
-            "wasm-opt",
-            "-Oz",
-            "--enable-bulk-memory",
-            "--enable-nontrapping-float-to-int",
-            "--enable-sign-ext",
-            "--enable-mutable-globals",
-            "--enable-reference-types",
-            "--enable-multivalue",
-            WASM,
-            "-o",
-            WASM,
-        ])?;
+    if modified(Path::new(WASM)) >= modified(&input) {
+        return Ok(WebBuild(None));
     }
-    npx(&["vite", "build", "--logLevel", "warn"])
+    eprintln!(
+        "$ wasm-bindgen --target web {} --out-dir {PKG}",
+        input.display()
+    );
+    // wasm-opt reads and writes beside the package; the result is renamed into place when it is
+    // whole, so a failed or interrupted build never leaves a package that looks finished.
+    let raw = format!("{WASM}.raw");
+    let optimised = format!("{WASM}.opt");
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&input)
+        .web(true)?
+        .typescript(false)
+        .generate(PKG)?;
+    std::fs::rename(WASM, &raw)?;
+    // The features Rust's wasm32 target emits by default; wasm-opt must accept them.
+    let mut opt = Command::new("npx");
+    opt.args([
+        "--no-install",
+        "wasm-opt",
+        "-Oz",
+        "--enable-bulk-memory",
+        "--enable-nontrapping-float-to-int",
+        "--enable-sign-ext",
+        "--enable-mutable-globals",
+        "--enable-reference-types",
+        "--enable-multivalue",
+        &raw,
+        "-o",
+        &optimised,
+    ]);
+    eprintln!("$ {} &", format!("{opt:?}").replace('"', ""));
+    Ok(WebBuild(Some(
+        opt.spawn().context("could not start wasm-opt")?,
+    )))
+}
+
+impl WebBuild {
+    /// Waits for `wasm-opt`, then bundles the page with Vite.
+    fn finish(self) -> Result<()> {
+        if let Some(mut opt) = self.0 {
+            let status = opt.wait()?;
+            if !status.success() {
+                bail!("wasm-opt failed ({status})");
+            }
+            std::fs::rename(format!("{WASM}.opt"), WASM)?;
+            std::fs::remove_file(format!("{WASM}.raw"))?;
+        }
+        npx(&["vite", "build", "--logLevel", "warn"])
+    }
 }
 
 /// The page's benchmark: wasm size here, the rest measured in Chromium by web/bench.js.
