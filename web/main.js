@@ -4,11 +4,15 @@ import defaultCorpusUrl from './data/shakespeare.txt?url';
 import miltonUrl from './data/milton.txt?url';
 import { lineChart } from './charts.js';
 import { Event, Request, client } from './protocol.js';
+import { address, readAddress } from './settings.js';
 import * as storage from './storage.js';
 
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
 const PRESETS = ['tiny', 'shakespeare-baby', 'shakespeare-char'];
+/** The model and training fields: `data-key` names a key of the preset. */
+const fields = [...document.querySelectorAll('[data-key]')];
+/** The settings the page address gives (a shared link), checked. */
+const shared = readAddress(location.search, fields, PRESETS);
 
 const page = {
   preset: null, // the configuration in the fields ({model, train})
@@ -328,7 +332,10 @@ drop.ondragleave = () => drop.classList.remove('over');
 drop.ondrop = action(async (e) => {
   e.preventDefault();
   drop.classList.remove('over');
-  await readFiles(e.dataTransfer.files);
+  const { files } = e.dataTransfer;
+  // Weights mean a model (a downloaded checkpoint); anything else is text to train on.
+  if ([...files].some((f) => f.name.endsWith('.safetensors'))) await openModel(files);
+  else await readFiles(files);
 }, dataError);
 
 async function buildTokenizer() {
@@ -343,8 +350,6 @@ $('build-tok').onclick = action(buildTokenizer);
 $('tok-kind').onchange = () => { $('bpe-vocab').disabled = $('tok-kind').value !== 'bpe'; };
 
 // ---- model configuration ----------------------------------------------------------------------
-
-const fields = [...document.querySelectorAll('[data-key]')];
 
 const isCheckbox = (input) => input.type === 'checkbox';
 
@@ -396,6 +401,33 @@ async function usePreset(name) {
   await describe();
 }
 $('preset').onchange = action(() => usePreset($('preset').value));
+
+/** The address's settings for the fields, over the preset's values. */
+async function useSharedFields() {
+  for (const input of fields) {
+    const value = shared.fields[input.dataset.key];
+    if (value === undefined) continue;
+    if (isCheckbox(input)) input.checked = value;
+    else input.value = value;
+  }
+  readFields();
+  page.configured = false;
+  await describe();
+}
+
+$('copy-link').onclick = action(async () => {
+  const defaults = await call(Request.preset, { name: $('preset').value });
+  const link = address($('preset').value, defaults, fields);
+  $('share-link').value = link;
+  $('share-link').hidden = false;
+  $('share-link').select();
+  try {
+    await navigator.clipboard.writeText(link);
+    $('share-status').textContent = 'Copied.';
+  } catch {
+    $('share-status').textContent = 'Copy the selected link.';
+  }
+});
 
 /** Shows the panels of what the model does: chat for an instruction-tuned one, the classifier's. */
 function showTask(preset) {
@@ -656,10 +688,12 @@ $('download-adapters').onclick = action(async () => {
   downloadFiles([['adapters.safetensors', bytes]]);
 });
 
-$('upload').onchange = action(async (e) => {
-  // Kiln's name.json, name.safetensors (and name.optimizer.safetensors to resume the optimizer),
-  // or transformers' config.json, tokenizer.json and model.safetensors.
-  const files = Object.fromEntries([...e.target.files].map((f) => [f.name, f]));
+/**
+ * Opens a model from files: Kiln's name.json, name.safetensors (and name.optimizer.safetensors to
+ * resume the optimizer), or transformers' config.json, tokenizer.json and model.safetensors.
+ */
+async function openModel(fileList) {
+  const files = Object.fromEntries([...fileList].map((f) => [f.name, f]));
   if (files['config.json'] && files['tokenizer.json']) {
     const weights = files['model.safetensors'];
     if (!weights) throw new Error('A transformers model needs its model.safetensors beside config.json and tokenizer.json.');
@@ -672,7 +706,7 @@ $('upload').onchange = action(async (e) => {
     return;
   }
   const parts = {};
-  for (const f of e.target.files) {
+  for (const f of fileList) {
     const part = f.name.endsWith('.optimizer.safetensors') ? 'optimizer'
       : f.name.endsWith('.safetensors') ? 'weights' : f.name.endsWith('.json') ? 'meta' : null;
     if (part) parts[part] = new Uint8Array(await f.arrayBuffer());
@@ -681,7 +715,8 @@ $('upload').onchange = action(async (e) => {
     throw new Error('Choose the checkpoint\'s .json and .safetensors files (and its .optimizer.safetensors to resume the optimizer), or a transformers model\'s config.json, tokenizer.json and model.safetensors.');
   }
   adoptCheckpoint(await call(Request.load, parts), 'the uploaded checkpoint');
-});
+}
+$('upload').onchange = action((e) => openModel(e.target.files));
 
 // ---- start, and recovery from a panic ---------------------------------------------------------
 
@@ -690,17 +725,24 @@ async function startBackend() {
   startWorker();
   showAdapter(await call(Request.init));
   if (page.backend === 'wgpu') await verifyGpu();
-  const forced = params.get('backend');
+  const forced = shared.backend;
   if (forced) await chooseBackend(forced);
   return forced;
 }
 
 async function start() {
+  if (shared.problems.length) {
+    $('address-problems').textContent = `Not taken from the page address: ${shared.problems.join('; ')}.`;
+    $('address-problems').hidden = false;
+  }
+  for (const [id, value] of shared.elements) $(id).value = value;
+  $('tok-kind').onchange();
   status('Starting WebGPU…');
   const forced = await startBackend();
   status('Loading the bundled corpus…');
   await loadDefault();
-  await usePreset(params.get('preset') ?? (page.adapter.name && !page.adapter.software ? 'shakespeare-baby' : 'tiny'));
+  await usePreset(shared.preset ?? (page.adapter.name && !page.adapter.software ? 'shakespeare-baby' : 'tiny'));
+  await useSharedFields();
   await ensureConfigured();
   refreshSaved().catch((e) => ckptStatus(e.message));
   // The backend is chosen before anything can run on it (a run started on one backend would
