@@ -19,6 +19,9 @@ export default defineConfig({
   reporter: [['list']],
   use: {
     baseURL: `http://127.0.0.1:${PORT}/`,
+    // The service worker's install stores the 12 MB wasm, which Chromium compiles again for its
+    // code cache: seconds per page on two cores. Only offline.spec.js needs it.
+    serviceWorkers: 'block',
     screenshot: 'only-on-failure',
     launchOptions: { executablePath: '/usr/bin/chromium', args: [...chromiumArgs, '--enable-unsafe-webgpu'] },
   },

@@ -1,5 +1,7 @@
-// Vite builds index.html, web/ and the wasm package (web/pkg, made by `cargo xtask web`) into dist/.
+// Vite builds index.html, web/ and the wasm package (web/pkg, made by `cargo xtask web`) into dist/,
+// with a service worker (Workbox, through vite-plugin-pwa) that makes the page work offline.
 import { defineConfig } from 'vite';
+import { VitePWA } from 'vite-plugin-pwa';
 
 /**
  * The page's Content-Security-Policy: scripts and workers from the page's origin only, no eval
@@ -29,5 +31,29 @@ export default defineConfig({
     name: 'kiln-csp',
     apply: 'build',
     transformIndexHtml: () => [{ tag: 'meta', attrs: { 'http-equiv': 'Content-Security-Policy', content: CSP }, injectTo: 'head-prepend' }],
-  }],
+  }, VitePWA({
+    // A new build waits until the page says so (main.js offers a reload): taking over a page
+    // mid-training would swap the code under a run.
+    registerType: 'prompt',
+    injectRegister: false,
+    manifest: {
+      name: 'Kiln: train a small GPT in your browser',
+      short_name: 'Kiln',
+      description: 'Pretrain and finetune small language models on your own GPU, offline.',
+      start_url: '.',
+      display: 'standalone',
+      background_color: '#faf7f2',
+      theme_color: '#3b2417',
+      icons: [{ src: 'kiln.svg', sizes: 'any', type: 'image/svg+xml', purpose: 'any' }],
+    },
+    workbox: {
+      // Everything the page needs, the wasm module (~12 MB) and the bundled corpora included.
+      // Files carry content hashes in their names, and each build's precache list replaces the
+      // last one whole: a page never mixes one build's JS with another's wasm.
+      globPatterns: ['**/*.{html,js,css,wasm,txt,svg,webmanifest}'],
+      maximumFileSizeToCacheInBytes: 64 * 1024 * 1024,
+      cleanupOutdatedCaches: true,
+      clientsClaim: true,
+    },
+  })],
 });

@@ -5,6 +5,7 @@ import miltonUrl from './data/milton.txt?url';
 import { lineChart } from './charts.js';
 import { Event, Request, client } from './protocol.js';
 import { address, readAddress } from './settings.js';
+import { registerSW } from 'virtual:pwa-register';
 import * as storage from './storage.js';
 
 const $ = (id) => document.getElementById(id);
@@ -327,6 +328,13 @@ $('use-paste').onclick = action(
   dataError,
 );
 const drop = $('drop');
+// The drop zone is focusable: Enter or Space opens the file chooser, as a click on it would.
+drop.onkeydown = (e) => {
+  if (e.target === drop && (e.key === 'Enter' || e.key === ' ')) {
+    e.preventDefault();
+    $('file').click();
+  }
+};
 drop.ondragover = (e) => { e.preventDefault(); drop.classList.add('over'); };
 drop.ondragleave = () => drop.classList.remove('over');
 drop.ondrop = action(async (e) => {
@@ -795,6 +803,28 @@ async function recover(reason) {
   }
   document.body.dataset.ready = busy;
 }
+$('presentation').onclick = () => {
+  const on = document.body.classList.toggle('presentation');
+  $('presentation').setAttribute('aria-pressed', String(on));
+  // uPlot draws at a fixed size: redraw the charts at their new width.
+  for (const chart of Object.values(charts)) chart.resize();
+};
+
+// ---- offline --------------------------------------------------------------------------------
+
+// The service worker (vite.config.js) stores the page, its wasm and the bundled texts: after one
+// visit Kiln starts without a network. A new build waits until the user takes it.
+const updateSW = registerSW({
+  onOfflineReady() {
+    $('offline').textContent = 'Ready to work offline: this page, its model code and the bundled texts are stored in this browser.';
+    page.offlineReady = true;
+  },
+  onNeedRefresh() {
+    $('update').hidden = false;
+  },
+});
+$('update-now').onclick = () => updateSW(true);
+
 /** Test hooks: a panic inside the module, a lost GPU device (see protocol.js). */
 page.debugPanic = () => call(Request.debugPanic).catch(() => {});
 page.debugLoseDevice = () => call(Request.debugLoseDevice);
