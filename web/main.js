@@ -453,7 +453,7 @@ function showReport(r) {
     `${(100 * r.accuracy).toFixed(1)}%, macro-F1 ${r.macro_f1.toFixed(3)}. Rows: true class; columns: predicted.`;
   const cell = (tag, text) => Object.assign(document.createElement(tag), { textContent: text });
   const head = document.createElement('tr');
-  head.append(cell('th', ''), ...r.classes.map((c) => cell('th', c)));
+  head.append(cell('th', 'true \\ predicted'), ...r.classes.map((c) => cell('th', c)));
   const rows = r.confusion.map((counts, i) => {
     const tr = document.createElement('tr');
     tr.append(cell('th', r.classes[i]), ...counts.map((n) => cell('td', n)));
@@ -554,6 +554,59 @@ $('score-prompt').onclick = action(async () => {
   const s = await call(Request.score, { text: $('prompt').value });
   $('score').textContent = `${s.tokens} tokens, log-probability ${s.log_prob.toFixed(2)}, perplexity ${s.perplexity.toFixed(2)}`;
 }, (message) => { $('score').textContent = message; });
+
+// ---- inspect: the next token, and surprise token by token -----------------------------------
+
+/** A token as text a reader can see: newlines and spaces made visible. */
+const visible = (token) => token.replaceAll('\n', '⏎').replaceAll(' ', '␣') || '∅';
+
+async function showNextTokens() {
+  await ensureConfigured();
+  const top = await call(Request.nextTokens, { prompt: $('prompt').value, k: 10 });
+  page.nextTokens = top;
+  $('next-list').replaceChildren(...top.map(([token, p]) => {
+    const item = document.createElement('li');
+    const choose = document.createElement('button');
+    const label = Object.assign(document.createElement('span'), { className: 'token', textContent: visible(token) });
+    const bar = Object.assign(document.createElement('span'), { className: 'bar' });
+    bar.style.width = `${(100 * p).toFixed(1)}%`;
+    const percent = document.createElement('span');
+    percent.textContent = `${(100 * p).toFixed(1)}%`;
+    choose.append(label, bar, percent);
+    choose.title = `Add ${JSON.stringify(token)} to the prompt`;
+    choose.onclick = action(async () => {
+      $('prompt').value += token;
+      await showNextTokens();
+    }, inspectError);
+    item.append(choose);
+    return item;
+  }));
+}
+
+async function showSurprise() {
+  await ensureConfigured();
+  const s = await call(Request.score, { text: $('prompt').value });
+  page.surprise = s;
+  // Colour by surprise (−log p, in nats): white at 0, full red at the most surprising token.
+  const worst = Math.max(...s.per_token.map(([, lp]) => (lp == null ? 0 : -lp)), 1e-6);
+  $('surprise-text').replaceChildren(...s.per_token.map(([token, lp]) => {
+    const span = document.createElement('span');
+    span.textContent = token;
+    if (lp != null) {
+      span.style.backgroundColor = `rgba(200, 30, 30, ${(0.6 * -lp / worst).toFixed(3)})`;
+      span.title = `${JSON.stringify(token)}: −log p = ${(-lp).toFixed(2)} nats (p = ${(100 * Math.exp(lp)).toPrecision(3)}%)`;
+    } else {
+      span.title = `${JSON.stringify(token)}: the first token, nothing before it to predict it from`;
+    }
+    return span;
+  }));
+  $('surprise-total').textContent = `p(text) = Π p(token | before it): log-probability ${s.log_prob.toFixed(2)} ` +
+    `over ${s.tokens} tokens, perplexity ${s.perplexity.toFixed(2)}`;
+}
+
+const inspectError = (message) => { $('inspect-error').textContent = message; };
+$('next-tokens').onclick = action(async () => { inspectError(''); await showNextTokens(); }, inspectError);
+$('surprise').onclick = action(async () => { inspectError(''); await showSurprise(); }, inspectError);
 
 // ---- demo: pretrain on Shakespeare, finetune on Milton ---------------------------------------
 

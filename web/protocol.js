@@ -67,8 +67,13 @@ export const Request = Object.freeze({
    */
   generate: 'generate',
   stopGenerate: 'stopGenerate',
-  /** {text} → {tokens, log_prob, perplexity}: how likely the model finds the text. */
+  /**
+   * {text} → {tokens, log_prob, perplexity, per_token: [[token, logProb | null], ...]}: how
+   * likely the model finds the text, token by token (the first token has no context).
+   */
   score: 'score',
+  /** {prompt, k} → [[token, probability], ...]: the k most likely next tokens, most likely first. */
+  nextTokens: 'nextTokens',
   /** {} → {meta: string, weights: Uint8Array, optimizer?: Uint8Array} */
   save: 'save',
   /** {meta: Uint8Array, weights: Uint8Array, optimizer?: Uint8Array} → {step, preset, vocabSize, params} */

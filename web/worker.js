@@ -118,6 +118,7 @@ const handlers = {
       .finally(() => { run.generating = false; });
   },
   [Request.score]: async ({ text }) => parse(await kiln.score(text)),
+  [Request.nextTokens]: async ({ prompt, k }) => parse(await kiln.nextTokens(prompt, k)),
   async [Request.benchKernels]({ name, vocab, batch, reps, matmul, stepReps }) {
     const preset = parse(kiln.presetJson(name));
     preset.model.vocab_size = vocab;

@@ -106,11 +106,7 @@ pub async fn generate_async(
     let chat_stop = (model.config().task == Task::Chat && cfg.stop.is_none()).then_some(END);
     let stop = cfg.stop.as_deref().or(chat_stop).filter(|s| !s.is_empty());
     let block = model.config().block_size;
-    let mut ids = tokenizer.encode(prompt)?;
-    if ids.is_empty() {
-        // Start from a newline, as nanoGPT's sample.py does, or the first token.
-        ids = tokenizer.encode("\n").unwrap_or_else(|_| vec![0]);
-    }
+    let mut ids = prompt_ids(tokenizer, prompt)?;
     let prompt_len = ids.len();
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut cache = KvCache::default();
@@ -171,6 +167,9 @@ pub struct Score {
     pub log_prob: f64,
     /// exp(-log_prob / tokens).
     pub perplexity: f64,
+    /// Every token of the text with its log-probability (`None` for the first, which has no
+    /// context): the page colours the text by these, and they sum to `log_prob`.
+    pub per_token: Vec<(String, Option<f32>)>,
 }
 
 /// [`score_async`], blocking (native only).
@@ -214,7 +213,7 @@ pub async fn score_async(
         ));
     }
     let last = ids.len() - 1; // the index of the last target
-    let mut log_prob = 0.0;
+    let mut log_probs = Vec::with_capacity(last);
     let mut scored = 0; // targets ids[1..=scored] have been scored
     while scored < last {
         let end = if scored == 0 { block } else { scored + stride }.min(last);
@@ -226,15 +225,73 @@ pub async fn score_async(
         let logp = burn::tensor::activation::log_softmax(logits.reshape([t, v]), 1);
         let logp = logp.slice([t - new..t, 0..v]);
         let targets = tensor_of(&ids[end + 1 - new..=end], device).reshape([new, 1]);
-        let picked = read_f32(logp.gather(1, targets)).await?;
-        log_prob += picked.iter().map(|&x| x as f64).sum::<f64>();
+        log_probs.extend(read_f32(logp.gather(1, targets)).await?);
         scored = end;
     }
+    let log_prob = log_probs.iter().map(|&x| x as f64).sum::<f64>();
+    let per_token = ids
+        .iter()
+        .zip(std::iter::once(None).chain(log_probs.into_iter().map(Some)))
+        .map(|(&id, lp)| Ok((tokenizer.decode(&[id])?, lp)))
+        .collect::<Result<_>>()?;
     Ok(Score {
         tokens: last,
         log_prob,
+        per_token,
         perplexity: (-log_prob / last as f64).exp(),
     })
+}
+
+/// The prompt's tokens; an empty prompt starts from a newline, as nanoGPT's sample.py does, or
+/// from the first token.
+fn prompt_ids(tokenizer: &Tokenizer, prompt: &str) -> Result<Vec<u32>> {
+    let ids = tokenizer.encode(prompt)?;
+    if ids.is_empty() {
+        return Ok(tokenizer.encode("\n").unwrap_or_else(|_| vec![0]));
+    }
+    Ok(ids)
+}
+
+/// `(index, probability)` of each logit under a softmax, most likely first.
+fn ranked(logits: &[f32]) -> Vec<(usize, f32)> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let total: f32 = exp.iter().sum();
+    let mut probs: Vec<(usize, f32)> = exp.iter().map(|e| e / total).enumerate().collect();
+    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+    probs
+}
+
+/// [`next_tokens_async`], blocking (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn next_tokens(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    k: usize,
+    device: &Device,
+) -> Result<Vec<(String, f32)>> {
+    crate::backend::block_on(next_tokens_async(model, tokenizer, prompt, k, device))
+}
+
+/// The `k` most likely tokens after `prompt` (its last `block_size` tokens) with their
+/// probabilities, most likely first: what generation draws from at temperature 1.
+pub async fn next_tokens_async(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    k: usize,
+    device: &Device,
+) -> Result<Vec<(String, f32)>> {
+    text_model(model)?;
+    let ids = prompt_ids(tokenizer, prompt)?;
+    let window = &ids[ids.len().saturating_sub(model.config().block_size)..];
+    let logits = last_logits(model.forward(tensor_of(window, device), None)?).await?;
+    ranked(&logits)
+        .into_iter()
+        .take(k)
+        .map(|(id, p)| Ok((tokenizer.decode(&[id as u32])?, p)))
+        .collect()
 }
 
 /// Generation and scoring need a model of text; a classifier is an error that says what to do.
@@ -278,16 +335,10 @@ pub async fn classify_async(
         return Err(Error::Data("type some text to classify".into()));
     }
     let logits = last_logits(model.forward(tensor_of(&ids, device), None)?).await?;
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
-    let total: f32 = exp.iter().sum();
-    let mut probs: Vec<(String, f32)> = classes
-        .iter()
-        .cloned()
-        .zip(exp.iter().map(|e| e / total))
-        .collect();
-    probs.sort_by(|a, b| b.1.total_cmp(&a.1));
-    Ok(probs)
+    Ok(ranked(&logits)
+        .into_iter()
+        .map(|(i, p)| (classes[i].clone(), p))
+        .collect())
 }
 
 #[cfg(test)]

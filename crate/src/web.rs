@@ -467,7 +467,19 @@ pub async fn generate(
     .await
 }
 
-/// Log-probability and perplexity of `text` under the current model, as JSON.
+/// The `k` most likely next tokens after `prompt` with their probabilities, as JSON
+/// `[[token, p], ...]`, most likely first.
+#[wasm_bindgen(js_name = nextTokens)]
+pub async fn next_tokens(prompt: String, k: usize) -> Result<String, JsError> {
+    let top = with_model(async |model, tokenizer, device| {
+        generate::next_tokens_async(model, tokenizer, &prompt, k, device).await
+    })
+    .await?;
+    json(&top)
+}
+
+/// Log-probability and perplexity of `text` under the current model, and each token's
+/// log-probability (`per_token`), as JSON.
 #[wasm_bindgen]
 pub async fn score(text: String) -> Result<String, JsError> {
     let score = with_model(async |model, tokenizer, device| {

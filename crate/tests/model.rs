@@ -122,19 +122,28 @@ fn a_context_longer_than_block_size_is_an_error() {
     assert!(err.to_string().contains("cached"), "{err}");
 }
 
-/// Natural-log probability of `ids[j]` given `ids[start(j)..j]`, one forward pass per token.
-fn direct_log_prob(model: &Gpt, ids_: &[u32], start: impl Fn(usize) -> usize) -> f64 {
+/// The model's next-token distribution after `context`, from a plain softmax in f64.
+fn direct_probs(model: &Gpt, context: &[u32]) -> Vec<f64> {
     let device = Device::flex();
+    let context: Vec<i64> = context.iter().map(|&i| i as i64).collect();
+    let logits = floats(model.forward(ids(&context, &device), None).unwrap());
+    let last = &logits[logits.len() - model.config().vocab_size..];
+    let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let exp: Vec<f64> = last.iter().map(|&l| (l as f64 - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| e / sum).collect()
+}
+
+/// Natural-log probability of each `ids[j]` (j ≥ 1) given `ids[start(j)..j]`, one forward pass
+/// per token.
+fn direct_log_probs(model: &Gpt, ids_: &[u32], start: impl Fn(usize) -> usize) -> Vec<f64> {
     (1..ids_.len())
-        .map(|j| {
-            let context: Vec<i64> = ids_[start(j)..j].iter().map(|&i| i as i64).collect();
-            let logits = floats(model.forward(ids(&context, &device), None).unwrap());
-            let last = &logits[logits.len() - model.config().vocab_size..];
-            let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let sum: f64 = last.iter().map(|&l| (l as f64 - max).exp()).sum();
-            last[ids_[j] as usize] as f64 - max - sum.ln()
-        })
-        .sum()
+        .map(|j| direct_probs(model, &ids_[start(j)..j])[ids_[j] as usize].ln())
+        .collect()
+}
+
+fn direct_log_prob(model: &Gpt, ids_: &[u32], start: impl Fn(usize) -> usize) -> f64 {
+    direct_log_probs(model, ids_, start).iter().sum()
 }
 
 /// Scoring a text three times the context: with stride 1 every token has the full context
@@ -149,8 +158,21 @@ fn score_slides_a_window_over_long_texts() {
     let text: String = data.text().chars().skip(1000).take(3 * block + 5).collect();
     let ids_ = tokenizer.encode(&text).unwrap();
     let full = kiln::generate::score(&model, &tokenizer, &text, Some(1), &device).unwrap();
-    let want = direct_log_prob(&model, &ids_, |j| j.saturating_sub(block));
+    let per_token = direct_log_probs(&model, &ids_, |j| j.saturating_sub(block));
+    let want: f64 = per_token.iter().sum();
     assert_eq!(full.tokens, ids_.len() - 1);
+    // The surprise view's numbers: each token's text and log-probability, the first without one.
+    let texts: String = full.per_token.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(texts, text);
+    assert_eq!(full.per_token[0].1, None);
+    for (j, want) in per_token.iter().enumerate() {
+        let got = full.per_token[j + 1].1.unwrap() as f64;
+        assert!(
+            (got - want).abs() < 1e-4,
+            "token {}: {got} vs {want}",
+            j + 1
+        );
+    }
     assert!(
         (full.log_prob - want).abs() < 1e-3,
         "{} vs {want}",
@@ -178,4 +200,31 @@ fn score_slides_a_window_over_long_texts() {
     );
     let err = kiln::generate::score(&model, &tokenizer, &text, Some(block + 1), &device);
     assert!(err.unwrap_err().to_string().contains("stride"));
+}
+
+/// The next-token view: the top k of a plain softmax over the last position's logits, most
+/// likely first; all of them sum to 1.
+#[test]
+fn next_tokens_are_the_softmax_of_the_last_position() {
+    let (ckpt, _) = common::trained_tiny();
+    let device = Device::flex();
+    let (model, tokenizer) = ckpt.load_model(&device).unwrap();
+    let prompt = "ROMEO:\nWhat light";
+    let want = direct_probs(&model, &tokenizer.encode(prompt).unwrap());
+    let vocab = model.config().vocab_size;
+    let all = kiln::generate::next_tokens(&model, &tokenizer, prompt, vocab, &device).unwrap();
+    assert_eq!(all.len(), vocab);
+    let total: f64 = all.iter().map(|(_, p)| *p as f64).sum();
+    assert!((total - 1.0).abs() < 1e-4, "{total}");
+    assert!(all.windows(2).all(|w| w[0].1 >= w[1].1));
+    for (token, p) in &all {
+        let id = tokenizer.encode(token).unwrap()[0] as usize;
+        assert!(
+            (*p as f64 - want[id]).abs() < 1e-5,
+            "{token:?}: {p} vs {}",
+            want[id]
+        );
+    }
+    let top = kiln::generate::next_tokens(&model, &tokenizer, prompt, 5, &device).unwrap();
+    assert_eq!(top, all[..5]);
 }
