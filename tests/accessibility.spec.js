@@ -6,6 +6,7 @@ import { expect, open, test, train } from './helpers.js';
 /** axe-core's serious and critical findings, one line each. */
 async function seriousViolations(page) {
   const { violations } = await new AxeBuilder({ page }).analyze();
+  console.log(`axe: ${violations.map((v) => `${v.id} (${v.impact}, ${v.nodes.length})`).join(', ') || 'no violations'}`);
   return violations
     .filter((v) => ['serious', 'critical'].includes(v.impact))
     .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
