@@ -1,4 +1,5 @@
 // What the browser tests share: opening the page, driving its controls, reading its state.
+import { readFileSync } from 'node:fs';
 import { test, expect } from '@playwright/test';
 
 export { test, expect };
@@ -40,6 +41,17 @@ export async function train(page, steps, every = 0) {
   await expect(page.locator('#eta')).toHaveText('done', { timeout: 5 * 60_000 });
   // The run ends after its last evaluation and sample, which take a while on an emulated GPU.
   await expect(page.locator('#train')).toBeEnabled({ timeout: 3 * 60_000 });
+}
+
+/** Clicks `button` and returns the `count` files it downloads, as `setInputFiles` takes them. */
+export async function downloads(page, button, count) {
+  const files = [];
+  page.on('download', (d) => files.push(d));
+  await page.click(button);
+  await expect.poll(() => files.length).toBe(count);
+  return Promise.all(files.map(async (d) => ({
+    name: d.suggestedFilename(), mimeType: 'application/octet-stream', buffer: readFileSync(await d.path()),
+  })));
 }
 
 export async function generate(page, seed, maxTokens = 40) {

@@ -1,8 +1,7 @@
 // A 200 MB text: read and tokenized in the worker while the page keeps answering clicks; peak
 // memory measured from the browser's processes (Linux /proc), printed for docs/reliability.md.
 import { execSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from '@playwright/test';

@@ -1,7 +1,6 @@
 // The page end to end in Debian's Chromium with WebGPU on SwiftShader. Models are micro-sized:
 // SwiftShader emulates the GPU on the CPU.
-import { readFileSync } from 'node:fs';
-import { customText, expect, generate, kiln, open, setField, test, train } from './helpers.js';
+import { customText, downloads, expect, generate, kiln, open, setField, test, train } from './helpers.js';
 
 test('the adapter is WebGPU on SwiftShader', async ({ page }) => {
   await open(page);
@@ -163,36 +162,25 @@ test('a downloaded checkpoint uploads back and resumes', async ({ page }) => {
   await open(page, '?backend=cpu');
   await train(page, 4);
   await page.fill('#ckpt-name', 'dl');
-  const files = [];
-  page.on('download', (d) => files.push(d));
-  await page.click('#download');
-  await expect.poll(() => files.length).toBe(3);
-  const names = files.map((d) => d.suggestedFilename()).sort();
+  const files = await downloads(page, '#download', 3);
+  const names = files.map((f) => f.name).sort();
   expect(names).toEqual(['dl-step4.json', 'dl-step4.optimizer.safetensors', 'dl-step4.safetensors']);
-  const paths = await Promise.all(files.map((d) => d.path()));
   const before = await generate(page, 9);
   await page.reload();
   await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
-  await page.setInputFiles('#upload', files.map((d, i) => ({
-    name: d.suggestedFilename(), mimeType: 'application/octet-stream', buffer: readFileSync(paths[i]),
-  })));
+  await page.setInputFiles('#upload', files);
   await expect(page.locator('#ckpt-status')).toHaveText('Loaded the uploaded checkpoint at step 4.');
   expect(await generate(page, 9)).toBe(before);
   // Only the weights: a clear message, and the loaded run is untouched.
-  await page.setInputFiles('#upload', { name: 'x.safetensors', mimeType: 'application/octet-stream', buffer: readFileSync(paths[0]) });
+  await page.setInputFiles('#upload', { name: 'x.safetensors', mimeType: 'application/octet-stream', buffer: files[0].buffer });
   await expect(page.locator('#error-text')).toContainText('.json');
 });
 
 test('a model downloaded for transformers uploads back as GPT-2 files: the same text', async ({ page }) => {
   await open(page, '?backend=cpu');
   await train(page, 4);
-  const files = [];
-  page.on('download', (d) => files.push(d));
-  await page.click('#download-gpt2');
-  await expect.poll(() => files.length).toBe(3);
-  expect(files.map((d) => d.suggestedFilename()).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']);
-  const read = async (d) => ({ name: d.suggestedFilename(), mimeType: 'application/octet-stream', buffer: readFileSync(await d.path()) });
-  const uploads = await Promise.all(files.map(read));
+  const uploads = await downloads(page, '#download-gpt2', 3);
+  expect(uploads.map((f) => f.name).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']);
   const config = JSON.parse(uploads.find((f) => f.name === 'config.json').buffer.toString());
   expect(config.model_type).toBe('gpt2');
   const before = await generate(page, 5);

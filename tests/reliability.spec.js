@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from '@playwright/test';
 import { chromiumArgs } from '../playwright.config.js';
-import { allowErrors, expect, generate, kiln, open, setField, test, train } from './helpers.js';
+import { allowErrors, downloads, expect, generate, kiln, open, setField, test, train } from './helpers.js';
 
 test('a panic in the worker is reported, a new worker takes over, and the last checkpoint loads', async ({ page }) => {
   allowErrors(/panicked|panic on purpose|RuntimeError|unreachable/);
@@ -55,13 +55,7 @@ test('a checkpoint file whose tokenizer cannot read the current text is refused 
   await expect(page.locator('#tok-stats')).toHaveText('65 tokens');
   await train(page, 12);
   const before = await generate(page, 3);
-  const files = [];
-  page.on('download', (d) => files.push(d));
-  await page.click('#download');
-  await expect.poll(() => files.length).toBe(3);
-  const uploads = await Promise.all(files.map(async (d) => ({
-    name: d.suggestedFilename(), mimeType: 'application/octet-stream', buffer: readFileSync(await d.path()),
-  })));
+  const uploads = await downloads(page, '#download', 3);
   await page.reload();
   await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
   // The page's text is Shakespeare again, whose '[' the model never saw.

@@ -1,7 +1,6 @@
 // A setup passed on: settings in the page address (a copied link opens the same setup; what the
 // page cannot use is reported), and a downloaded checkpoint opened by dropping it on the page.
-import { readFileSync } from 'node:fs';
-import { expect, generate, open, setField, test, train } from './helpers.js';
+import { downloads, expect, generate, open, setField, test, train } from './helpers.js';
 
 const value = (page, selector) => page.locator(selector).inputValue();
 
@@ -42,13 +41,7 @@ test('a downloaded checkpoint dropped on the page opens: the same model', async 
   await open(page, '?backend=cpu');
   await train(page, 4);
   const before = await generate(page, 5);
-  const downloads = [];
-  page.on('download', (d) => downloads.push(d));
-  await page.click('#download');
-  await expect.poll(() => downloads.length).toBe(3);
-  const files = await Promise.all(downloads.map(async (d) => ({
-    name: d.suggestedFilename(), bytes: [...readFileSync(await d.path())],
-  })));
+  const files = (await downloads(page, '#download', 3)).map((f) => ({ name: f.name, bytes: [...f.buffer] }));
   await page.reload();
   await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
   const dropped = await page.evaluateHandle((list) => {

@@ -13,8 +13,6 @@ const ELEMENTS = {
   seed: ['seed', 'integer'],
 };
 
-/** Names the page reads elsewhere (main.js). */
-const OTHERS = { preset: 'preset', backend: ['cpu', 'wgpu'] };
 
 /** `value` as a setting of `kind`, or an Error saying why it is not one. */
 function parse(name, value, kind) {
@@ -43,11 +41,12 @@ const fieldKind = (field) => (field.type === 'checkbox' ? 'boolean' : 'number');
  */
 export function readAddress(search, fields, presets) {
   const byName = fieldsByName(fields);
+  /** Settings main.js reads itself. */
+  const others = { preset: presets, backend: ['cpu', 'wgpu'] };
   const out = { elements: [], fields: {}, problems: [] };
   for (const [name, value] of new URLSearchParams(search)) {
     let parsed;
-    if (name === 'preset') parsed = parse(name, value, presets);
-    else if (name in OTHERS) parsed = parse(name, value, OTHERS[name]);
+    if (name in others) parsed = parse(name, value, others[name]);
     else if (name in ELEMENTS) parsed = parse(name, value, ELEMENTS[name][1]);
     else if (name in byName) parsed = parse(name, value, fieldKind(byName[name]));
     else {
@@ -55,7 +54,7 @@ export function readAddress(search, fields, presets) {
       continue;
     }
     if (parsed instanceof Error) out.problems.push(parsed.message);
-    else if (name in OTHERS) out[name] = parsed;
+    else if (name in others) out[name] = parsed;
     else if (name in ELEMENTS) out.elements.push([ELEMENTS[name][0], parsed]);
     else out.fields[byName[name].dataset.key] = parsed;
   }

@@ -104,7 +104,8 @@ impl Room {
     pub fn of(device: &Device) -> Self {
         match device.clone().inner().as_dispatch() {
             burn::backend::DispatchDevice::Cube(cube) => {
-                let memory = cube.client().properties().memory.clone();
+                let client = cube.client();
+                let memory = &client.properties().memory;
                 let browser = BROWSER_MEMORY.load(Ordering::Relaxed);
                 Self {
                     buffer: Some((
@@ -161,10 +162,16 @@ pub fn check(need: &Need, room: &Room) -> Result<()> {
     Ok(())
 }
 
-/// [`check`] for `model` used on `device` (training when `train` is given).
-pub fn check_fits(model: &ModelConfig, train: Option<&TrainConfig>, device: &Device) -> Result<()> {
+/// [`check`] for `model` used on `device` (training when `train` is given); returns the need.
+pub fn check_fits(
+    model: &ModelConfig,
+    train: Option<&TrainConfig>,
+    device: &Device,
+) -> Result<Need> {
     let fused = model.kernels && crate::kernels::supported(device);
-    check(&need(model, train, fused), &Room::of(device))
+    let need = need(model, train, fused);
+    check(&need, &Room::of(device))?;
+    Ok(need)
 }
 
 #[cfg(test)]

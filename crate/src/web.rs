@@ -15,6 +15,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::{LoraConfig, Pooling, Preset, SampleConfig, Task, preset};
 use crate::data::{Dataset, Tokenizer, TokenizerKind};
 use crate::generate;
+use crate::memory::Need;
 use crate::model::Gpt;
 use crate::train::Trainer;
 
@@ -286,8 +287,9 @@ pub fn preset_json(name: &str) -> Result<String, JsError> {
 }
 
 /// The preset with the tokenizer's vocabulary and the data's task (a classifier keeps the
-/// preset's pooling), checked; what both `describe` and `configure` use.
-fn checked_preset(preset_json: &str) -> Result<Preset, JsError> {
+/// preset's pooling), checked against the device, and its memory estimate; what both `describe`
+/// and `configure` use.
+fn checked_preset(preset_json: &str) -> Result<(Preset, Need), JsError> {
     let mut preset: Preset = serde_json::from_str(preset_json).map_err(js)?;
     let pooling = match preset.model.task {
         Task::Classify { pooling, .. } => pooling,
@@ -300,18 +302,16 @@ fn checked_preset(preset_json: &str) -> Result<Preset, JsError> {
     })?;
     preset.validate().map_err(js)?;
     let (_, device) = current_device()?;
-    crate::memory::check_fits(&preset.model, Some(&preset.train), &device).map_err(js)?;
-    Ok(preset)
+    let need =
+        crate::memory::check_fits(&preset.model, Some(&preset.train), &device).map_err(js)?;
+    Ok((preset, need))
 }
 
 /// Validates a configuration without building it, the device's limits included; returns
 /// `{params, bytes}` (bytes: the memory estimated for training it) or the reason it is invalid.
 #[wasm_bindgen]
 pub fn describe(preset_json: &str) -> Result<String, JsError> {
-    let preset = checked_preset(preset_json)?;
-    let (_, device) = current_device()?;
-    let fused = preset.model.kernels && crate::kernels::supported(&device);
-    let need = crate::memory::need(&preset.model, Some(&preset.train), fused);
+    let (preset, need) = checked_preset(preset_json)?;
     json(&serde_json::json!({
         "params": Gpt::num_params_of(&preset.model),
         "bytes": need.total,
@@ -322,7 +322,7 @@ pub fn describe(preset_json: &str) -> Result<String, JsError> {
 /// `{params, preset}` (the preset with the vocabulary and task filled in).
 #[wasm_bindgen]
 pub fn configure(preset_json: &str) -> Result<String, JsError> {
-    let preset = checked_preset(preset_json)?;
+    let (preset, _) = checked_preset(preset_json)?;
     let (_, device) = current_device()?;
     let trainer = STATE.with_borrow(|s| {
         let data = s.data.as_ref().ok_or_else(|| missing("data"))?;
