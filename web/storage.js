@@ -28,8 +28,16 @@ function summary(name, ckpt, data) {
 
 const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
 
+/** Each training-files array's description, hashed once however often its run is saved. */
+const described = new WeakMap();
+
 /** `{hash, names}` of training files `[{name, bytes}]`: the hash covers names and contents. */
-async function describeData(files) {
+function describeData(files) {
+  if (!described.has(files)) described.set(files, hashData(files));
+  return described.get(files);
+}
+
+async function hashData(files) {
   const hashes = await Promise.all(files.map((f) => crypto.subtle.digest('SHA-256', f.bytes)));
   const all = files.map((f, i) => `${f.name}\0${hex(hashes[i])}`).join('\0');
   return { hash: hex(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(all))), names: files.map((f) => f.name) };
@@ -146,7 +154,8 @@ const idb = {
     const data = files?.length ? await describeData(files) : null;
     const record = { ...ckpt, meta: new TextEncoder().encode(ckpt.meta), history };
     const entries = [[`info:${name}`, summary(name, ckpt, data)], [`data:${name}`, record]];
-    if (data) entries.push([`text:${data.hash}`, files]);
+    // The text is written with its first checkpoint only (autosaves would rewrite it each time).
+    if (data && !(await keys(this.db())).includes(`text:${data.hash}`)) entries.push([`text:${data.hash}`, files]);
     return setMany(entries, this.db());
   },
   async load(name) {
