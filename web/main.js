@@ -690,9 +690,11 @@ let saving = Promise.resolve();
 function saveToBrowser(name) {
   saving = saving.catch(() => {}).then(async () => {
     const ckpt = await call(Request.save);
-    await storage.save(name, ckpt, page.history, page.files);
+    const { step } = JSON.parse(ckpt.meta);
+    // The chart history up to the checkpoint's step: training goes on while the save is written.
+    await storage.save(name, ckpt, page.history.filter((p) => p.step <= step), page.files);
     await refreshSaved();
-    ckptStatus(`Saved "${name}" in this browser at step ${JSON.parse(ckpt.meta).step}.`);
+    ckptStatus(`Saved "${name}" in this browser at step ${step}.`);
   });
   return saving;
 }
