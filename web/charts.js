@@ -64,3 +64,51 @@ export function lineChart(el, title, names) {
     },
   };
 }
+
+/**
+ * A labelled scatter plot in `el`: `points` are [x, y], `labels` name them (the first `maxLabels`
+ * are written beside their points; hovering any point names it in the legend). Returns the chart.
+ */
+export function scatterChart(el, title, points, labels, { xLabel, yLabel, maxLabels = 300 }) {
+  // uPlot plots series over an ascending x: sort the points by x and keep their names in step.
+  const order = points.map((_, i) => i).sort((a, b) => points[a][0] - points[b][0]);
+  const data = [order.map((i) => points[i][0]), order.map((i) => points[i][1])];
+  const name = (idx) => labels[order[idx]];
+  const labelled = order.map((i) => i < maxLabels);
+  const width = Math.max(el.clientWidth, 240);
+  el.replaceChildren();
+  return new uPlot(
+    {
+      title,
+      width,
+      height: Math.min(Math.max(width * 0.6, 240), 520),
+      scales: { x: { time: false } },
+      series: [
+        { label: xLabel, value: (u, v) => (v == null ? '' : format(v)) },
+        {
+          label: yLabel,
+          stroke: COLORS[1],
+          paths: () => null,
+          points: { show: true, size: 5, fill: COLORS[1] },
+          value: (u, v, si, idx) => (idx == null ? '' : `${format(v)} — ${JSON.stringify(name(idx))}`),
+        },
+      ],
+      axes: [{ label: xLabel }, { label: yLabel, size: 60 }],
+      hooks: {
+        draw: [(u) => {
+          const { ctx } = u;
+          ctx.save();
+          ctx.font = `${Math.round(11 * devicePixelRatio)}px monospace`;
+          ctx.fillStyle = '#222';
+          data[0].forEach((x, idx) => {
+            if (!labelled[idx]) return;
+            ctx.fillText(name(idx), u.valToPos(x, 'x', true) + 4, u.valToPos(data[1][idx], 'y', true) - 4);
+          });
+          ctx.restore();
+        }],
+      },
+    },
+    data,
+    el,
+  );
+}

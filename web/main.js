@@ -2,7 +2,7 @@
 // what the worker reports. No model code runs here.
 import defaultCorpusUrl from './data/shakespeare.txt?url';
 import miltonUrl from './data/milton.txt?url';
-import { lineChart } from './charts.js';
+import { lineChart, scatterChart } from './charts.js';
 import { Event, Request, client } from './protocol.js';
 import { address, readAddress } from './settings.js';
 import { registerSW } from 'virtual:pwa-register';
@@ -574,10 +574,10 @@ async function showNextTokens() {
     percent.textContent = `${(100 * p).toFixed(1)}%`;
     choose.append(label, bar, percent);
     choose.title = `Add ${JSON.stringify(token)} to the prompt`;
-    choose.onclick = action(async () => {
+    choose.onclick = inspect(async () => {
       $('prompt').value += token;
       await showNextTokens();
-    }, inspectError);
+    });
     item.append(choose);
     return item;
   }));
@@ -604,9 +604,106 @@ async function showSurprise() {
     `over ${s.tokens} tokens, perplexity ${s.perplexity.toFixed(2)}`;
 }
 
+/** Tokens an attention map covers: its size grows with their square, and so does the table. */
+const ATTENTION_TOKENS = 24;
+
+/** Draws one head's map into a small canvas, a pixel per (query, key), darker = more weight. */
+function drawMap(canvas, rows) {
+  const t = rows.length;
+  Object.assign(canvas, { width: t, height: t });
+  const ctx = canvas.getContext('2d');
+  const image = ctx.createImageData(t, t);
+  rows.forEach((row, q) => row.forEach((w, k) => {
+    const at = 4 * (q * t + k);
+    image.data.set([255 - 227 * w, 255 - 160 * w, 255 - 75 * w, 255], at);
+  }));
+  ctx.putImageData(image, 0, 0);
+}
+
+/** The chosen head as a table: tokens on both axes, each cell's weight in its colour and text. */
+function showAttentionDetail(maps, layer, head) {
+  const rows = maps.weights[layer][head];
+  const table = $('attention-detail');
+  const caption = document.createElement('caption');
+  caption.textContent = `Layer ${layer + 1}, head ${head + 1}: each row is a token, and how its attention ` +
+    'splits over the tokens up to it (each row sums to 1).';
+  const header = document.createElement('tr');
+  header.append(document.createElement('td'), ...maps.tokens.map((token) =>
+    Object.assign(document.createElement('th'), { scope: 'col', textContent: visible(token) })));
+  const body = rows.map((row, q) => {
+    const tr = document.createElement('tr');
+    tr.append(Object.assign(document.createElement('th'), { scope: 'row', textContent: visible(maps.tokens[q]) }));
+    tr.append(...row.map((w, k) => {
+      const cell = document.createElement('td');
+      cell.style.backgroundColor = `rgba(28, 95, 180, ${w.toFixed(3)})`;
+      cell.title = `${JSON.stringify(maps.tokens[q])} → ${JSON.stringify(maps.tokens[k])}: ${w.toFixed(3)}`;
+      cell.append(Object.assign(document.createElement('span'), { className: 'visually-hidden', textContent: w.toFixed(3) }));
+      return cell;
+    }));
+    return tr;
+  });
+  const thead = document.createElement('thead');
+  const tbody = document.createElement('tbody');
+  thead.append(header);
+  tbody.append(...body);
+  table.replaceChildren(caption, thead, tbody);
+  page.attentionShown = { layer, head };
+  for (const b of $('attention-grid').querySelectorAll('button')) {
+    b.setAttribute('aria-pressed', String(b.dataset.layer === String(layer) && b.dataset.head === String(head)));
+  }
+}
+
+async function showAttention() {
+  await ensureConfigured();
+  const maps = await call(Request.attention, { prompt: $('prompt').value, maxTokens: ATTENTION_TOKENS });
+  page.attention = maps;
+  const grid = $('attention-grid');
+  grid.style.gridTemplateColumns = `repeat(${maps.weights[0].length}, auto)`;
+  grid.replaceChildren(...maps.weights.flatMap((heads, layer) => heads.map((rows, head) => {
+    const button = document.createElement('button');
+    Object.assign(button.dataset, { layer, head });
+    button.setAttribute('aria-label', `Layer ${layer + 1}, head ${head + 1}`);
+    button.title = `Layer ${layer + 1}, head ${head + 1}`;
+    const canvas = document.createElement('canvas');
+    drawMap(canvas, rows);
+    button.append(canvas);
+    button.onclick = () => showAttentionDetail(maps, layer, head);
+    return button;
+  })));
+  $('attention-view').hidden = false;
+  showAttentionDetail(maps, 0, 0);
+}
+
+async function showEmbeddings() {
+  await ensureConfigured();
+  const e = await call(Request.embeddings);
+  page.embeddings = e;
+  $('embeddings-view').hidden = false;
+  const percent = (share) => `${(100 * share).toFixed(1)}%`;
+  const labels = e.tokens.map(visible);
+  const chart = $('embeddings-chart');
+  scatterChart(chart, 'Token embeddings, PCA', e.points, labels, {
+    xLabel: `PC1 (${percent(e.explained[0])} of the variance)`,
+    yLabel: `PC2 (${percent(e.explained[1])})`,
+  });
+  // The text equivalent: how much the view shows, and the tokens at each end of each axis.
+  const ends = (axis) => {
+    const order = e.points.map((p, i) => [p[axis], i]).sort((a, b) => a[0] - b[0]).map(([, i]) => labels[i]);
+    return `${order.slice(0, 5).join(' ')} … ${order.slice(-5).join(' ')}`;
+  };
+  chart.append(Object.assign(document.createElement('p'), {
+    className: 'chart-text',
+    textContent: `${e.tokens.length} tokens; the two axes show ${percent(e.explained[0] + e.explained[1])} of the ` +
+      `embeddings' variance. Along PC1, from low to high: ${ends(0)}. Along PC2: ${ends(1)}.`,
+  }));
+}
+
 const inspectError = (message) => { $('inspect-error').textContent = message; };
-$('next-tokens').onclick = action(async () => { inspectError(''); await showNextTokens(); }, inspectError);
-$('surprise').onclick = action(async () => { inspectError(''); await showSurprise(); }, inspectError);
+const inspect = (view) => action(async () => { inspectError(''); await view(); }, inspectError);
+$('next-tokens').onclick = inspect(showNextTokens);
+$('surprise').onclick = inspect(showSurprise);
+$('attention').onclick = inspect(showAttention);
+$('embeddings').onclick = inspect(showEmbeddings);
 
 // ---- demo: pretrain on Shakespeare, finetune on Milton ---------------------------------------
 

@@ -74,6 +74,13 @@ export const Request = Object.freeze({
   score: 'score',
   /** {prompt, k} → [[token, probability], ...]: the k most likely next tokens, most likely first. */
   nextTokens: 'nextTokens',
+  /**
+   * {prompt, maxTokens} → {tokens, weights: [layer][head][query][key]}: where each of the prompt's
+   * last maxTokens tokens attends; every row sums to 1.
+   */
+  attention: 'attention',
+  /** {} → {tokens, points: [[x, y], ...], explained: [share, share]}: the embeddings' PCA. */
+  embeddings: 'embeddings',
   /** {} → {meta: string, weights: Uint8Array, optimizer?: Uint8Array} */
   save: 'save',
   /** {meta: Uint8Array, weights: Uint8Array, optimizer?: Uint8Array} → {step, preset, vocabSize, params} */

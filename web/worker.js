@@ -119,6 +119,8 @@ const handlers = {
   },
   [Request.score]: async ({ text }) => parse(await kiln.score(text)),
   [Request.nextTokens]: async ({ prompt, k }) => parse(await kiln.nextTokens(prompt, k)),
+  [Request.attention]: async ({ prompt, maxTokens }) => parse(await kiln.attention(prompt, maxTokens)),
+  [Request.embeddings]: async () => parse(await kiln.embeddings()),
   async [Request.benchKernels]({ name, vocab, batch, reps, matmul, stepReps }) {
     const preset = parse(kiln.presetJson(name));
     preset.model.vocab_size = vocab;

@@ -64,7 +64,7 @@ async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>> {
     read_f32(logits.slice([0..b, t - 1..t, 0..v])).await
 }
 
-fn tensor_of(ids: &[u32], device: &Device) -> Tensor<2, Int> {
+pub(crate) fn tensor_of(ids: &[u32], device: &Device) -> Tensor<2, Int> {
     let data = TensorData::new(
         ids.iter().map(|&i| i as i64).collect::<Vec<i64>>(),
         [1, ids.len()],
@@ -244,7 +244,7 @@ pub async fn score_async(
 
 /// The prompt's tokens; an empty prompt starts from a newline, as nanoGPT's sample.py does, or
 /// from the first token.
-fn prompt_ids(tokenizer: &Tokenizer, prompt: &str) -> Result<Vec<u32>> {
+pub(crate) fn prompt_ids(tokenizer: &Tokenizer, prompt: &str) -> Result<Vec<u32>> {
     let ids = tokenizer.encode(prompt)?;
     if ids.is_empty() {
         return Ok(tokenizer.encode("\n").unwrap_or_else(|_| vec![0]));

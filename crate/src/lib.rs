@@ -2,7 +2,8 @@
 //!
 //! The data path, one stage per module: file bytes -> [`data::corpus`] -> [`data::tokenizer`] ->
 //! [`data::batcher`] -> [`model`] -> loss -> [`train`] -> metrics. Generation and scoring live in
-//! [`generate`]; saving and resuming in [`checkpoint`].
+//! [`generate`], the page's views inside the model in [`inspect`], saving and resuming in
+//! [`checkpoint`].
 
 pub mod backend;
 pub mod bench;
@@ -12,6 +13,7 @@ pub mod data;
 pub mod error;
 pub mod generate;
 pub mod gpt2;
+pub mod inspect;
 pub mod kernels;
 pub mod lora;
 pub mod memory;

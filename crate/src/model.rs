@@ -230,6 +230,11 @@ impl Gpt {
         &self.config
     }
 
+    /// The token embedding matrix `[vocab_size, n_embd]` (also the LM head when tied).
+    pub fn token_embeddings(&self) -> Tensor<2> {
+        self.wte.weight.val()
+    }
+
     /// Logits `[batch, time, vocab]` for token ids `[batch, time]`; a classifier's are
     /// `[batch, time, classes]`, position `t` classifying the text up to `t`.
     ///
@@ -241,32 +246,9 @@ impl Gpt {
         idx: Tensor<2, Int>,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor<3>> {
-        let [_, t] = idx.dims();
-        let device = idx.device();
+        let t = idx.dims()[1];
         let start = cache.as_ref().map_or(0, |c| c.len);
-        if start + t > self.config.block_size || t == 0 {
-            return Err(Error::Data(format!(
-                "the model reads 1 to {} tokens at a time (its block_size), but was given {}{}",
-                self.config.block_size,
-                t,
-                match start {
-                    0 => String::new(),
-                    _ => format!(" after {start} cached"),
-                }
-            )));
-        }
-        let mut x = self.wte.forward(idx);
-        if let Some(wpe) = &self.wpe {
-            let pos = Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &device);
-            x = x + wpe.forward(pos.unsqueeze_dim(0));
-        }
-        let rope = (self.config.position == Position::Rope)
-            .then(|| rope_tables(start, t, self.config.head_dim(), &device));
-        let run = Run {
-            kernels: self.config.kernels,
-            half: self.config.mixed_precision && kernels::supports_f16(&device),
-        };
-        let mut x = self.drop.forward(x);
+        let (mut x, rope, run) = self.embed(idx, start)?;
         if let Some(c) = cache.as_deref_mut() {
             c.layers.resize(self.h.len(), None);
         }
@@ -289,6 +271,59 @@ impl Gpt {
             Some(head) => linear(head, x, run),
             None => matmul(x, self.wte.weight.val().transpose(), run),
         })
+    }
+
+    /// The attention weights of every layer for the tokens `idx [B, T]`: one `[B, n_head, T, T]`
+    /// tensor per layer, row `i` of a head being how query `i` spreads its attention over keys
+    /// `0..=i` (the Inspect view). Computed by plain ops whatever the config: the fused kernel
+    /// never materialises them.
+    pub fn attention_maps(&self, idx: Tensor<2, Int>) -> Result<Vec<Tensor<4>>> {
+        let (mut x, rope, run) = self.embed(idx, 0)?;
+        let mut maps = Vec::with_capacity(self.h.len());
+        for block in &self.h {
+            let (q, k, _) = block
+                .attn
+                .qkv(block.ln_1.forward(x.clone(), run), rope.as_ref(), run);
+            maps.push(attention::weights(q, k));
+            x = block.forward(x, None, rope.as_ref(), run);
+        }
+        Ok(maps)
+    }
+
+    /// The input to the first block for `idx [B, T]` at positions `start..start + T` (token and
+    /// learned position embeddings, dropout), the rotary tables if the model uses them, and how
+    /// the blocks compute. A context past `block_size` is an error: the model has no position
+    /// past it.
+    fn embed(
+        &self,
+        idx: Tensor<2, Int>,
+        start: usize,
+    ) -> Result<(Tensor<3>, Option<RopeTables>, Run)> {
+        let [_, t] = idx.dims();
+        let device = idx.device();
+        if start + t > self.config.block_size || t == 0 {
+            return Err(Error::Data(format!(
+                "the model reads 1 to {} tokens at a time (its block_size), but was given {}{}",
+                self.config.block_size,
+                t,
+                match start {
+                    0 => String::new(),
+                    _ => format!(" after {start} cached"),
+                }
+            )));
+        }
+        let mut x = self.wte.forward(idx);
+        if let Some(wpe) = &self.wpe {
+            let pos = Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &device);
+            x = x + wpe.forward(pos.unsqueeze_dim(0));
+        }
+        let rope = (self.config.position == Position::Rope)
+            .then(|| rope_tables(start, t, self.config.head_dim(), &device));
+        let run = Run {
+            kernels: self.config.kernels,
+            half: self.config.mixed_precision && kernels::supports_f16(&device),
+        };
+        Ok((self.drop.forward(x), rope, run))
     }
 
     /// Mean cross-entropy of `logits [B, T, V]` against `targets [B, T]` over the targets that
@@ -371,22 +406,7 @@ impl Attention {
         run: Run,
     ) -> Tensor<3> {
         let [b, t, c] = x.dims();
-        let (h, d) = (self.n_head, c / self.n_head);
-        // [B, T, 3C] -> three [B, H, T, D]
-        let heads = |y: Tensor<3>| y.reshape([b, t, h, d]).swap_dims(1, 2);
-        let mut qkv = linear(&self.c_attn, x, run)
-            .chunk(3, 2)
-            .into_iter()
-            .map(heads);
-        let (mut q, mut k, mut v) = (
-            qkv.next().unwrap(),
-            qkv.next().unwrap(),
-            qkv.next().unwrap(),
-        );
-        if let Some((cos, sin)) = rope {
-            q = apply_rope(q, cos, sin);
-            k = apply_rope(k, cos, sin);
-        }
+        let (q, mut k, mut v) = self.qkv(x, rope, run);
         if let Some(slot) = cache {
             if let Some((k_past, v_past)) = slot.take() {
                 k = Tensor::cat(vec![k_past, k], 2);
@@ -407,6 +427,32 @@ impl Attention {
         };
         let y = y.swap_dims(1, 2).reshape([b, t, c]);
         self.resid_drop.forward(linear(&self.c_proj, y, run))
+    }
+
+    /// Queries, keys and values `[B, H, T, D]` of `x [B, T, C]`, rotated if the model is rotary.
+    fn qkv(
+        &self,
+        x: Tensor<3>,
+        rope: Option<&RopeTables>,
+        run: Run,
+    ) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let [b, t, c] = x.dims();
+        let (h, d) = (self.n_head, c / self.n_head);
+        // [B, T, 3C] -> three [B, H, T, D]
+        let heads = |y: Tensor<3>| y.reshape([b, t, h, d]).swap_dims(1, 2);
+        let mut qkv = linear(&self.c_attn, x, run)
+            .chunk(3, 2)
+            .into_iter()
+            .map(heads);
+        let (q, k, v) = (
+            qkv.next().unwrap(),
+            qkv.next().unwrap(),
+            qkv.next().unwrap(),
+        );
+        match rope {
+            Some((cos, sin)) => (apply_rope(q, cos, sin), apply_rope(k, cos, sin), v),
+            None => (q, k, v),
+        }
     }
 }
 
@@ -501,4 +547,81 @@ fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
         ],
         3,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::activation::softmax;
+
+    /// The attention maps against softmax(QKᵀ/√d) written out from the weights: the token and
+    /// position embeddings, layer norm, `c_attn`'s query and key columns of each head, and a
+    /// causal mask built on the host.
+    #[test]
+    fn attention_maps_are_the_softmax_of_the_scaled_scores() {
+        let device = Device::flex();
+        let mut c = config::preset("tiny").unwrap().model;
+        c.vocab_size = 17;
+        c.n_layer = 2;
+        c.bias = true;
+        let model = Gpt::new(&c, 3, &device);
+        let ids: Vec<i64> = (0..9).map(|i| (i * 5 + 2) % 17).collect();
+        let t = ids.len();
+        let idx = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [1, t]), &device);
+        let maps = model.attention_maps(idx.clone()).unwrap();
+        assert_eq!(maps.len(), 2);
+
+        let (h, d) = (c.n_head, c.head_dim());
+        let mask: Vec<f32> = (0..t * t)
+            .map(|i| {
+                if i % t > i / t {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [t, t]), &device);
+        let wpe = model.wpe.as_ref().unwrap().weight.val();
+        let mut x = (model.wte.weight.val().select(0, idx.reshape([t]))
+            + wpe.slice([0..t, 0..c.n_embd]))
+        .unsqueeze_dim::<3>(0);
+        let run = Run {
+            kernels: false,
+            half: false,
+        };
+        for (block, map) in model.h.iter().zip(maps) {
+            assert_eq!(map.dims(), [1, h, t, t]);
+            let Norm::Layer(ln_1) = &block.ln_1 else {
+                unreachable!("tiny uses layer norm")
+            };
+            let c_attn = &block.attn.c_attn;
+            let qkv = ln_1
+                .forward(x.clone())
+                .matmul(c_attn.weight.val().unsqueeze_dim(0))
+                + c_attn.bias.as_ref().unwrap().val().unsqueeze_dims(&[0, 1]);
+            let qkv = qkv.reshape([t, 3 * c.n_embd]);
+            for head in 0..h {
+                let q = qkv.clone().slice([0..t, head * d..(head + 1) * d]);
+                let k = qkv
+                    .clone()
+                    .slice([0..t, c.n_embd + head * d..c.n_embd + (head + 1) * d]);
+                let scores = q.matmul(k.transpose()) / (d as f64).sqrt();
+                let want = softmax(scores + mask.clone(), 1).into_data();
+                let got = map
+                    .clone()
+                    .slice([0..1, head..head + 1, 0..t, 0..t])
+                    .reshape([t, t])
+                    .into_data();
+                got.assert_approx_eq::<f32>(&want, burn::tensor::Tolerance::absolute(1e-6));
+                let got = got.try_to_vec::<f32>().unwrap();
+                for (i, row) in got.chunks(t).enumerate() {
+                    let sum: f32 = row.iter().sum();
+                    assert!((sum - 1.0).abs() < 1e-5, "row {i} sums to {sum}");
+                    assert!(row[i + 1..].iter().all(|&w| w == 0.0), "row {i} sees ahead");
+                }
+            }
+            x = block.forward(x, None, None, run);
+        }
+    }
 }

@@ -14,10 +14,10 @@ use crate::backend::{self, BackendKind};
 use crate::checkpoint::Checkpoint;
 use crate::config::{LoraConfig, Pooling, Preset, SampleConfig, Task, preset};
 use crate::data::{Dataset, Tokenizer, TokenizerKind};
-use crate::generate;
 use crate::memory::Need;
 use crate::model::Gpt;
 use crate::train::Trainer;
+use crate::{generate, inspect};
 
 #[derive(Default)]
 struct State {
@@ -476,6 +476,27 @@ pub async fn next_tokens(prompt: String, k: usize) -> Result<String, JsError> {
     })
     .await?;
     json(&top)
+}
+
+/// Every layer's attention over the last `max_tokens` tokens of `prompt`, as JSON `{tokens,
+/// weights: [layer][head][query][key]}`.
+#[wasm_bindgen]
+pub async fn attention(prompt: String, max_tokens: usize) -> Result<String, JsError> {
+    let maps = with_model(async |model, tokenizer, device| {
+        inspect::attention_async(model, tokenizer, &prompt, max_tokens, device).await
+    })
+    .await?;
+    json(&maps)
+}
+
+/// The token embeddings on their two principal axes, as JSON `{tokens, points: [[x, y], ...],
+/// explained: [share, share]}`.
+#[wasm_bindgen]
+pub async fn embeddings() -> Result<String, JsError> {
+    let e =
+        with_model(async |model, tokenizer, _| inspect::embeddings_async(model, tokenizer).await)
+            .await?;
+    json(&e)
 }
 
 /// Log-probability and perplexity of `text` under the current model, and each token's

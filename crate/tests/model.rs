@@ -228,3 +228,100 @@ fn next_tokens_are_the_softmax_of_the_last_position() {
     let top = kiln::generate::next_tokens(&model, &tokenizer, prompt, 5, &device).unwrap();
     assert_eq!(top, all[..5]);
 }
+
+/// The attention view: the prompt's last `max_tokens` tokens (at most the context), one map per
+/// layer and head, rows that are probability distributions over the keys up to the query.
+#[test]
+fn attention_view_covers_the_last_tokens_of_the_prompt() {
+    let (ckpt, _) = common::trained_tiny();
+    let device = Device::flex();
+    let (model, tokenizer) = ckpt.load_model(&device).unwrap();
+    let c = model.config().clone();
+    let prompt = "ROMEO:\nWhat light through yonder window breaks?";
+    let maps = kiln::inspect::attention(&model, &tokenizer, prompt, 12, &device).unwrap();
+    assert_eq!(maps.tokens.concat(), prompt[prompt.len() - 12..]);
+    assert_eq!(maps.weights.len(), c.n_layer);
+    for layer in &maps.weights {
+        assert_eq!(layer.len(), c.n_head);
+        for head in layer {
+            assert_eq!(head.len(), 12);
+            for (i, row) in head.iter().enumerate() {
+                let sum: f32 = row.iter().sum();
+                assert!((sum - 1.0).abs() < 1e-5 && row[i + 1..].iter().all(|&w| w == 0.0));
+            }
+        }
+    }
+    let long = prompt.repeat(c.block_size);
+    let maps = kiln::inspect::attention(&model, &tokenizer, &long, usize::MAX, &device).unwrap();
+    assert_eq!(maps.tokens.len(), c.block_size);
+}
+
+/// The embeddings view against a direct computation in f64: the points are the centred
+/// embeddings projected on two orthonormal axes, uncorrelated, with the variances the shares
+/// report, and no direction carries more variance than the first axis.
+#[test]
+fn embeddings_view_is_the_pca_of_the_token_embeddings() {
+    let (ckpt, _) = common::trained_tiny();
+    let device = Device::flex();
+    let (model, tokenizer) = ckpt.load_model(&device).unwrap();
+    let w = model.token_embeddings();
+    let [v, c] = w.dims();
+    let w: Vec<f64> = w
+        .try_into_vec_as::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let mean: Vec<f64> = (0..c)
+        .map(|j| (0..v).map(|i| w[i * c + j]).sum::<f64>() / v as f64)
+        .collect();
+    let centred: Vec<Vec<f64>> = (0..v)
+        .map(|i| (0..c).map(|j| w[i * c + j] - mean[j]).collect())
+        .collect();
+    let total: f64 = centred.iter().flatten().map(|e| e * e).sum::<f64>() / v as f64;
+    let variance_along = |dir: &[f64]| {
+        let norm = dir.iter().map(|e| e * e).sum::<f64>().sqrt();
+        centred
+            .iter()
+            .map(|row| (row.iter().zip(dir).map(|(a, b)| a * b).sum::<f64>() / norm).powi(2))
+            .sum::<f64>()
+            / v as f64
+    };
+
+    let e = kiln::inspect::embeddings(&model, &tokenizer).unwrap();
+    assert_eq!(e.tokens.len(), v);
+    assert_eq!(e.tokens[5], tokenizer.decode(&[5]).unwrap());
+    let coord = |k: usize| -> Vec<f64> { e.points.iter().map(|p| p[k] as f64).collect() };
+    let (x, y) = (coord(0), coord(1));
+    let mean_sq =
+        |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>() / v as f64;
+    assert!(
+        x.iter().sum::<f64>().abs() / (v as f64) < 1e-5,
+        "points are centred"
+    );
+    assert!((mean_sq(&x, &x) / total - e.explained[0] as f64).abs() < 1e-4);
+    assert!((mean_sq(&y, &y) / total - e.explained[1] as f64).abs() < 1e-4);
+    assert!(
+        mean_sq(&x, &y).abs() / total < 1e-4,
+        "the axes are uncorrelated"
+    );
+    assert!(e.explained[0] >= e.explained[1] && e.explained[0] + e.explained[1] <= 1.0 + 1e-5);
+    // The projection of each token: least squares recovers its axis from the points, and the
+    // axis carries the most variance of 200 pseudo-random directions.
+    let axis: Vec<f64> = (0..c)
+        .map(|j| {
+            centred
+                .iter()
+                .zip(&x)
+                .map(|(row, x)| row[j] * x)
+                .sum::<f64>()
+        })
+        .collect();
+    assert!((variance_along(&axis) / total - e.explained[0] as f64).abs() < 1e-4);
+    for k in 0..200 {
+        let dir: Vec<f64> = (0..c)
+            .map(|j| ((j * 31 + k * 17) as f64 * 0.37).sin())
+            .collect();
+        assert!(variance_along(&dir) <= variance_along(&axis) * (1.0 + 1e-6));
+    }
+}
