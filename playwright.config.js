@@ -11,6 +11,8 @@ export const chromiumArgs = [
 
 export default defineConfig({
   testDir: 'tests',
+  // Firefox has its own runner (node --test with puppeteer-core): tests/firefox/.
+  testIgnore: 'firefox/**',
   // SwiftShader emulates the GPU on the CPU: one test per core, with room for slow steps.
   workers: 2,
   timeout: 8 * 60_000,

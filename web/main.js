@@ -467,8 +467,12 @@ async function ensureConfigured() {
   if (!page.configured) {
     // A classifier's pooling is part of its task; the worker fills in the classes from the data.
     page.preset.model.task = { kind: 'classify', classes: [], pooling: $('pooling').value };
-    const { preset } = await call(Request.configure, { preset: page.preset });
+    const { preset, half } = await call(Request.configure, { preset: page.preset });
     page.preset.model.task = preset.model.task;
+    page.half = half;
+    $('precision').textContent = !preset.model.mixed_precision ? ''
+      : half ? 'Mixed precision: f16 matmuls and attention, f32 weights.'
+        : 'Mixed precision is off here: this backend has no shader-f16, so the run is f32.';
     showTask(preset);
     page.configured = page.scheduled = true;
     page.step = 0;

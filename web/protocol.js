@@ -26,7 +26,10 @@ export const Request = Object.freeze({
    * exceeds: validates without building; `bytes` estimates the memory training it needs.
    */
   describe: 'describe',
-  /** {preset} → {params, preset}: a fresh model and optimizer (its task follows the data). */
+  /**
+   * {preset} → {params, preset, half}: a fresh model and optimizer (its task follows the data);
+   * `half`: its matmuls run in f16 (mixed precision asked for, on an adapter with shader-f16).
+   */
   configure: 'configure',
   /** {train} → {}: a new schedule (steps, lr, batch, ...) for the current run, model kept. */
   schedule: 'schedule',

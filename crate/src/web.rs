@@ -319,7 +319,8 @@ pub fn describe(preset_json: &str) -> Result<String, JsError> {
 }
 
 /// Builds a fresh model and optimizer for the configuration on the chosen backend; returns
-/// `{params, preset}` (the preset with the vocabulary and task filled in).
+/// `{params, preset, half}` (the preset with the vocabulary and task filled in; `half`: mixed
+/// precision asked for and the device has `shader-f16`, so the matmuls will run in f16).
 #[wasm_bindgen]
 pub fn configure(preset_json: &str) -> Result<String, JsError> {
     let (preset, _) = checked_preset(preset_json)?;
@@ -330,7 +331,9 @@ pub fn configure(preset_json: &str) -> Result<String, JsError> {
         Trainer::new(preset, tokenizer, data, &device).map_err(js)
     })?;
     let params = Gpt::num_params_of(trainer.model().config());
-    let info = serde_json::json!({ "params": params, "preset": trainer.preset() });
+    let info = serde_json::json!({
+        "params": params, "preset": trainer.preset(), "half": trainer.mixed_precision(),
+    });
     STATE.with_borrow_mut(|s| s.trainer = Some(trainer));
     json(&info)
 }

@@ -111,7 +111,8 @@ fn main() -> Result<()> {
             let page = start_web()?;
             cargo(&["test", "--workspace"])?;
             page.finish()?;
-            npx(&["playwright", "test"])
+            npx(&["playwright", "test"])?;
+            run(Command::new("node").args(["--test", "tests/firefox/page.test.js"]))
         }
         Task::Bench { args } if args.first().is_some_and(|a| a == "kernels") => {
             setup()?;
@@ -375,16 +376,22 @@ fn setup() -> Result<()> {
         run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     }
     // lavapipe: the Vulkan driver that lets wgpu run WGSL on the CPU where there is no GPU;
-    // chromium: the browser the page's tests drive (SwiftShader gives it WebGPU without a GPU).
-    let missing: Vec<&str> = ["mesa-vulkan-drivers", "libvulkan1", "chromium"]
-        .into_iter()
-        .filter(|p| {
-            !Command::new("dpkg")
-                .args(["-s", p])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .collect();
+    // chromium: the browser the page's tests drive (SwiftShader gives it WebGPU without a GPU);
+    // firefox-esr: the second browser (its WebGPU is wgpu on lavapipe, with shader-f16).
+    let missing: Vec<&str> = [
+        "mesa-vulkan-drivers",
+        "libvulkan1",
+        "chromium",
+        "firefox-esr",
+    ]
+    .into_iter()
+    .filter(|p| {
+        !Command::new("dpkg")
+            .args(["-s", p])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+    .collect();
     if !missing.is_empty() {
         let sudo: Vec<&str> = if is_root() { vec![] } else { vec!["sudo"] };
         let apt = |args: &[&str]| -> Result<()> {
