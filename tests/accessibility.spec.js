@@ -21,6 +21,11 @@ test('keyboard, visible focus, charts as text, presentation mode; axe finds noth
   await expect(page.locator('#chart-loss .chart-text')).toHaveText(
     `loss at step 3: train ${Number(last.loss.toPrecision(3))}, validation ${Number(last.valLoss.toPrecision(3))}`);
   await expect(page.locator('#chart-lr .chart-text')).toContainText('learning rate at step 3: lr ');
+  // The Inspect views are on the page axe checks, and the keyboard reaches their maps.
+  await page.click('#attention');
+  await expect(page.locator('#attention-detail caption')).toContainText('Layer 1, head 1');
+  await page.click('#embeddings');
+  await expect(page.locator('#embeddings-chart .chart-text')).toContainText('tokens; the two axes show');
 
   expect(await seriousViolations(page)).toEqual([]);
 
