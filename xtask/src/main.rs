@@ -191,7 +191,8 @@ fn start_web() -> Result<WebBuild> {
         .typescript(false)
         .generate(PKG)?;
     std::fs::rename(WASM, &raw)?;
-    // The features Rust's wasm32 target emits by default; wasm-opt must accept them.
+    // The features Rust's wasm32 target emits by default, and SIMD (.cargo/config.toml);
+    // wasm-opt must accept them.
     let mut opt = Command::new("npx");
     opt.args([
         "--no-install",
@@ -203,6 +204,7 @@ fn start_web() -> Result<WebBuild> {
         "--enable-mutable-globals",
         "--enable-reference-types",
         "--enable-multivalue",
+        "--enable-simd",
         &raw,
         "-o",
         &optimised,
