@@ -6,34 +6,19 @@ wrap the model in DistributedDataParallel, or use transformers' Trainer).
     pip install torch transformers tokenizers
     python scripts/kiln_to_transformers.py runs/baby-hf --prompt "HAMLET:" --train web/data/shakespeare.txt
 
-The export directory holds model.safetensors (GPT-2's tensor names), config.json and
-tokenizer.json: GPT-2 byte-level BPE in Hugging Face's format, or, for a character-level model,
-Kiln's character list, which this script turns into ids itself.
+The export directory holds model.safetensors (GPT-2's tensor names), config.json,
+tokenizer.json and tokenizer_config.json, all in Hugging Face's formats (a character-level model's
+vocabulary is a BPE without merges), so AutoModelForCausalLM and AutoTokenizer load it as it is.
+
+`--greedy --expect FILE` is the interop check (`cargo xtask interop`): the greedy continuation
+must equal FILE's text, which `kiln generate --temperature 0` wrote.
 """
 import argparse
-import json
 import pathlib
+import sys
 
 import torch
-from transformers import GPT2LMHeadModel
-
-
-class Tokenizer:
-    """tokenizer.json as text <-> ids: Hugging Face's format or Kiln's character vocabulary."""
-
-    def __init__(self, path):
-        spec = json.loads(path.read_text())
-        if "kiln_char_tokenizer" in spec:
-            chars = spec["kiln_char_tokenizer"]["chars"]
-            index = {c: i for i, c in enumerate(chars)}
-            self.encode = lambda text: [index[c] for c in text]
-            self.decode = lambda ids: "".join(chars[i] for i in ids)
-        else:
-            from tokenizers import Tokenizer as HfTokenizer
-
-            hf = HfTokenizer.from_file(str(path))
-            self.encode = lambda text: hf.encode(text).ids
-            self.decode = lambda ids: hf.decode(ids)
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
 def main():
@@ -45,26 +30,37 @@ def main():
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--out", type=pathlib.Path, help="where to save the trained model (transformers' format)")
+    parser.add_argument("--greedy", action="store_true", help="argmax decoding instead of top-k sampling")
+    parser.add_argument("--expect", type=pathlib.Path, help="fail unless the generated text equals this file's")
     args = parser.parse_args()
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = GPT2LMHeadModel.from_pretrained(args.model).to(device)
-    tok = Tokenizer(args.model / "tokenizer.json")
+    model = AutoModelForCausalLM.from_pretrained(args.model).to(device)
+    tok = AutoTokenizer.from_pretrained(args.model)
     context = model.config.n_positions
 
     def sample():
-        """Top-k sampling whose context slides past n_positions, as Kiln's generation does."""
+        """Top-k sampling (or argmax) whose context slides past n_positions, as Kiln's does."""
         ids = tok.encode(args.prompt)
         model.eval()
         with torch.no_grad():
             for _ in range(args.max_new_tokens):
                 logits = model(torch.tensor([ids[-context:]], device=device)).logits[0, -1]
+                if args.greedy:
+                    ids.append(logits.argmax().item())
+                    continue
                 top = torch.topk(logits / 0.8, min(40, logits.numel()))
                 pick = torch.multinomial(torch.softmax(top.values, -1), 1)
                 ids.append(top.indices[pick].item())
         return tok.decode(ids)
 
-    print(sample())
+    text = sample()
+    print(text)
+    if args.expect is not None:
+        expected = args.expect.read_text().removesuffix("\n")
+        if text != expected:
+            sys.exit(f"transformers generated {text!r}, Kiln {expected!r}")
+        print(f"the same {args.max_new_tokens} greedy tokens as Kiln")
     if args.train is None:
         return
 
@@ -84,7 +80,7 @@ def main():
     print(sample())
     if args.out:
         model.save_pretrained(args.out)
-        (args.out / "tokenizer.json").write_text((args.model / "tokenizer.json").read_text())
+        tok.save_pretrained(args.out)
 
 
 if __name__ == "__main__":

@@ -841,10 +841,11 @@ $('download').onclick = action(async () => {
   downloadFiles(files);
 });
 
-// transformers' from_pretrained(dir) wants exactly these names: put the three in one folder.
+// transformers' from_pretrained(dir) wants exactly these names: put the four in one folder.
 $('download-gpt2').onclick = action(async () => {
   const hf = await call(Request.exportGpt2);
-  downloadFiles([['model.safetensors', hf.weights], ['config.json', hf.config], ['tokenizer.json', hf.tokenizer]]);
+  downloadFiles([['model.safetensors', hf.weights], ['config.json', hf.config], ['tokenizer.json', hf.tokenizer],
+    ['tokenizer_config.json', hf.tokenizerConfig]]);
 });
 
 $('download-adapters').onclick = action(async () => {

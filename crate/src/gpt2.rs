@@ -18,28 +18,35 @@ use crate::error::{Error, Result};
 
 pub const CONFIG_FILE: &str = "config.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+/// Makes `AutoTokenizer` load `tokenizer.json` as it is (GPT-2's own tokenizer class would
+/// assume GPT-2's byte-level pipeline, which a character vocabulary does not have), and decode
+/// without transformers' clean-up of spaces before punctuation, which would change the text.
+pub const TOKENIZER_CONFIG: &str =
+    r#"{"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": false}"#;
 
 /// GPT-2's LayerNorm ε, which Kiln's LayerNorm also uses.
 const LAYER_NORM_EPS: f64 = 1e-5;
 
-/// The three files of a `transformers` GPT-2 model.
+/// The files of a `transformers` GPT-2 model (with [`TOKENIZER_CONFIG`] beside them).
 #[derive(Clone, Debug)]
 pub struct Gpt2Files {
     /// `model.safetensors`, GPT-2's tensor names.
     pub weights: Vec<u8>,
     /// `config.json` (GPT2Config).
     pub config: String,
-    /// `tokenizer.json`: byte-level BPE in Hugging Face's format, or Kiln's character vocabulary.
+    /// `tokenizer.json` in Hugging Face's format: byte-level BPE, or a character vocabulary.
     pub tokenizer: String,
 }
 
 impl Gpt2Files {
-    /// Writes the three files into `dir` (`transformers`' `from_pretrained(dir)` reads it).
+    /// Writes the files into `dir` (`transformers`' `from_pretrained(dir)` reads it).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn save_dir(&self, dir: &std::path::Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
         crate::checkpoint::write_atomic(dir, crate::checkpoint::WEIGHTS_FILE, &self.weights)?;
         crate::checkpoint::write_atomic(dir, TOKENIZER_FILE, self.tokenizer.as_bytes())?;
+        crate::checkpoint::write_atomic(dir, TOKENIZER_CONFIG_FILE, TOKENIZER_CONFIG.as_bytes())?;
         crate::checkpoint::write_atomic(dir, CONFIG_FILE, self.config.as_bytes())
     }
 
@@ -188,7 +195,7 @@ impl Checkpoint {
         Ok(Gpt2Files {
             weights: serialize(&tensors)?,
             config: serde_json::to_string_pretty(&config).map_err(|e| bad(e.to_string()))?,
-            tokenizer: self.meta.tokenizer.clone(),
+            tokenizer: crate::data::Tokenizer::hf_json(&self.meta.tokenizer)?,
         })
     }
 

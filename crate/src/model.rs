@@ -576,8 +576,13 @@ mod tests {
             let x = Tensor::<1>::from_floats(xs.as_slice(), &device).require_grad();
             let y = f(x.clone());
             let grads = (y.clone() * y.clone()).sum().backward();
-            let y: Vec<f32> = y.into_data().to_vec().unwrap();
-            let dx: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+            let y = y.into_data().try_to_vec::<f32>().unwrap();
+            let dx = x
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
             (y, dx)
         };
         let (y, dy) = run(gelu_tanh);

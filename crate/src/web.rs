@@ -557,6 +557,7 @@ pub async fn export_gpt2() -> Result<Object, JsError> {
         ("weights", Uint8Array::from(&files.weights[..]).into()),
         ("config", files.config.into()),
         ("tokenizer", files.tokenizer.into()),
+        ("tokenizerConfig", crate::gpt2::TOKENIZER_CONFIG.into()),
     ])
 }
 

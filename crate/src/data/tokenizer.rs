@@ -1,10 +1,13 @@
 //! Tokenizers: character-level (vocabulary from the corpus) and byte-level BPE trained on the corpus
-//! with Hugging Face `tokenizers`. Both serialise to one JSON file (`tokenizer.json`); a BPE file is
-//! the standard Hugging Face format.
+//! with Hugging Face `tokenizers`. Both serialise to Hugging Face's `tokenizer.json`, which
+//! `tokenizers` and transformers' `PreTrainedTokenizerFast` load without Kiln: a character
+//! vocabulary is written as a BPE model without merges (each character one token) and a `Fuse`
+//! decoder, and is read back as a character tokenizer.
 
 use serde::{Deserialize, Serialize};
+use tokenizers::decoders::fuse::Fuse;
 use tokenizers::models::TrainerWrapper;
-use tokenizers::models::bpe::{BPE, BpeTrainer};
+use tokenizers::models::bpe::{BPE, BpeTrainer, Vocab};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 
 use crate::error::{Error, Result};
@@ -30,17 +33,18 @@ pub enum Tokenizer {
 }
 
 /// Character-level tokenizer: token id = index of the character in the sorted vocabulary.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct CharTokenizer {
     chars: Vec<char>,
     /// Where characters outside the vocabulary go, when the user chose a mapping (finetuning on
     /// a text with characters the model never saw); without one they are an error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     unknown: Option<char>,
 }
 
-/// The JSON form of a char tokenizer, tagged so it is never mistaken for a Hugging Face file.
-#[derive(Serialize, Deserialize)]
+/// The JSON form of a char tokenizer written by Kiln before its files were Hugging Face's; still
+/// read, so older checkpoints load.
+#[derive(Deserialize)]
 struct CharFile {
     kiln_char_tokenizer: CharTokenizer,
 }
@@ -49,6 +53,89 @@ impl CharTokenizer {
     fn id(&self, c: char) -> Option<u32> {
         let index = |c: char| self.chars.binary_search(&c).ok().map(|i| i as u32);
         index(c).or_else(|| self.unknown.and_then(index))
+    }
+
+    /// Checks a vocabulary read from a file and applies its unknown-character mapping.
+    fn checked(mut chars: Vec<char>, unknown: Option<char>) -> Result<Tokenizer> {
+        let n = chars.len();
+        chars.sort_unstable();
+        chars.dedup();
+        if n == 0 || chars.len() != n {
+            return Err(Error::Tokenizer(
+                "the char vocabulary is empty or has duplicates".into(),
+            ));
+        }
+        let tokenizer = Tokenizer::Char(CharTokenizer {
+            chars,
+            unknown: None,
+        });
+        match unknown {
+            Some(c) => tokenizer.with_unknown(c),
+            None => Ok(tokenizer),
+        }
+    }
+
+    /// Hugging Face's form: BPE over the characters without merges, ids in Kiln's order, the
+    /// unknown-character mapping as BPE's `unk_token` (without one, `tokenizers` drops unseen
+    /// characters where Kiln refuses them), and a decoder that joins tokens without spaces.
+    fn to_hf(&self) -> Result<tokenizers::Tokenizer> {
+        let vocab: Vocab = self
+            .chars
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.to_string(), i as u32))
+            .collect();
+        let mut bpe = BPE::builder().vocab_and_merges(vocab, vec![]);
+        if let Some(c) = self.unknown {
+            bpe = bpe.unk_token(c.to_string());
+        }
+        let bpe = bpe.build().map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let mut tokenizer = tokenizers::Tokenizer::new(bpe);
+        tokenizer.with_decoder(Some(Fuse::new()));
+        Ok(tokenizer)
+    }
+
+    /// A `tokenizer.json` in the form [`CharTokenizer::to_hf`] writes (a merge-free BPE over
+    /// single characters in sorted order, nothing else in the pipeline), as a char tokenizer;
+    /// `None` for any other file.
+    fn from_hf(value: &serde_json::Value) -> Option<Result<Tokenizer>> {
+        let model = &value["model"];
+        let plain = ["normalizer", "pre_tokenizer", "post_processor"]
+            .iter()
+            .all(|k| value[k].is_null());
+        let merge_free = model["type"] == "BPE"
+            && model["merges"].as_array().is_some_and(Vec::is_empty)
+            && value["decoder"]["type"] == "Fuse"
+            && value["added_tokens"].as_array().is_none_or(Vec::is_empty);
+        if !(plain && merge_free) {
+            return None;
+        }
+        let mut entries: Vec<(u64, char)> = Vec::new();
+        for (token, id) in model["vocab"].as_object()? {
+            let mut chars = token.chars();
+            let (Some(c), None, Some(id)) = (chars.next(), chars.next(), id.as_u64()) else {
+                return None;
+            };
+            entries.push((id, c));
+        }
+        entries.sort_unstable();
+        let in_order = entries
+            .iter()
+            .enumerate()
+            .all(|(i, &(id, _))| id == i as u64)
+            && entries.windows(2).all(|w| w[0].1 < w[1].1);
+        if !in_order {
+            return None;
+        }
+        let unknown = match &model["unk_token"] {
+            serde_json::Value::String(s) if s.chars().count() == 1 => s.chars().next(),
+            serde_json::Value::Null => None,
+            _ => return None,
+        };
+        Some(Self::checked(
+            entries.into_iter().map(|(_, c)| c).collect(),
+            unknown,
+        ))
     }
 }
 
@@ -174,39 +261,31 @@ impl Tokenizer {
         }
     }
 
-    /// The `tokenizer.json` text.
+    /// The `tokenizer.json` text, in Hugging Face's format.
     pub fn to_json(&self) -> Result<String> {
-        match self {
-            Self::Char(t) => serde_json::to_string(&CharFile {
-                kiln_char_tokenizer: t.clone(),
-            })
-            .map_err(|e| Error::Tokenizer(e.to_string())),
-            Self::Bpe(t) => t
-                .to_string(false)
-                .map_err(|e| Error::Tokenizer(e.to_string())),
+        let hf = match self {
+            Self::Char(t) => &t.to_hf()?,
+            Self::Bpe(t) => t.as_ref(),
+        };
+        hf.to_string(false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// `json` in Hugging Face's format: as it is, unless it is Kiln's older char file, which is
+    /// rewritten (so a checkpoint from before exports a file transformers loads).
+    pub fn hf_json(json: &str) -> Result<String> {
+        match serde_json::from_str::<CharFile>(json) {
+            Ok(_) => Self::from_json(json)?.to_json(),
+            Err(_) => Ok(json.to_owned()),
         }
     }
 
-    /// Reads a `tokenizer.json` written by [`Tokenizer::to_json`] or by Hugging Face `tokenizers`.
+    /// Reads a `tokenizer.json` written by [`Tokenizer::to_json`] (or by Kiln's older char
+    /// format) or by Hugging Face `tokenizers`.
     pub fn from_json(json: &str) -> Result<Self> {
         if let Ok(file) = serde_json::from_str::<CharFile>(json) {
-            let CharTokenizer { mut chars, unknown } = file.kiln_char_tokenizer;
-            let n = chars.len();
-            chars.sort_unstable();
-            chars.dedup();
-            if n == 0 || chars.len() != n {
-                return Err(Error::Tokenizer(
-                    "the char vocabulary is empty or has duplicates".into(),
-                ));
-            }
-            let tokenizer = Self::Char(CharTokenizer {
-                chars,
-                unknown: None,
-            });
-            return match unknown {
-                Some(c) => tokenizer.with_unknown(c),
-                None => Ok(tokenizer),
-            };
+            let CharTokenizer { chars, unknown } = file.kiln_char_tokenizer;
+            return CharTokenizer::checked(chars, unknown);
         }
         let unreadable = |e: serde_json::Error| {
             Error::Tokenizer(format!("not a tokenizer.json this version can read: {e}"))
@@ -215,6 +294,9 @@ impl Tokenizer {
         // `expect` in its decoder's deserializer) on some malformed documents, and a parsed
         // value cannot be malformed (found by tests/fuzz.rs).
         let value: serde_json::Value = serde_json::from_str(json).map_err(unreadable)?;
+        if let Some(chars) = CharTokenizer::from_hf(&value) {
+            return chars;
+        }
         serde_json::from_value::<tokenizers::Tokenizer>(value)
             .map(|t| Self::Bpe(Box::new(t)))
             .map_err(unreadable)
@@ -255,6 +337,47 @@ mod tests {
         assert_eq!(mapped.vocab_size(), t.vocab_size());
         let again = Tokenizer::from_json(&mapped.to_json().unwrap()).unwrap();
         assert_eq!(again.encode("東").unwrap(), t.encode("?").unwrap());
+    }
+
+    /// A char vocabulary's file is Hugging Face's: `tokenizers` itself loads it and gives Kiln's
+    /// ids and text, with the unknown-character mapping as `unk_token`; Kiln reads it back as a
+    /// char tokenizer, and still reads the older `kiln_char_tokenizer` file.
+    #[test]
+    fn char_tokenizer_json_is_hugging_face_format() {
+        let t = Tokenizer::train(TokenizerKind::Char, &TEXT.repeat(3)).unwrap();
+        let hf: tokenizers::Tokenizer = t.to_json().unwrap().parse().unwrap();
+        let ids = hf.encode(TEXT, false).unwrap().get_ids().to_vec();
+        assert_eq!(ids, t.encode(TEXT).unwrap());
+        assert_eq!(hf.decode(&ids, false).unwrap(), TEXT);
+        assert!(matches!(
+            Tokenizer::from_json(&t.to_json().unwrap()).unwrap(),
+            Tokenizer::Char(_)
+        ));
+
+        let mapped = t.clone().with_unknown('.').unwrap();
+        let hf: tokenizers::Tokenizer = mapped.to_json().unwrap().parse().unwrap();
+        let ids = hf.encode("né½", false).unwrap().get_ids().to_vec();
+        assert_eq!(ids, mapped.encode("né½").unwrap());
+        assert_eq!(ids, t.encode("né.").unwrap());
+
+        let legacy = r#"{"kiln_char_tokenizer":{"chars":["a","b","c"],"unknown":"a"}}"#;
+        let old = Tokenizer::from_json(legacy).unwrap();
+        assert_eq!(old.encode("cbz").unwrap(), vec![2, 1, 0]);
+        let upgraded = Tokenizer::hf_json(legacy).unwrap();
+        assert!(upgraded.parse::<tokenizers::Tokenizer>().is_ok());
+        let upgraded = Tokenizer::from_json(&upgraded).unwrap();
+        assert_eq!(upgraded.encode("cbz").unwrap(), vec![2, 1, 0]);
+        let current = t.to_json().unwrap();
+        assert_eq!(Tokenizer::hf_json(&current).unwrap(), current);
+    }
+
+    /// Byte-level BPE is never taken for a char vocabulary, even one whose merges are empty.
+    #[test]
+    fn only_the_char_form_reads_as_char() {
+        let bpe = Tokenizer::train(TokenizerKind::Bpe { vocab_size: 256 }, TEXT).unwrap();
+        let again = Tokenizer::from_json(&bpe.to_json().unwrap()).unwrap();
+        assert!(matches!(again, Tokenizer::Bpe(_)));
+        assert_eq!(again.encode(TEXT).unwrap(), bpe.encode(TEXT).unwrap());
     }
 
     #[test]
