@@ -40,12 +40,19 @@ enum Task {
     /// size, load time, tokens/s in Chromium) and write bench.json and bench-web.json.
     /// `bench kernels`: the WGSL kernels against Burn's ops, a step's profile and matmul against
     /// the adapter's peak, natively on wgpu (bench-kernels.json) and in Chromium.
+    /// `bench peers`: Kiln against TF.js in Chromium and against PyTorch (nanoGPT) natively, in
+    /// interleaved rounds (docs/benchmarks.md, bench/results.json; installs PyTorch in a venv).
     Bench {
         /// Extra `kiln bench` arguments, e.g. `--steps 5`; or `kernels` and extra
-        /// `kiln bench-kernels` arguments.
+        /// `kiln bench-kernels` arguments; or `peers` and extra `bench/peers/browser.js` arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Check that an export loads in Hugging Face transformers as it is: a character-level model
+    /// trained by Kiln, opened with AutoModelForCausalLM and AutoTokenizer, generates the same
+    /// greedy text as `kiln generate`. Installs PyTorch and transformers in bench/.venv (GBs: not
+    /// part of `test`).
+    Interop,
 }
 
 fn main() -> Result<()> {
@@ -122,6 +129,11 @@ fn main() -> Result<()> {
             profile_step()?;
             web()?;
             run(Command::new("node").args(["web/bench.js", "kernels"]))
+        }
+        Task::Interop => interop(),
+        Task::Bench { args } if args.first().is_some_and(|a| a == "peers") => {
+            setup()?;
+            peers(&args[1..])
         }
         Task::Bench { args } => {
             setup()?;
@@ -248,6 +260,159 @@ fn web_bench() -> Result<()> {
         serde_json::json!({ "wasm_bytes": wasm.len(), "wasm_gzip_bytes": gzip }).to_string(),
     )?;
     run(Command::new("node").arg("web/bench.js"))
+}
+
+/// Rounds of the native Kiln-vs-PyTorch timing; the browser harness interleaves its own.
+const PEER_ROUNDS: usize = 2;
+
+/// `cargo xtask bench peers`: every measurement of the comparison in one invocation, stamped
+/// with one id so the report never mixes in an older run's numbers.
+fn peers(browser_args: &[String]) -> Result<()> {
+    let python = venv()?;
+    for entry in std::fs::read_dir("bench")? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("peers-") {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    let id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        .to_string();
+    let date = String::from_utf8(
+        Command::new("date")
+            .arg("-u")
+            .arg("+%F %H:%M UTC")
+            .output()?
+            .stdout,
+    )?;
+    std::fs::write(
+        "bench/peers-run.json",
+        serde_json::json!({ "id": id, "date": date.trim(), "rounds": PEER_ROUNDS }).to_string(),
+    )?;
+    let reference = |args: &[&str]| -> Result<()> {
+        run(Command::new(&python)
+            .arg("scripts/nanogpt_reference.py")
+            .args(args))
+    };
+    // Native speed: Kiln and PyTorch alternate, so both see the same machine state.
+    for round in 1..=PEER_ROUNDS {
+        let kiln_json = format!("bench/peers-kiln-time-{round}.json");
+        kiln(&[
+            "bench",
+            "--presets",
+            "shakespeare-baby",
+            "--backends",
+            "cpu",
+            "--steps",
+            "20",
+            "--json",
+            &kiln_json,
+        ])?;
+        let torch_json = format!("bench/peers-pytorch-time-{round}.json");
+        reference(&["time", "--steps", "20", "--out", &torch_json])?;
+    }
+    // Convergence: the same preset, schedule and evaluation batches in both.
+    reference(&["train", "--out", "bench/peers-pytorch-train.json"])?;
+    let out = Path::new("runs/peers-kiln");
+    if out.exists() {
+        std::fs::remove_dir_all(out)?; // a checkpoint there would be resumed
+    }
+    let log = std::fs::File::create("bench/peers-kiln-train.log")?;
+    run(Command::new(target_dir().join("debug/kiln"))
+        .args(["train", "--preset", "shakespeare-baby", "--backend", "cpu"])
+        .args(["--set", "eval_steps=200", "--out", "runs/peers-kiln"])
+        .stderr(log))?;
+    // The browser: Kiln's page and TF.js in one Chromium.
+    web()?;
+    run(Command::new("node")
+        .arg("bench/peers/browser.js")
+        .args(browser_args)
+        .env("KILN_PEERS_RUN", &id))?;
+    run(Command::new(&python).arg("scripts/peers_report.py"))
+}
+
+/// `cargo xtask interop`: train, export, and generate greedily in Kiln and in transformers.
+fn interop() -> Result<()> {
+    let python = venv()?;
+    let (ckpt, hf) = ("runs/interop", "runs/interop-hf");
+    for dir in [ckpt, hf] {
+        if Path::new(dir).exists() {
+            std::fs::remove_dir_all(dir)?; // a checkpoint there would be resumed
+        }
+    }
+    kiln(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--set",
+        "max_steps=400",
+        "--out",
+        ckpt,
+    ])?;
+    kiln(&["export", "--ckpt", ckpt, "--out", hf])?;
+    // The prompt and continuation fit tiny's context (32), so neither side slides its window.
+    let (prompt, tokens) = ("ROMEO:", "24");
+    let kiln_text = Command::new(target_dir().join("debug/kiln"))
+        .args([
+            "generate",
+            "--ckpt",
+            ckpt,
+            "--prompt",
+            prompt,
+            "--temperature",
+            "0",
+        ])
+        .args(["--max-tokens", tokens])
+        .output()?;
+    if !kiln_text.status.success() {
+        bail!(
+            "kiln generate failed: {}",
+            String::from_utf8_lossy(&kiln_text.stderr)
+        );
+    }
+    // A model that only repeats one character would make the comparison say little.
+    let text = String::from_utf8_lossy(&kiln_text.stdout);
+    let mut distinct: Vec<char> = text[prompt.len()..].chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 4 {
+        bail!("Kiln's greedy text {text:?} has too few distinct characters to compare");
+    }
+    let expected = format!("{hf}/kiln-greedy.txt");
+    std::fs::write(&expected, &kiln_text.stdout)?;
+    run(Command::new(&python)
+        .args([
+            "scripts/kiln_to_transformers.py",
+            hf,
+            "--prompt",
+            prompt,
+            "--greedy",
+        ])
+        .args(["--max-new-tokens", tokens, "--expect", &expected]))
+}
+
+/// bench/.venv with PyTorch (the PyPI wheel, used on the CPU), transformers and matplotlib,
+/// created once.
+fn venv() -> Result<std::path::PathBuf> {
+    let python = Path::new("bench/.venv/bin/python").to_path_buf();
+    let ready = Command::new(&python)
+        .args(["-c", "import torch, transformers, matplotlib"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        run(Command::new("python3").args(["-m", "venv", "bench/.venv"]))?;
+        let packages = [
+            "torch==2.15.0",
+            "transformers==5.24.0",
+            "matplotlib==3.10.9",
+        ];
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "-q"])
+            .args(packages))?;
+    }
+    Ok(python)
 }
 
 /// A training step of `shakespeare-baby` on wgpu, kernel by kernel, from CubeCL's profiler
