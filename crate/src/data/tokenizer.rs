@@ -297,10 +297,40 @@ impl Tokenizer {
         if let Some(chars) = CharTokenizer::from_hf(&value) {
             return chars;
         }
+        check_merges(&value["model"])?;
         serde_json::from_value::<tokenizers::Tokenizer>(value)
             .map(|t| Self::Bpe(Box::new(t)))
             .map_err(unreadable)
     }
+}
+
+/// Refuses a BPE merge whose result is not in the vocabulary. `tokenizers` 0.23 would report
+/// it, but first copies the two tokens into a buffer as long as the longest vocabulary entry,
+/// and panics when they do not fit (found by tests/fuzz.rs).
+fn check_merges(model: &serde_json::Value) -> Result<()> {
+    let Some(vocab) = model["vocab"].as_object() else {
+        return Ok(()); // not a BPE vocabulary: `tokenizers` says what is wrong
+    };
+    if model["type"] != "BPE" {
+        return Ok(());
+    }
+    let prefix = model["continuing_subword_prefix"].as_str().unwrap_or("");
+    for merge in model["merges"].as_array().into_iter().flatten() {
+        let pair = match merge {
+            serde_json::Value::String(s) => s.split_once(' '),
+            serde_json::Value::Array(p) if p.len() == 2 => p[0].as_str().zip(p[1].as_str()),
+            _ => continue, // malformed: `tokenizers` reports it
+        };
+        let Some((a, b)) = pair else { continue };
+        let joined = b.strip_prefix(prefix).map(|rest| format!("{a}{rest}"));
+        if !joined.is_some_and(|t| vocab.contains_key(&t)) {
+            return Err(Error::Tokenizer(format!(
+                "not a tokenizer.json this version can read: the merge {a:?} + {b:?} makes a \
+                 token that is not in the vocabulary"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -411,6 +441,26 @@ mod tests {
         assert!(upstream.is_err(), "tokenizers no longer panics here");
         let err = Tokenizer::from_json(&broken).unwrap_err().to_string();
         assert!(err.contains("not a tokenizer.json"), "{err}");
+    }
+
+    /// Found by tests/fuzz.rs: a merge longer than every vocabulary entry makes `tokenizers`
+    /// panic (still so in 0.23.2, as the first assertion shows); `from_json` returns an error.
+    #[test]
+    fn a_merge_outside_the_vocabulary_is_an_error_not_a_panic() {
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+            "normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,
+            "model":{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":null,
+            "end_of_word_suffix":null,"fuse_unk":false,"byte_fallback":false,"ignore_merges":false,
+            "vocab":{"a":0,"b":1},"merges":[["a","b"]]}}"#;
+        let upstream = std::panic::catch_unwind(|| json.parse::<tokenizers::Tokenizer>());
+        assert!(upstream.is_err(), "tokenizers no longer panics here");
+        let err = Tokenizer::from_json(json).unwrap_err().to_string();
+        assert!(err.contains("not in the vocabulary"), "{err}");
+        let fixed = json.replace(r#""b":1}"#, r#""b":1,"ab":2}"#);
+        assert_eq!(
+            Tokenizer::from_json(&fixed).unwrap().encode("ab").unwrap(),
+            vec![2]
+        );
     }
 
     #[test]
