@@ -84,7 +84,9 @@ test('LoRA finetunes a trained model; its adapters and its merged model download
   expect(Object.keys(header).filter((k) => k.includes('.lora.'))).toHaveLength(2 * 4 * 2);
   expect(JSON.parse(header.__metadata__.lora)).toEqual({ rank: 4, alpha: 16, targets: ['q', 'v', 'mlp'] });
   await page.click('#download-gpt2');
-  await expect.poll(() => files.length).toBe(4);
+  await expect.poll(() => files.length).toBe(5);
+  expect(files.slice(1).map((d) => d.suggestedFilename()).sort())
+    .toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
   const config = files.find((d) => d.suggestedFilename() === 'config.json');
   expect(JSON.parse(readFileSync(await config.path()).toString()).model_type).toBe('gpt2');
 });
