@@ -5,6 +5,7 @@ A ratio is printed only from runs interleaved in this invocation: every file mus
 invocation's id (bench/peers-run.json), and a native ratio needs both sides in every round.
 """
 import json
+import os
 import pathlib
 import platform
 import re
@@ -35,10 +36,10 @@ def kiln_curve(log):
 def machine():
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
-    return {"cpu": cpu, "cores": len(__import__("os").sched_getaffinity(0)), "os": platform.platform(), "rustc": rustc}
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "os": platform.platform(), "rustc": rustc}
 
 
-def native(run, rounds):
+def native(rounds):
     """Kiln's and PyTorch's ms/step per round, and the ratio when both ran in every round."""
     per_round = []
     for r in range(1, rounds + 1):
@@ -94,15 +95,16 @@ def main():
     torch_train = load("peers-pytorch-train.json")
     kiln_log = BENCH / "peers-kiln-train.log"
     kiln = kiln_curve(kiln_log.read_text()) if kiln_log.exists() else []
-    per_round, ratio = native(run, run["rounds"])
+    per_round, ratio = native(run["rounds"])
     browser = load("peers-browser.json")
     if browser is not None and browser.get("run_id") != run["id"]:
         print("bench/peers-browser.json is from another invocation: left out")
         browser = None
 
+    host = machine()
     lines = ["# Benchmarks against the peers", "",
-             f"Written by `cargo xtask bench peers` on {run['date']} ({machine()['cpu']}, "
-             f"{machine()['cores']} cores). Every ratio below comes from runs interleaved in that one invocation.", "",
+             f"Written by `cargo xtask bench peers` on {run['date']} ({host['cpu']}, "
+             f"{host['cores']} cores). Every ratio below comes from runs interleaved in that one invocation.", "",
              "## In the browser: Kiln against TF.js", ""]
     lines += browser_section(browser)
     lines += ["## Native CPU: Kiln against PyTorch (nanoGPT)", "",
@@ -134,7 +136,7 @@ def main():
     else:
         lines += ["The convergence runs did not both finish in this invocation.", ""]
     DOCS.joinpath("benchmarks.md").write_text("\n".join(lines))
-    results = {"id": run["id"], "date": run["date"], "machine": machine(),
+    results = {"id": run["id"], "date": run["date"], "machine": host,
                "torch": (torch_train or {}).get("torch"), "browser": browser,
                "native": {"rounds": per_round, "summary": ratio},
                "convergence": {"kiln": kiln, "pytorch": (torch_train or {}).get("curve")}}

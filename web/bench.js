@@ -3,31 +3,15 @@
 // training speed of `tiny` on each backend. Prints a table and writes bench-web.json.
 // `node web/bench.js kernels` (run by `cargo xtask bench kernels`) instead times the WGSL kernels
 // against Burn's ops on WebGPU, plus the FMA peak and matmul, and writes bench-kernels-web.json.
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { chromium } from '@playwright/test';
 import { chromiumArgs } from '../playwright.config.js';
+import { startPreview, waitForServer } from './preview.js';
 
 const PORT = 8182;
 const STEPS = 12;
 
-const server = spawn('npx', ['--no-install', 'vite', 'preview', '--port', String(PORT), '--strictPort'], {
-  stdio: 'ignore',
-  detached: true,
-});
-const stopServer = () => process.kill(-server.pid);
-
-async function waitForServer() {
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${PORT}/`)).ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('vite preview did not start');
-}
+const stopServer = startPreview(PORT);
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -94,7 +78,7 @@ async function kernels(browser) {
 }
 
 try {
-  await waitForServer();
+  await waitForServer(`http://127.0.0.1:${PORT}/`);
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: [...chromiumArgs, '--enable-unsafe-webgpu'],

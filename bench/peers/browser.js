@@ -4,13 +4,13 @@
 // interleaved in rounds. Writes bench/peers-browser.json and prints a markdown table.
 //   node bench/peers/browser.js [--rounds 2] [--steps N] [--only kiln-cpu,tfjs-wasm]
 // Kiln's page is served from dist/ (built by `cargo xtask web`) by `vite preview`.
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import { chromium } from '@playwright/test';
 import sirv from 'sirv';
 import { chromiumArgs } from '../../playwright.config.js';
+import { startPreview, waitForServer } from '../../web/preview.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const KILN_PORT = 8183;
@@ -83,18 +83,6 @@ function tfjsServer() {
     });
   });
   return new Promise((resolve) => server.listen(TFJS_PORT, '127.0.0.1', () => resolve(server)));
-}
-
-async function waitForServer(url) {
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${url} did not answer`);
 }
 
 /** Rejects after `ms`, naming what took too long. */
@@ -260,11 +248,7 @@ function printTables(result) {
   for (const r of refused) console.log(`\nNo ratio for ${r.kiln} vs ${r.tfjs}: ${r.reason}.`);
 }
 
-const kilnServer = spawn('npx', ['--no-install', 'vite', 'preview', '--port', String(KILN_PORT), '--strictPort'], {
-  cwd: ROOT,
-  stdio: 'ignore',
-  detached: true,
-});
+const stopKiln = startPreview(KILN_PORT);
 const server = await tfjsServer();
 try {
   await waitForServer(`http://127.0.0.1:${KILN_PORT}/`);
@@ -297,5 +281,5 @@ try {
   printTables(result);
 } finally {
   server.close();
-  process.kill(-kilnServer.pid);
+  stopKiln();
 }

@@ -315,14 +315,12 @@ fn peers(browser_args: &[String]) -> Result<()> {
     }
     // Convergence: the same preset, schedule and evaluation batches in both.
     reference(&["train", "--out", "bench/peers-pytorch-train.json"])?;
-    let out = Path::new("runs/peers-kiln");
-    if out.exists() {
-        std::fs::remove_dir_all(out)?; // a checkpoint there would be resumed
-    }
+    let out = "runs/peers-kiln";
+    remove_run(out)?;
     let log = std::fs::File::create("bench/peers-kiln-train.log")?;
     run(Command::new(target_dir().join("debug/kiln"))
         .args(["train", "--preset", "shakespeare-baby", "--backend", "cpu"])
-        .args(["--set", "eval_steps=200", "--out", "runs/peers-kiln"])
+        .args(["--set", "eval_steps=200", "--out", out])
         .stderr(log))?;
     // The browser: Kiln's page and TF.js in one Chromium.
     web()?;
@@ -333,15 +331,20 @@ fn peers(browser_args: &[String]) -> Result<()> {
     run(Command::new(&python).arg("scripts/peers_report.py"))
 }
 
+/// Removes an earlier run's directory: `kiln train` would resume the checkpoint in it.
+fn remove_run(dir: &str) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// `cargo xtask interop`: train, export, and generate greedily in Kiln and in transformers.
 fn interop() -> Result<()> {
     let python = venv()?;
     let (ckpt, hf) = ("runs/interop", "runs/interop-hf");
-    for dir in [ckpt, hf] {
-        if Path::new(dir).exists() {
-            std::fs::remove_dir_all(dir)?; // a checkpoint there would be resumed
-        }
-    }
+    remove_run(ckpt)?;
+    remove_run(hf)?;
     kiln(&[
         "train",
         "--preset",
