@@ -405,6 +405,7 @@ fn venv() -> Result<std::path::PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ready {
+        apt_install(&["python3-venv"])?; // Debian's python3 lacks the venv module without it
         run(Command::new("python3").args(["-m", "venv", "bench/.venv"]))?;
         let packages = [
             "torch==2.15.0",
@@ -548,20 +549,34 @@ fn setup() -> Result<()> {
     // lavapipe: the Vulkan driver that lets wgpu run WGSL on the CPU where there is no GPU;
     // chromium: the browser the page's tests drive (SwiftShader gives it WebGPU without a GPU);
     // firefox-esr: the second browser (its WebGPU is wgpu on lavapipe, with shader-f16).
-    let missing: Vec<&str> = [
+    apt_install(&[
         "mesa-vulkan-drivers",
         "libvulkan1",
         "chromium",
         "firefox-esr",
-    ]
-    .into_iter()
-    .filter(|p| {
-        !Command::new("dpkg")
-            .args(["-s", p])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-    .collect();
+    ])?;
+    // npm ci when node_modules was installed from another package-lock.json (or not at all).
+    let lock = std::fs::read("package-lock.json").context("package-lock.json")?;
+    let stamp = Path::new("node_modules/.kiln-lock");
+    if std::fs::read(stamp).ok().as_deref() != Some(&lock[..]) {
+        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]))?;
+        std::fs::write(stamp, &lock)?;
+    }
+    Ok(())
+}
+
+/// Installs the Debian packages of `packages` that are missing (with sudo unless root).
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg")
+                .args(["-s", p])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
     if !missing.is_empty() {
         let sudo: Vec<&str> = if is_root() { vec![] } else { vec!["sudo"] };
         let apt = |args: &[&str]| -> Result<()> {
@@ -574,13 +589,6 @@ fn setup() -> Result<()> {
         let mut install = vec!["apt-get", "install", "-y", "-qq"];
         install.extend(&missing);
         apt(&install)?;
-    }
-    // npm ci when node_modules was installed from another package-lock.json (or not at all).
-    let lock = std::fs::read("package-lock.json").context("package-lock.json")?;
-    let stamp = Path::new("node_modules/.kiln-lock");
-    if std::fs::read(stamp).ok().as_deref() != Some(&lock[..]) {
-        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]))?;
-        std::fs::write(stamp, &lock)?;
     }
     Ok(())
 }
