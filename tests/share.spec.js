@@ -23,6 +23,7 @@ test('settings round-trip through the page address; unknown and invalid ones are
   // A field changed by hand goes into the link with the rest; the preset's values stay out.
   await setField(page, 'model.n_head', 1);
   await page.click('#copy-link');
+  await expect(page.locator('#share-status')).not.toBeEmpty(); // the link is written, then copied
   const link = new URL(await value(page, '#share-link'));
   expect(Object.fromEntries(link.searchParams)).toEqual({
     preset: 'tiny', n_layer: '3', n_head: '1', lr: '0.002', kernels: 'false', tokenizer: 'bpe',

@@ -103,7 +103,12 @@ function onProgress(p) {
   if (p.report) showReport(p.report);
   page.timings.firstStep ??= performance.now();
   const every = Number($('autosave').value);
-  if (every > 0 && p.step % every === 0) saveToBrowser(ckptName()).catch((e) => showError(e.message));
+  if (every > 0 && p.step % every === 0 && !page.autosaving) {
+    // One autosave at a time: one that falls due while the last is still being written is skipped,
+    // so writes never pile up behind a training run that steps faster than storage.
+    page.autosaving = true;
+    saveToBrowser(ckptName()).catch((e) => showError(e.message)).finally(() => { page.autosaving = false; });
+  }
 }
 
 let idle = null; // resolves when a training run ends
