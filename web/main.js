@@ -21,6 +21,7 @@ const page = {
   scheduled: false, // ... and trains it with `page.preset.train`
   adapter: null,
   history: [], // every progress event of the current run
+  autosave: null, // null, 'writing', or 'again' (one more is due when the write ends)
   timings: { start: performance.now() }, // read by tests and the benchmark
 };
 window.kiln = page;
@@ -103,12 +104,24 @@ function onProgress(p) {
   if (p.report) showReport(p.report);
   page.timings.firstStep ??= performance.now();
   const every = Number($('autosave').value);
-  if (every > 0 && p.step % every === 0 && !page.autosaving) {
-    // One autosave at a time: one that falls due while the last is still being written is skipped,
-    // so writes never pile up behind a training run that steps faster than storage.
-    page.autosaving = true;
-    saveToBrowser(ckptName()).catch((e) => showError(e.message)).finally(() => { page.autosaving = false; });
+  if (every > 0 && p.step % every === 0) autosave();
+}
+
+/**
+ * Autosaves never pile up behind a run that steps faster than storage writes: those that fall due
+ * while one is being written collapse into one save, made when that write ends.
+ */
+function autosave() {
+  if (page.autosave) {
+    page.autosave = 'again';
+    return;
   }
+  page.autosave = 'writing';
+  saveToBrowser(ckptName()).catch((e) => showError(e.message)).finally(() => {
+    const again = page.autosave === 'again';
+    page.autosave = null;
+    if (again) autosave();
+  });
 }
 
 let idle = null; // resolves when a training run ends
