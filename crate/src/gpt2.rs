@@ -119,9 +119,9 @@ fn from_hf(name: &str) -> Option<String> {
 }
 
 /// f32 tensors by name, as owned shapes and little-endian bytes.
-type Tensors = BTreeMap<String, (Vec<usize>, Vec<u8>)>;
+pub(crate) type Tensors = BTreeMap<String, (Vec<usize>, Vec<u8>)>;
 
-fn serialize(tensors: &Tensors) -> Result<Vec<u8>> {
+pub(crate) fn serialize(tensors: &Tensors) -> Result<Vec<u8>> {
     let views = tensors
         .iter()
         .map(|(name, (shape, data))| {
@@ -133,7 +133,7 @@ fn serialize(tensors: &Tensors) -> Result<Vec<u8>> {
     safetensors::serialize(views, None).map_err(|e| bad(e.to_string()))
 }
 
-fn parse<'a>(bytes: &'a [u8], what: &str) -> Result<SafeTensors<'a>> {
+pub(crate) fn parse<'a>(bytes: &'a [u8], what: &str) -> Result<SafeTensors<'a>> {
     SafeTensors::deserialize(bytes).map_err(|e| bad(format!("{what} is not safetensors: {e}")))
 }
 
@@ -223,6 +223,17 @@ impl Checkpoint {
             return Err(bad(format!(
                 "layer_norm_epsilon {eps}: Kiln's LayerNorm uses {LAYER_NORM_EPS}"
             )));
+        }
+        // GPT2Config's variants of attention that compute another function than Kiln's.
+        if config["scale_attn_weights"].as_bool() == Some(false) {
+            return Err(bad(
+                "scale_attn_weights is false: Kiln scales attention scores by 1/√head_size",
+            ));
+        }
+        if config["scale_attn_by_inverse_layer_idx"].as_bool() == Some(true) {
+            return Err(bad(
+                "scale_attn_by_inverse_layer_idx is true: Kiln does not scale attention by layer",
+            ));
         }
         if config["tie_word_embeddings"].as_bool() == Some(false) {
             return Err(bad("the output head is not tied to the token embedding"));
