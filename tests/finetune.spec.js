@@ -76,16 +76,20 @@ test('LoRA finetunes a trained model; its adapters and its merged model download
   const files = [];
   page.on('download', (d) => files.push(d));
   await page.click('#download-adapters');
-  await expect.poll(() => files.length).toBe(1);
-  expect(files[0].suggestedFilename()).toBe('adapters.safetensors');
-  // safetensors: an 8-byte header length, then a JSON header naming the adapter tensors.
-  const bytes = readFileSync(await files[0].path());
+  await expect.poll(() => files.length).toBe(2);
+  const named = async (name) => readFileSync(await files.find((d) => d.suggestedFilename() === name).path());
+  // PEFT's files: safetensors (an 8-byte header length, then a JSON header) and its LoraConfig.
+  const bytes = await named('adapter_model.safetensors');
   const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString());
-  expect(Object.keys(header).filter((k) => k.includes('.lora.'))).toHaveLength(2 * 4 * 2);
-  expect(JSON.parse(header.__metadata__.lora)).toEqual({ rank: 4, alpha: 16, targets: ['q', 'v', 'mlp'] });
+  // 2 blocks × (c_attn's q and v as one rank-8 adapter, c_fc, mlp.c_proj) × (lora_A, lora_B)
+  expect(Object.keys(header).filter((k) => /\.lora_[AB]\.weight$/.test(k))).toHaveLength(2 * 3 * 2);
+  expect(header['base_model.model.transformer.h.0.attn.c_attn.lora_A.weight'].shape).toEqual([8, 32]);
+  const peft = JSON.parse((await named('adapter_config.json')).toString());
+  expect(peft).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 16, fan_in_fan_out: true,
+    target_modules: ['attn.c_attn', 'mlp.c_fc', 'mlp.c_proj'], rank_pattern: { 'attn.c_attn': 8 } });
   await page.click('#download-gpt2');
-  await expect.poll(() => files.length).toBe(5);
-  expect(files.slice(1).map((d) => d.suggestedFilename()).sort())
+  await expect.poll(() => files.length).toBe(6);
+  expect(files.slice(2).map((d) => d.suggestedFilename()).sort())
     .toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
   const config = files.find((d) => d.suggestedFilename() === 'config.json');
   expect(JSON.parse(readFileSync(await config.path()).toString()).model_type).toBe('gpt2');

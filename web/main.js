@@ -867,8 +867,8 @@ $('download-gpt2').onclick = action(async () => {
 });
 
 $('download-adapters').onclick = action(async () => {
-  const { bytes } = await call(Request.exportAdapters);
-  downloadFiles([['adapters.safetensors', bytes]]);
+  const peft = await call(Request.exportAdapters);
+  downloadFiles([['adapter_model.safetensors', peft.weights], ['adapter_config.json', peft.config]]);
 });
 
 /**

@@ -93,7 +93,7 @@ export const Request = Object.freeze({
    * (LoRA adapters merged in).
    */
   exportGpt2: 'exportGpt2',
-  /** {} → {bytes: Uint8Array}: the LoRA adapters alone (adapters.safetensors). */
+  /** {} → {weights: Uint8Array, config: string}: the LoRA adapters alone, as PEFT's files. */
   exportAdapters: 'exportAdapters',
   /** {weights: Uint8Array, config: string, tokenizer: string} → like `load`: a new run at step 0. */
   importGpt2: 'importGpt2',

@@ -139,7 +139,7 @@ const handlers = {
     return { devices: devices.length };
   },
   [Request.exportGpt2]: () => kiln.exportGpt2(),
-  [Request.exportAdapters]: async () => ({ bytes: await kiln.exportAdapters() }),
+  [Request.exportAdapters]: () => kiln.exportAdapters(),
   [Request.importGpt2]({ weights, config, tokenizer }) {
     const info = parse(kiln.importGpt2(weights, config, tokenizer));
     run.evalInterval = info.preset.train.eval_interval;

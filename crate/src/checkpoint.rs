@@ -35,8 +35,6 @@ pub(crate) const FORMAT: &str = "kiln-checkpoint";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const META_FILE: &str = "checkpoint.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-/// What `kiln export --adapters-only` writes: LoRA adapters alone.
-pub const ADAPTERS_FILE: &str = "adapters.safetensors";
 
 /// `checkpoint.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -307,56 +305,6 @@ impl Checkpoint {
         let weights = encode_weights(&model).await?;
         let mut meta = self.meta.clone();
         (meta.model, meta.format_version) = (model.config().clone(), FORMAT_VERSION);
-        Ok(Self {
-            meta,
-            weights,
-            optimizer: None,
-        })
-    }
-
-    /// Only the LoRA adapters, as safetensors (names as in the checkpoint, the LoRA settings in
-    /// the header's `lora` entry): small enough to share, and [`Checkpoint::with_adapters`]
-    /// puts them back on the same base.
-    pub fn adapters(&self) -> Result<Vec<u8>> {
-        let lora = self.meta.model.lora.as_ref().ok_or_else(|| {
-            bad("this model has no LoRA adapters; finetune it with LoRA to get some")
-        })?;
-        let tensors = SafeTensors::deserialize(&self.weights)
-            .map_err(|e| bad(format!("the weights are unreadable: {e}")))?;
-        let views: Vec<_> = tensors
-            .tensors()
-            .into_iter()
-            .filter(|(name, _)| crate::lora::is_adapter(name))
-            .collect();
-        let meta = HashMap::from([(
-            "lora".to_string(),
-            serde_json::to_string(lora).map_err(|e| bad(e.to_string()))?,
-        )]);
-        safetensors::serialize(views, Some(meta)).map_err(|e| bad(e.to_string()))
-    }
-
-    /// This (adapter-free) model with the adapters [`Checkpoint::adapters`] wrote, ready to
-    /// generate or to train on; loading it reports adapters that do not fit its weights.
-    pub fn with_adapters(&self, adapters: &[u8]) -> Result<Self> {
-        let fail = |e: String| bad(format!("the adapters file is unreadable: {e}"));
-        if self.meta.model.lora.is_some() {
-            return Err(bad("this model already has LoRA adapters"));
-        }
-        let (_, header) = SafeTensors::read_metadata(adapters).map_err(|e| fail(e.to_string()))?;
-        let lora: crate::config::LoraConfig = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get("lora"))
-            .ok_or_else(|| fail("it has no LoRA settings; is it an adapters file?".into()))
-            .and_then(|json| serde_json::from_str(json).map_err(|e| fail(e.to_string())))?;
-        let [base, extra] = [&self.weights[..], adapters]
-            .map(|bytes| SafeTensors::deserialize(bytes).map_err(|e| fail(e.to_string())));
-        let (base, extra) = (base?, extra?);
-        let views: Vec<_> = base.tensors().into_iter().chain(extra.tensors()).collect();
-        let info = HashMap::from([("format".to_string(), "pt".to_string())]);
-        let weights = safetensors::serialize(views, Some(info)).map_err(|e| bad(e.to_string()))?;
-        let mut meta = self.meta.clone();
-        meta.model.lora = Some(lora);
         Ok(Self {
             meta,
             weights,

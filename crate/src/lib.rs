@@ -19,6 +19,7 @@ pub mod lora;
 pub mod memory;
 pub mod model;
 pub mod optim;
+pub mod peft;
 pub mod train;
 pub mod verify;
 #[cfg(target_arch = "wasm32")]

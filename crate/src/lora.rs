@@ -57,7 +57,7 @@ impl Reparameterization for Adapter {
 
 /// Which slices of the weight at `path` the targets adapt, as one flag per slice; `None` when
 /// the weight is not adapted at all.
-fn slices(path: &str, targets: &[LoraTarget]) -> Option<Vec<bool>> {
+pub(crate) fn slices(path: &str, targets: &[LoraTarget]) -> Option<Vec<bool>> {
     let has = |t: LoraTarget| targets.contains(&t);
     let parts = if path.ends_with("attn.c_attn.weight") {
         vec![has(LoraTarget::Q), has(LoraTarget::K), has(LoraTarget::V)]

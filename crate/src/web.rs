@@ -561,11 +561,16 @@ pub async fn export_gpt2() -> Result<Object, JsError> {
     ])
 }
 
-/// The run's LoRA adapters alone, as safetensors bytes (`adapters.safetensors`).
+/// The run's LoRA adapters alone, as PEFT files: `{weights: Uint8Array
+/// (adapter_model.safetensors), config: string (adapter_config.json)}`.
 #[wasm_bindgen(js_name = exportAdapters)]
-pub async fn export_adapters() -> Result<Uint8Array, JsError> {
+pub async fn export_adapters() -> Result<Object, JsError> {
     let ckpt = with_trainer(async |t| Checkpoint::model_of_async(t).await).await?;
-    Ok(Uint8Array::from(&ckpt.adapters().map_err(js)?[..]))
+    let files = ckpt.to_peft().map_err(js)?;
+    object(vec![
+        ("weights", Uint8Array::from(&files.weights[..]).into()),
+        ("config", files.config.into()),
+    ])
 }
 
 /// Loads Hugging Face GPT-2 files as a new run at step 0; returns what [`load_checkpoint`] does.

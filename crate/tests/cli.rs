@@ -296,8 +296,8 @@ fn finetune_flows() {
     );
     fails_cleanly(&kiln(&["generate", "--ckpt", &path("cls")]), "classifier");
 
-    // LoRA on the chat model: adapters export alone and apply to the base; the merged export is
-    // a plain GPT-2.
+    // LoRA on the chat model: adapters export alone (PEFT's files) and apply to the base; the
+    // merged export is a plain GPT-2.
     let lora = [
         "--init-from",
         &path("chat"),
@@ -328,7 +328,7 @@ fn finetune_flows() {
         ];
         succeeds(&kiln(&[&args[..], extra].concat()))
     };
-    let adapters = path("adapters/adapters.safetensors");
+    let adapters = path("adapters"); // PEFT's adapter_model.safetensors and adapter_config.json
     assert_eq!(
         sample(&path("chat"), &["--adapters", &adapters]),
         sample(&path("lora"), &[])

@@ -10,6 +10,7 @@ use kiln::config::{LoraConfig, LoraTarget, Pooling, Task};
 use kiln::data::Dataset;
 use kiln::data::batcher::Rows;
 use kiln::data::examples::{Examples, IGNORE};
+use kiln::peft::PeftFiles;
 use kiln::train::Trainer;
 use kiln::{Gpt, Preset};
 use safetensors::SafeTensors;
@@ -86,10 +87,227 @@ fn lora_trains_only_the_adapters_and_merges_to_the_same_logits() {
         "unmerged adapters do not export"
     );
 
-    // The adapters on their own, put back on the base, are the same model.
-    let shared = base.with_adapters(&trained.adapters().unwrap()).unwrap();
-    assert_eq!(logits(&shared, &ids), with_adapters);
-    assert!(base.adapters().is_err());
+    // The adapters alone, in PEFT's format, put back on the base: the same function (c_attn's
+    // q and v went out as one adapter of rank 2·4, and come back at that rank).
+    let shared = base.with_peft(&trained.to_peft().unwrap()).unwrap();
+    assert_eq!(shared.meta.model.lora.as_ref().unwrap().rank, 8);
+    assert!(common::max_diff(&with_adapters, &logits(&shared, &ids)) < 1e-5);
+    assert!(base.to_peft().is_err());
+}
+
+/// Named f32 tensors, as safetensors bytes.
+fn safetensors_of(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views = tensors.iter().zip(&bytes).map(|((name, shape, _), data)| {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data);
+        (name.clone(), view.unwrap())
+    });
+    safetensors::serialize(views, None).unwrap()
+}
+
+fn tensors_of(bytes: &[u8]) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let file = SafeTensors::deserialize(bytes).unwrap();
+    let mut names: Vec<String> = file.names().into_iter().map(String::from).collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let view = file.tensor(&name).unwrap();
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (name, view.shape().to_vec(), values)
+        })
+        .collect()
+}
+
+/// A PEFT adapter for `modules` (path, in, out, rank), random factors: its files, and the base
+/// with PEFT's definition of the change written into its weights by hand, `W + s·(lora_B·lora_A)ᵀ`
+/// for GPT-2's Conv1D, `s = lora_alpha / r` (`/ √r` with rsLoRA; `alpha_pattern` per module).
+fn peft_adapter(
+    base: &Checkpoint,
+    modules: &[(&str, usize, usize, usize)],
+    config: serde_json::Value,
+) -> (PeftFiles, Checkpoint) {
+    let mut state = 7u64;
+    let mut random = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.5
+            })
+            .collect()
+    };
+    let rslora = config["use_rslora"] == true;
+    let mut weights = tensors_of(&base.weights);
+    let mut adapter = Vec::new();
+    for &(module, d_in, d_out, r) in modules {
+        let alpha = config["alpha_pattern"]
+            .as_object()
+            .and_then(|p| p.iter().find(|(k, _)| module.ends_with(k.as_str())))
+            .map_or(config["lora_alpha"].as_f64().unwrap(), |(_, v)| {
+                v.as_f64().unwrap()
+            });
+        let s = if rslora {
+            alpha / (r as f64).sqrt()
+        } else {
+            alpha / r as f64
+        } as f32;
+        let (a, b) = (random(r * d_in), random(d_out * r));
+        let (_, shape, w) = weights
+            .iter_mut()
+            .find(|(name, _, _)| *name == format!("{module}.weight"))
+            .unwrap();
+        assert_eq!(shape, &[d_in, d_out]);
+        for i in 0..d_in {
+            for o in 0..d_out {
+                w[i * d_out + o] += s * (0..r).map(|j| b[o * r + j] * a[j * d_in + i]).sum::<f32>();
+            }
+        }
+        let name = format!("base_model.model.transformer.{module}");
+        adapter.push((format!("{name}.lora_A.weight"), vec![r, d_in], a));
+        adapter.push((format!("{name}.lora_B.weight"), vec![d_out, r], b));
+    }
+    let files = PeftFiles {
+        weights: safetensors_of(&adapter),
+        config: config.to_string(),
+    };
+    let by_hand = Checkpoint {
+        weights: safetensors_of(&weights),
+        ..base.clone()
+    };
+    (files, by_hand)
+}
+
+/// A PEFT adapter (ranks, alphas and rsLoRA varying by module) on a Kiln model computes what
+/// PEFT defines; Kiln's export of the result, applied again, still does.
+#[test]
+fn a_peft_adapter_computes_what_peft_defines() {
+    let (base, _) = common::trained_tiny();
+    let (d, h) = (base.meta.model.n_embd, base.meta.model.mlp_hidden());
+    let modules = [
+        ("h.0.attn.c_attn", d, 3 * d, 2),
+        ("h.1.attn.c_proj", d, d, 2),
+        ("h.1.mlp.c_fc", d, h, 3),
+    ];
+    let ids: Vec<i64> = (0..32).map(|i| (i * 7 % 60) as i64).collect();
+    for rslora in [false, true] {
+        let config = serde_json::json!({
+            "peft_type": "LORA", "r": 2, "lora_alpha": 4.0, "use_rslora": rslora,
+            "rank_pattern": {"mlp.c_fc": 3}, "alpha_pattern": {"mlp.c_fc": 6.0},
+            "target_modules": ["c_attn", "c_proj", "c_fc"], "fan_in_fan_out": true, "bias": "none",
+        });
+        let (files, by_hand) = peft_adapter(&base, &modules, config);
+        let want = logits(&by_hand, &ids);
+        assert!(
+            common::max_diff(&want, &logits(&base, &ids)) > 1e-2,
+            "the adapter matters"
+        );
+        let applied = base.with_peft(&files).unwrap();
+        let lora = applied.meta.model.lora.as_ref().unwrap();
+        assert_eq!(lora.rank, 3);
+        assert_eq!(
+            lora.targets,
+            [
+                LoraTarget::Q,
+                LoraTarget::K,
+                LoraTarget::V,
+                LoraTarget::O,
+                LoraTarget::Mlp
+            ]
+        );
+        assert!(common::max_diff(&want, &logits(&applied, &ids)) < 1e-5);
+        let again = base.with_peft(&applied.to_peft().unwrap()).unwrap();
+        assert!(common::max_diff(&want, &logits(&again, &ids)) < 1e-5);
+    }
+}
+
+#[test]
+fn what_kiln_cannot_apply_from_peft_is_a_clear_error() {
+    let (base, _) = common::trained_tiny();
+    let d = base.meta.model.n_embd;
+    let config = serde_json::json!({"peft_type": "LORA", "r": 2, "lora_alpha": 4.0});
+    let (good, _) = peft_adapter(&base, &[("h.0.attn.c_attn", d, 3 * d, 2)], config.clone());
+    let edited = |key: &str, value: serde_json::Value| {
+        let mut c = config.clone();
+        c[key] = value;
+        PeftFiles {
+            config: c.to_string(),
+            ..good.clone()
+        }
+    };
+    let mut misfit = tensors_of(&good.weights);
+    misfit[0].1 = vec![2, 3 * d]; // lora_A [r, in] with the wrong `in`
+    misfit[0].2 = vec![0.0; 2 * 3 * d];
+    let cases = [
+        (edited("peft_type", "IA3".into()), "\"IA3\" adapter"),
+        (edited("use_dora", true.into()), "DoRA"),
+        (edited("bias", "all".into()), "trains biases"),
+        (
+            edited("modules_to_save", serde_json::json!(["lm_head"])),
+            "modules_to_save",
+        ),
+        (
+            edited("r", serde_json::Value::Null),
+            "no positive number \"r\"",
+        ),
+        (
+            PeftFiles {
+                config: "{".into(),
+                ..good.clone()
+            },
+            "not JSON",
+        ),
+        (
+            PeftFiles {
+                weights: vec![1, 2, 3],
+                ..good.clone()
+            },
+            "not safetensors",
+        ),
+        (
+            PeftFiles {
+                weights: safetensors_of(&misfit),
+                ..good.clone()
+            },
+            "does not fit",
+        ),
+    ];
+    for (files, expected) in &cases {
+        let err = base.with_peft(files).unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+    let applied = base.with_peft(&good).unwrap();
+    let err = applied.with_peft(&good).unwrap_err();
+    assert!(err.to_string().contains("already has LoRA"), "{err}");
+    // A module Kiln does not adapt, and one this model does not have.
+    let renamed = |from: &str, to: &str| PeftFiles {
+        weights: safetensors_of(
+            &tensors_of(&good.weights)
+                .into_iter()
+                .map(|(n, s, v)| (n.replace(from, to), s, v))
+                .collect::<Vec<_>>(),
+        ),
+        ..good.clone()
+    };
+    let err = base
+        .with_peft(&renamed("h.0.attn.c_attn", "wte"))
+        .unwrap_err();
+    assert!(err.to_string().contains("Kiln adapts"), "{err}");
+    let err = base.with_peft(&renamed("h.0.", "h.7.")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not have (e.g. h.7.attn.c_attn)"),
+        "{err}"
+    );
 }
 
 /// A prompt/completion file whose prompts and completions use different characters.

@@ -1,6 +1,6 @@
 //! Fuzzing with bolero: every reader of user input — text files, example files, tokenizers,
-//! configs, checkpoints, GPT-2 imports — fed arbitrary bytes or valid files with random edits,
-//! returns a value or a typed error, and never panics.
+//! configs, checkpoints, GPT-2 imports, PEFT adapters — fed arbitrary bytes or valid files with
+//! random edits, returns a value or a typed error, and never panics.
 //!
 //! `cargo test --test fuzz` is the smoke run CI does (bolero's default number of random inputs
 //! per target); `BOLERO_RANDOM_ITERATIONS=1000000 cargo test --release --test fuzz` is the long
@@ -164,6 +164,39 @@ fn gpt2_imports() {
                 files.config = String::from_utf8_lossy(&config).into_owned();
             }
             if let Ok(ckpt) = Checkpoint::from_gpt2(&files) {
+                let _ = ckpt.load_model(&Device::flex());
+            }
+        });
+}
+
+#[test]
+fn peft_adapters() {
+    use kiln::config::{LoraConfig, LoraTarget};
+    let base = small_checkpoint();
+    let mut p = Preset {
+        model: base.meta.model.clone(),
+        train: base.meta.train.clone(),
+    };
+    p.model.lora = Some(LoraConfig {
+        rank: 2,
+        alpha: 4.0,
+        targets: vec![LoraTarget::Q, LoraTarget::V, LoraTarget::Mlp],
+    });
+    let data = common::text("to be or not to be, that is the question\n".repeat(20));
+    let tokenizer = Tokenizer::from_json(&base.meta.tokenizer).unwrap();
+    let lora = kiln::train::Trainer::new(p, tokenizer, &data, &Device::flex()).unwrap();
+    let valid = Checkpoint::from_trainer(&lora).unwrap().to_peft().unwrap();
+    check!()
+        .with_type::<(bool, Vec<(u32, u8)>)>()
+        .for_each(|(weights, edits)| {
+            let mut files = valid.clone();
+            if *weights {
+                files.weights = edited(&files.weights, edits);
+            } else {
+                let config = edited(files.config.as_bytes(), edits);
+                files.config = String::from_utf8_lossy(&config).into_owned();
+            }
+            if let Ok(ckpt) = base.with_peft(&files) {
                 let _ = ckpt.load_model(&Device::flex());
             }
         });

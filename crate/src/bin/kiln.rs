@@ -2,7 +2,7 @@
 //! page uses.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,6 +16,7 @@ use kiln::config::{self, LoraConfig, Pooling, SampleConfig};
 use kiln::data::corpus::read_paths;
 use kiln::data::{Dataset, Tokenizer, TokenizerKind};
 use kiln::generate;
+use kiln::peft::PeftFiles;
 use kiln::train::Trainer;
 use kiln::{Gpt, Preset};
 
@@ -154,13 +155,31 @@ impl From<Sampling> for SampleConfig {
     }
 }
 
+/// A checkpoint, and LoRA adapters to put on it.
 #[derive(Args)]
-struct GenerateArgs {
+struct Model {
     #[arg(long)]
     ckpt: PathBuf,
-    /// LoRA adapters (from `kiln export --adapters-only`) to apply to the checkpoint.
+    /// A directory of PEFT LoRA adapter files (adapter_model.safetensors, adapter_config.json),
+    /// from `kiln export --adapters-only` or PEFT, to apply to the checkpoint.
     #[arg(long)]
     adapters: Option<PathBuf>,
+}
+
+impl Model {
+    fn load(&self, device: &burn::prelude::Device) -> Result<(Gpt, Tokenizer)> {
+        let mut ckpt = Checkpoint::load_dir(&self.ckpt)?;
+        if let Some(dir) = &self.adapters {
+            ckpt = ckpt.with_peft(&PeftFiles::load_dir(dir)?)?;
+        }
+        Ok(ckpt.load_model(device)?)
+    }
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    model: Model,
     #[arg(long, default_value = "")]
     prompt: String,
     #[command(flatten)]
@@ -172,8 +191,8 @@ struct GenerateArgs {
 /// A checkpoint and a text (for `score` and `predict`).
 #[derive(Args)]
 struct TextArgs {
-    #[arg(long)]
-    ckpt: PathBuf,
+    #[command(flatten)]
+    model: Model,
     #[arg(long)]
     text: String,
     #[arg(long, default_value = "cpu")]
@@ -197,7 +216,8 @@ struct ExportArgs {
     /// Directory for model.safetensors (LoRA adapters merged in), config.json and tokenizer.json.
     #[arg(long)]
     out: PathBuf,
-    /// Write only the LoRA adapters, as adapters.safetensors.
+    /// Write only the LoRA adapters, as PEFT's adapter_model.safetensors and adapter_config.json
+    /// (`PeftModel.from_pretrained` applies them to the export of the model they were trained on).
     #[arg(long)]
     adapters_only: bool,
 }
@@ -262,13 +282,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train(a),
         Command::Generate(a) => {
             let device = backend::open(a.backend)?;
-            let mut ckpt = Checkpoint::load_dir(&a.ckpt)?;
-            if let Some(path) = &a.adapters {
-                let bytes = std::fs::read(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                ckpt = ckpt.with_adapters(&bytes)?;
-            }
-            let (model, tokenizer) = ckpt.load_model(&device)?;
+            let (model, tokenizer) = a.model.load(&device)?;
             print!("{}", a.prompt);
             generate::generate(
                 &model,
@@ -286,10 +300,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Score(ScoreArgs { text: a, stride }) => {
             let device = backend::open(a.backend)?;
-            let (model, tokenizer) = load(&a.ckpt, &device)?;
+            let (model, tokenizer) = a.model.load(&device)?;
             let s = generate::score(&model, &tokenizer, &a.text, stride, &device)?;
             println!(
-                "tokens scored: {}\nlog-probability: {:.4} (nats)\nper token: {:.4}\nperplexity: {:.3}",
+                "tokens scored: {}\nlog-probability: {:.4} (nats)\nper token: {:.6}\nperplexity: {:.3}",
                 s.tokens,
                 s.log_prob,
                 s.log_prob / s.tokens as f64,
@@ -299,7 +313,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Predict(a) => {
             let device = backend::open(a.backend)?;
-            let (model, tokenizer) = load(&a.ckpt, &device)?;
+            let (model, tokenizer) = a.model.load(&device)?;
             for (class, p) in generate::classify(&model, &tokenizer, &a.text, &device)? {
                 println!("{p:.4}  {class}");
             }
@@ -308,10 +322,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => {
             let ckpt = Checkpoint::load_dir(&a.ckpt)?;
             if a.adapters_only {
-                std::fs::create_dir_all(&a.out)?;
-                let path = a.out.join(kiln::checkpoint::ADAPTERS_FILE);
-                std::fs::write(&path, ckpt.adapters()?)?;
-                eprintln!("wrote the LoRA adapters to {}", path.display());
+                ckpt.to_peft()?.save_dir(&a.out)?;
+                eprintln!("wrote the LoRA adapters (PEFT) to {}", a.out.display());
                 return Ok(());
             }
             let ckpt = ckpt.merged(&backend::open(BackendKind::Cpu)?)?;
@@ -330,11 +342,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench(a),
         Command::BenchKernels(a) => bench_kernels(a),
     }
-}
-
-fn load(dir: &Path, device: &burn::prelude::Device) -> Result<(Gpt, Tokenizer)> {
-    let ckpt = Checkpoint::load_dir(dir)?;
-    Ok(ckpt.load_model(device)?)
 }
 
 fn dataset(paths: &[PathBuf]) -> Result<Dataset> {
