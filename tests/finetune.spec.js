@@ -1,9 +1,7 @@
 // Finetuning beyond plain text in the page: instruction tuning with its chat panel, a classifier
 // with its report and predictions, and LoRA with its exports.
 import { readFileSync } from 'node:fs';
-import { expect, generate, kiln, open, test, train } from './helpers.js';
-
-const file = (name, text) => ({ name, mimeType: 'application/octet-stream', buffer: Buffer.from(text) });
+import { expect, file, generate, kiln, open, safetensorsHeader, test, train } from './helpers.js';
 
 /** Prompts "Q0:" … "Q3:" answered "A0" … "A3". */
 const pairs = () => [...Array(40).keys()]
@@ -78,9 +76,8 @@ test('LoRA finetunes a trained model; its adapters and its merged model download
   await page.click('#download-adapters');
   await expect.poll(() => files.length).toBe(2);
   const named = async (name) => readFileSync(await files.find((d) => d.suggestedFilename() === name).path());
-  // PEFT's files: safetensors (an 8-byte header length, then a JSON header) and its LoraConfig.
-  const bytes = await named('adapter_model.safetensors');
-  const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString());
+  // PEFT's files: the factors, and its LoraConfig.
+  const header = safetensorsHeader(await named('adapter_model.safetensors'));
   // 2 blocks × (c_attn's q and v as one rank-8 adapter, c_fc, mlp.c_proj) × (lora_A, lora_B)
   expect(Object.keys(header).filter((k) => /\.lora_[AB]\.weight$/.test(k))).toHaveLength(2 * 3 * 2);
   expect(header['base_model.model.transformer.h.0.attn.c_attn.lora_A.weight'].shape).toEqual([8, 32]);

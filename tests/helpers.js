@@ -43,6 +43,12 @@ export async function train(page, steps, every = 0) {
   await expect(page.locator('#train')).toBeEnabled({ timeout: 3 * 60_000 });
 }
 
+/** A file for `setInputFiles`. */
+export const file = (name, content) => ({ name, mimeType: 'application/octet-stream', buffer: Buffer.from(content) });
+
+/** A safetensors file's header: an 8-byte length, then JSON naming each tensor's dtype and shape. */
+export const safetensorsHeader = (bytes) => JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString());
+
 /** Clicks `button` and returns the `count` files it downloads, as `setInputFiles` takes them. */
 export async function downloads(page, button, count) {
   const files = [];

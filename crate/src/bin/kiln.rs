@@ -2,7 +2,7 @@
 //! page uses.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -48,6 +48,10 @@ enum Command {
     Export(ExportArgs),
     /// Read Hugging Face GPT-2 files into a Kiln checkpoint, to generate from or finetune.
     Import(ImportArgs),
+    /// A new model with random weights, shaped by a transformers GPT-2 config.json, with a
+    /// tokenizer.json or GPT-2's own tokenizer files: to pretrain GPT-2 small's shape from
+    /// scratch (`train --init-from`), or a GPT-2-shaped model to test with.
+    Init(InitArgs),
     /// Time training steps per preset and backend; print a table and optionally write JSON.
     Bench(BenchArgs),
     /// On wgpu: a training step with Kiln's WGSL kernels on and off, each kernel against the
@@ -223,6 +227,22 @@ struct ExportArgs {
 }
 
 #[derive(Args)]
+struct InitArgs {
+    /// A transformers GPT-2 config.json (n_embd, n_layer, n_head, n_positions, vocab_size).
+    #[arg(long)]
+    config: PathBuf,
+    /// A tokenizer.json, or a directory holding GPT-2's original encoder.json and vocab.bpe.
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Directory for the Kiln checkpoint.
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the random weights (default: the tiny preset's).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(Args)]
 struct ImportArgs {
     /// Directory holding model.safetensors, config.json and tokenizer.json.
     #[arg(long)]
@@ -337,6 +357,35 @@ fn run(cli: Cli) -> Result<()> {
             ckpt.load_model(&backend::open(BackendKind::Cpu)?)?;
             ckpt.save_dir(&a.out)?;
             eprintln!("wrote a Kiln checkpoint to {}", a.out.display());
+            Ok(())
+        }
+        Command::Init(a) => {
+            let read = |path: &Path| {
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))
+            };
+            let tokenizer = if a.tokenizer.is_dir() {
+                Tokenizer::from_openai(&a.tokenizer)?
+            } else {
+                Tokenizer::from_json(&read(&a.tokenizer)?)?
+            };
+            let mut p = config::preset("tiny")?;
+            p.model = kiln::gpt2::model_config(&read(&a.config)?)?;
+            if p.model.vocab_size != tokenizer.vocab_size() {
+                bail!(
+                    "config.json's vocab_size is {}, the tokenizer's {}",
+                    p.model.vocab_size,
+                    tokenizer.vocab_size()
+                );
+            }
+            p.train.seed = a.seed.unwrap_or(p.train.seed);
+            let ckpt = Checkpoint::init(p, &tokenizer)?;
+            ckpt.save_dir(&a.out)?;
+            eprintln!(
+                "wrote a new model ({:.1}M parameters, random weights) to {}",
+                kiln::Gpt::num_params_of(&ckpt.meta.model) as f64 / 1e6,
+                a.out.display()
+            );
             Ok(())
         }
         Command::Bench(a) => bench(a),

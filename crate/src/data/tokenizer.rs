@@ -183,6 +183,30 @@ impl Tokenizer {
         }
     }
 
+    /// GPT-2's tokenizer from OpenAI's original files in `dir` (`encoder.json`, the vocabulary,
+    /// and `vocab.bpe`, the merges), built as transformers' GPT2TokenizerFast builds it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_openai(dir: &std::path::Path) -> Result<Self> {
+        let (vocab, merges) = (dir.join("encoder.json"), dir.join("vocab.bpe"));
+        for file in [&vocab, &merges] {
+            if !file.is_file() {
+                return Err(Error::Tokenizer(format!(
+                    "{} is missing: GPT-2's tokenizer is encoder.json and vocab.bpe",
+                    file.display()
+                )));
+            }
+        }
+        let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        let bpe = BPE::from_file(&path(&vocab), &path(&merges))
+            .build()
+            .map_err(|e| Error::Tokenizer(format!("{}: {e}", dir.display())))?;
+        let byte_level = ByteLevel::new(false, true, true);
+        let mut tokenizer = tokenizers::Tokenizer::new(bpe);
+        tokenizer.with_pre_tokenizer(Some(byte_level));
+        tokenizer.with_decoder(Some(byte_level));
+        Ok(Self::Bpe(Box::new(tokenizer)))
+    }
+
     pub fn vocab_size(&self) -> usize {
         match self {
             Self::Char(t) => t.chars.len(),

