@@ -5,13 +5,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { expect, file, generate, kiln, open, safetensorsHeader, setField, test, train } from './helpers.js';
 
 const DIR = 'tests/.gpt2-shaped/hf';
+const upload = (dir) => ['config.json', 'model.safetensors', 'tokenizer.json']
+  .map((name) => file(name, readFileSync(`${dir}/${name}`)));
 
 test('a GPT-2-shaped model loads with GPT-2\'s tokenizer, generates, LoRA-finetunes and exports its adapters', async ({ page }) => {
   expect(existsSync(DIR), `${DIR}: run the page tests through cargo xtask test`).toBe(true);
-  const uploads = ['config.json', 'model.safetensors', 'tokenizer.json']
-    .map((name) => file(name, readFileSync(`${DIR}/${name}`)));
   await open(page, '?backend=cpu');
-  await page.setInputFiles('#upload', uploads);
+  await page.setInputFiles('#upload', upload(DIR));
   await expect(page.locator('#ckpt-status')).toHaveText('Loaded the GPT-2 model at step 0.');
   await expect(page.locator('#tok-stats')).toHaveText('50257 tokens (from the checkpoint)');
   // 50,257 × 64 tied embedding, 64 positions, two blocks of 64 with biases.
@@ -38,3 +38,18 @@ test('a GPT-2-shaped model loads with GPT-2\'s tokenizer, generates, LoRA-finetu
   expect(header['base_model.model.transformer.h.1.attn.c_attn.lora_A.weight'].shape).toEqual([8, 64]);
   expect(header['base_model.model.transformer.h.1.attn.c_attn.lora_B.weight'].shape).toEqual([192, 8]);
 });
+
+test('a model too large to train in full in wasm opens as a LoRA run at batch 1, generates and trains', async ({ page }) => {
+  // 2,048 positions: at the import's batch of 8 the logits alone are 6.6 GB, over wasm32's 4 GiB.
+  await open(page, '?backend=cpu');
+  await page.setInputFiles('#upload', upload(`${DIR}-long`));
+  const status = page.locator('#ckpt-status');
+  await expect(status).toContainText('Loaded the GPT-2 model at step 0. Training all its weights at batch size 8 needs about');
+  await expect(status).toContainText('it trains LoRA adapters (q, v; rank 8) at batch size 1 instead');
+  expect(await kiln(page, 'preset.train.batch_size')).toBe(1);
+  expect(await kiln(page, 'preset.model.lora')).toEqual({ rank: 8, alpha: 16, targets: ['q', 'v'] });
+  expect((await generate(page, 1, 4)).length).toBeGreaterThan(0);
+  await train(page, 1);
+  expect(Math.abs((await kiln(page, 'history'))[0].loss - 10.8)).toBeLessThan(1.5);
+});
+

@@ -801,7 +801,7 @@ function adoptCheckpoint(info, source, history = []) {
   $('params').textContent = `${(info.params / 1e6).toFixed(3)}M parameters`;
   $('step').textContent = `step ${info.step} / ${info.preset.train.max_steps}`;
   $('eta').textContent = '';
-  ckptStatus(`Loaded ${source} at step ${info.step}.`);
+  ckptStatus(`Loaded ${source} at step ${info.step}.${info.note ? ` ${info.note}` : ''}`);
 }
 
 /** One save at a time (autosaves queue behind a save in progress). */

@@ -353,6 +353,27 @@ impl Checkpoint {
         Ok(trainer)
     }
 
+    /// [`Checkpoint::resume`] where training this model as saved fits `device`. Where it does
+    /// not but LoRA does ([`fitting_lora`]), a LoRA run from its weights (step 0, fresh
+    /// adapters, which change nothing until they train), with the sentence that says so: a model
+    /// too large to train in full here (GPT-2 small in wasm32's 4 GiB) still opens to generate
+    /// and finetune.
+    pub fn resume_fitting(
+        &self,
+        data: &Dataset,
+        device: &Device,
+    ) -> Result<(Trainer, Option<String>)> {
+        let fused = self.meta.model.kernels && crate::kernels::supported(device);
+        let room = crate::memory::Room::of(device);
+        match fitting_lora(&self.meta, fused, &room)? {
+            None => Ok((self.resume(data, device)?, None)),
+            Some((preset, note)) => Ok((
+                self.trainer(data, preset, device, 0, 0.0, true)?,
+                Some(note),
+            )),
+        }
+    }
+
     /// [`Checkpoint::finetune_async`], blocking (native only).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn finetune(&self, data: &Dataset, preset: Preset, device: &Device) -> Result<Trainer> {
@@ -663,6 +684,47 @@ fn decode_optimizer(bytes: &[u8], version: u32, model: &Gpt, device: &Device) ->
         }
     }
     Ok(AdamW { steps, moments })
+}
+
+/// `None` when training `meta`'s model with its settings fits `room`; else the LoRA run that
+/// fits (adapters on q and v, rank 8, batch 1) and the sentence that says so; else the refusal.
+pub fn fitting_lora(
+    meta: &Meta,
+    fused: bool,
+    room: &crate::memory::Room,
+) -> Result<Option<(Preset, String)>> {
+    use crate::config::{LoraConfig, LoraTarget};
+    use crate::memory::{check, need};
+    let whole = need(&meta.model, Some(&meta.train), fused);
+    let Err(full) = check(&whole, room) else {
+        return Ok(None);
+    };
+    let mut preset = Preset {
+        model: meta.model.clone(),
+        train: meta.train.clone(),
+    };
+    preset.model.lora = Some(LoraConfig {
+        rank: 8,
+        alpha: 16.0,
+        targets: vec![LoraTarget::Q, LoraTarget::V],
+    });
+    preset.train.batch_size = 1;
+    let lora = need(&preset.model, Some(&preset.train), fused);
+    let (Some((memory, source)), None, true) =
+        (room.memory, &meta.model.lora, check(&lora, room).is_ok())
+    else {
+        return Err(full);
+    };
+    let note = format!(
+        "Training all its weights at batch size {} needs about {:.0} MB, and the device has \
+         {:.0} MB ({source}): it trains LoRA adapters (q, v; rank 8) at batch size 1 instead, \
+         which need about {:.0} MB.",
+        meta.train.batch_size,
+        whole.total / 1e6,
+        memory / 1e6,
+        lora.total / 1e6
+    );
+    Ok(Some((preset, note)))
 }
 
 /// The model's parameters as safetensors bytes, named as [`stored_name`] says.

@@ -178,18 +178,18 @@ pub async fn use_backend(kind: String) -> Result<(), JsError> {
     let device = STATE.with_borrow(|s| device_of(s, kind))?;
     if STATE.with_borrow(|s| s.trainer.is_some()) {
         let ckpt = with_trainer(async |t| Checkpoint::from_trainer_async(t).await).await?;
-        let moved = resume(ckpt, &device)?;
+        let moved = on_data(|data| ckpt.resume(data, &device))?;
         STATE.with_borrow_mut(|s| s.trainer = Some(moved));
     }
     STATE.with_borrow_mut(|s| s.backend = Some(kind));
     Ok(())
 }
 
-/// Resumes `ckpt` on the current data, which its tokenizer must read.
-fn resume(ckpt: Checkpoint, device: &Device) -> Result<Trainer, JsError> {
+/// `open(data)` on the current data, which the model's tokenizer must read.
+fn on_data<T>(open: impl FnOnce(&Dataset) -> crate::Result<T>) -> Result<T, JsError> {
     STATE.with_borrow(|s| {
         let data = s.data.as_ref().ok_or_else(|| missing("data"))?;
-        ckpt.resume(data, device).map_err(|e| match e {
+        open(data).map_err(|e| match e {
             crate::Error::Tokenizer(why) => JsError::new(&format!(
                 "this model cannot read the loaded text ({why}). Load the text it was trained on, \
                  or another it can read, then load the model again"
@@ -584,11 +584,13 @@ pub fn import_gpt2(weights: Vec<u8>, config: String, tokenizer: String) -> Resul
     adopt(Checkpoint::from_gpt2(&files).map_err(js)?)
 }
 
-/// Makes `ckpt` the current run on the current data and backend.
+/// Makes `ckpt` the current run on the current data and backend (as a LoRA run where only that
+/// fits: `note` says so).
 fn adopt(ckpt: Checkpoint) -> Result<String, JsError> {
     let (_, device) = current_device()?;
-    let trainer = resume(ckpt, &device)?;
+    let (trainer, note) = on_data(|data| ckpt.resume_fitting(data, &device))?;
     let info = serde_json::json!({
+        "note": note,
         "step": trainer.step_count(),
         "preset": trainer.preset(),
         "vocabSize": trainer.tokenizer().vocab_size(),

@@ -519,3 +519,42 @@ fn class_report_counts_and_scores() {
     // F1: a 2·1/(2+2) = 0.5, b 2·2/(2+3) = 0.8, c 0 → mean 0.4333
     assert!((r.macro_f1 - 1.3 / 3.0).abs() < 1e-6, "{}", r.macro_f1);
 }
+
+/// A model too large to train in full on a device, but not with LoRA at batch 1, opens there as a
+/// LoRA run, with a sentence saying so; one too large for either is refused.
+#[test]
+fn a_model_too_large_to_train_in_full_opens_as_a_lora_run() {
+    use kiln::checkpoint::fitting_lora;
+    use kiln::memory::{Room, need};
+    let (base, data) = common::trained_tiny();
+    let m = &base.meta;
+    let room = |bytes: f64| Room {
+        buffer: None,
+        memory: Some((bytes, "wasm32's address space")),
+    };
+    let full = need(&m.model, Some(&m.train), false).total;
+    assert!(
+        fitting_lora(m, false, &room(full * 1.01))
+            .unwrap()
+            .is_none()
+    );
+    let (preset, note) = fitting_lora(m, false, &room(full * 0.99)).unwrap().unwrap();
+    assert_eq!(preset.train.batch_size, 1);
+    assert_eq!(
+        preset.model.lora.as_ref().unwrap().targets,
+        [LoraTarget::Q, LoraTarget::V]
+    );
+    assert!(
+        note.contains("LoRA adapters (q, v; rank 8) at batch size 1"),
+        "{note}"
+    );
+    assert!(note.contains("wasm32's address space"), "{note}");
+    // That run starts from the same function (new adapters change nothing) and trains.
+    let mut t = base.finetune(&data, preset, &Device::flex()).unwrap();
+    let ids: Vec<i64> = (0..16).map(|i| (i * 5 % 60) as i64).collect();
+    let before = Checkpoint::from_trainer(&t).unwrap();
+    assert!(common::max_diff(&logits(&base, &ids), &logits(&before, &ids)) < 1e-6);
+    assert!(t.step().unwrap().loss.is_finite());
+    let err = fitting_lora(m, false, &room(1e3)).unwrap_err();
+    assert!(err.to_string().contains("too large"), "{err}");
+}

