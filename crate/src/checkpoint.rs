@@ -580,7 +580,10 @@ pub(crate) fn write_atomic(dir: &std::path::Path, name: &str, bytes: &[u8]) -> R
 }
 
 /// The values of an F32 tensor.
-fn f32s(name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>, String> {
+pub(crate) fn f32s(
+    name: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+) -> Result<Vec<f32>, String> {
     if view.dtype() != Dtype::F32 {
         return Err(format!(
             "tensor {name} is {:?}; this version reads F32",

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::checkpoint::{Checkpoint, bad};
+use crate::checkpoint::{Checkpoint, bad, f32s};
 use crate::config::{LoraConfig, LoraTarget};
 use crate::error::Result;
 use crate::gpt2::{Tensors, parse, serialize};
@@ -78,13 +78,6 @@ fn targets_of(kind: &str) -> Option<&'static [LoraTarget]> {
     }
 }
 
-fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
 fn bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
@@ -108,7 +101,7 @@ impl Checkpoint {
             let view = stored
                 .tensor(name)
                 .map_err(|_| bad(format!("the adapter tensor {name} is missing")))?;
-            Ok((view.shape().to_vec(), f32s(view.data())))
+            Ok((view.shape().to_vec(), f32s(name, &view).map_err(bad)?))
         };
         let mut tensors = Tensors::new();
         let mut modules = std::collections::BTreeSet::new();
@@ -283,8 +276,8 @@ impl Checkpoint {
                 module.to_owned(),
                 Factors {
                     rank,
-                    a: f32s(a.data()),
-                    b: f32s(b.data()),
+                    a: f32s(name, &a).map_err(bad)?,
+                    b: f32s(&b_name, &b).map_err(bad)?,
                     scale: scale(rank as f64, alpha_of(module)),
                 },
             );

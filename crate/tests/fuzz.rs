@@ -146,6 +146,20 @@ fn checkpoints() {
         });
 }
 
+/// Edits a model's weights (safetensors bytes) when `in_weights`, else its JSON config.
+fn edit_weights_or_config(
+    weights: &mut Vec<u8>,
+    config: &mut String,
+    in_weights: bool,
+    edits: &[(u32, u8)],
+) {
+    if in_weights {
+        *weights = edited(weights, edits);
+    } else {
+        *config = String::from_utf8_lossy(&edited(config.as_bytes(), edits)).into_owned();
+    }
+}
+
 #[test]
 fn gpt2_imports() {
     let dir = std::path::Path::new(concat!(
@@ -157,12 +171,7 @@ fn gpt2_imports() {
         .with_type::<(bool, Vec<(u32, u8)>)>()
         .for_each(|(weights, edits)| {
             let mut files = valid.clone();
-            if *weights {
-                files.weights = edited(&files.weights, edits);
-            } else {
-                let config = edited(files.config.as_bytes(), edits);
-                files.config = String::from_utf8_lossy(&config).into_owned();
-            }
+            edit_weights_or_config(&mut files.weights, &mut files.config, *weights, edits);
             if let Ok(ckpt) = Checkpoint::from_gpt2(&files) {
                 let _ = ckpt.load_model(&Device::flex());
             }
@@ -190,12 +199,7 @@ fn peft_adapters() {
         .with_type::<(bool, Vec<(u32, u8)>)>()
         .for_each(|(weights, edits)| {
             let mut files = valid.clone();
-            if *weights {
-                files.weights = edited(&files.weights, edits);
-            } else {
-                let config = edited(files.config.as_bytes(), edits);
-                files.config = String::from_utf8_lossy(&config).into_owned();
-            }
+            edit_weights_or_config(&mut files.weights, &mut files.config, *weights, edits);
             if let Ok(ckpt) = base.with_peft(&files) {
                 let _ = ckpt.load_model(&Device::flex());
             }
