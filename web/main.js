@@ -4,12 +4,12 @@ import defaultCorpusUrl from './data/shakespeare.txt?url';
 import miltonUrl from './data/milton.txt?url';
 import { lineChart, scatterChart } from './charts.js';
 import { Event, Request, client } from './protocol.js';
-import { address, readAddress } from './settings.js';
+import { address, fieldValue, readAddress } from './settings.js';
 import { registerSW } from 'virtual:pwa-register';
 import * as storage from './storage.js';
 
 const $ = (id) => document.getElementById(id);
-const PRESETS = ['tiny', 'shakespeare-baby', 'shakespeare-char'];
+const PRESETS = ['tiny', 'shakespeare-baby', 'shakespeare-char', 'tiny-lstm', 'shakespeare-lstm'];
 /** The model and training fields: `data-key` names a key of the preset. */
 const fields = [...document.querySelectorAll('[data-key]')];
 /** The settings the page address gives (a shared link), checked. */
@@ -385,13 +385,20 @@ function fillFields() {
     if (isCheckbox(input)) input.checked = page.preset[part][key];
     else input.value = page.preset[part][key];
   }
+  showArch();
 }
 
 function readFields() {
   for (const input of fields) {
     const [part, key] = input.dataset.key.split('.');
-    page.preset[part][key] = isCheckbox(input) ? input.checked : Number(input.value);
+    page.preset[part][key] = fieldValue(input);
   }
+  showArch();
+}
+
+/** An LSTM has no heads: their field rests while it is chosen. */
+function showArch() {
+  $('n-head').disabled = page.preset.model.arch === 'lstm';
 }
 
 /** Live parameter count and validation of the fields (nothing is built). */

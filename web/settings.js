@@ -33,7 +33,18 @@ function parse(name, value, kind) {
 
 /** The model and training fields (`data-key="model.n_layer"`), by their short URL name. */
 const fieldsByName = (fields) => Object.fromEntries(fields.map((f) => [f.dataset.key.split('.')[1], f]));
-const fieldKind = (field) => (field.type === 'checkbox' ? 'boolean' : 'number');
+const fieldKind = (field) => {
+  if (field.type === 'checkbox') return 'boolean';
+  if (field.tagName === 'SELECT') return [...field.options].map((o) => o.value);
+  return 'number';
+};
+
+/** A field's value as the preset holds it: a checkbox's state, a choice's name, else a number. */
+export function fieldValue(field) {
+  if (field.type === 'checkbox') return field.checked;
+  if (field.tagName === 'SELECT') return field.value;
+  return Number(field.value);
+}
 
 /**
  * Reads `search` (location.search): `{preset, backend, elements: [[id, value]], fields: {key: value},
@@ -69,7 +80,7 @@ export function address(presetName, defaults, fields) {
   const query = new URLSearchParams({ preset: presetName });
   for (const [name, field] of Object.entries(fieldsByName(fields))) {
     const [part, key] = field.dataset.key.split('.');
-    const value = field.type === 'checkbox' ? field.checked : Number(field.value);
+    const value = fieldValue(field);
     if (value !== defaults[part][key]) query.set(name, String(value));
   }
   for (const [name, [id]] of Object.entries(ELEMENTS)) {

@@ -696,7 +696,7 @@ pub fn fitting_lora(
     fused: bool,
     room: &crate::memory::Room,
 ) -> Result<Option<(Preset, String)>> {
-    use crate::config::{LoraConfig, LoraTarget};
+    use crate::config::{Arch, LoraConfig, LoraTarget};
     use crate::memory::{check, need};
     let whole = need(&meta.model, Some(&meta.train), fused);
     let Err(full) = check(&whole, room) else {
@@ -713,9 +713,12 @@ pub fn fitting_lora(
     });
     preset.train.batch_size = 1;
     let lora = need(&preset.model, Some(&preset.train), fused);
-    let (Some((memory, source)), None, true) =
-        (room.memory, &meta.model.lora, check(&lora, room).is_ok())
-    else {
+    let (Some((memory, source)), None, Arch::Gpt, true) = (
+        room.memory,
+        &meta.model.lora,
+        meta.model.arch,
+        check(&lora, room).is_ok(),
+    ) else {
         return Err(full);
     };
     let note = format!(

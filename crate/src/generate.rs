@@ -90,8 +90,8 @@ pub fn generate(
 /// Continues `prompt`, calling `on_text` with each new piece of text as it is decoded; `on_text`
 /// returns `false` to stop early. Returns the generated text (without the prompt).
 ///
-/// Within `block_size` each token costs one cached forward of a single position; past it the
-/// context slides and the window is recomputed.
+/// Within `block_size` each token costs one cached forward of a single position; past it a
+/// GPT's context slides and the window is recomputed. An LSTM's state carries on without limit.
 pub async fn generate_async(
     model: &Gpt,
     tokenizer: &Tokenizer,
@@ -105,7 +105,7 @@ pub async fn generate_async(
     // A chat model's answers end where its training completions did.
     let chat_stop = (model.config().task == Task::Chat && cfg.stop.is_none()).then_some(END);
     let stop = cfg.stop.as_deref().or(chat_stop).filter(|s| !s.is_empty());
-    let block = model.config().block_size;
+    let block = model.max_context().unwrap_or(usize::MAX);
     let mut ids = prompt_ids(tokenizer, prompt)?;
     let prompt_len = ids.len();
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);

@@ -13,7 +13,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::{Value, json};
 
 use crate::checkpoint::{Checkpoint, FORMAT, FORMAT_VERSION, Meta, bad, stored_name};
-use crate::config::{self, Mlp, ModelConfig, Norm, Position};
+use crate::config::{self, Arch, Mlp, ModelConfig, Norm, Position};
 use crate::error::{Error, Result};
 
 pub const CONFIG_FILE: &str = "config.json";
@@ -71,6 +71,7 @@ impl Gpt2Files {
 /// Whether `c` is GPT-2's architecture; the sentence says what differs.
 pub fn check(c: &ModelConfig) -> Result<()> {
     let differs = [
+        (c.arch != Arch::Gpt, "Transformer blocks (not an LSTM)"),
         (
             c.position != Position::Learned,
             "learned positions (not rotary)",
@@ -184,6 +185,7 @@ pub fn model_config(config: &str) -> Result<ModelConfig> {
         return Err(bad("n_inner must be 4 · n_embd, as in GPT-2"));
     }
     let model = ModelConfig {
+        arch: Arch::Gpt,
         vocab_size: size("vocab_size")?,
         block_size: size("n_positions").or_else(|_| size("n_ctx"))?,
         n_layer: size("n_layer")?,

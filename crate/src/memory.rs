@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use burn::prelude::*;
 
-use crate::config::{ModelConfig, Task, TrainConfig};
+use crate::config::{Arch, ModelConfig, Task, TrainConfig};
 use crate::error::{Error, Result};
 use crate::model::Gpt;
 
@@ -58,7 +58,12 @@ pub fn need(c: &ModelConfig, train: Option<&TrainConfig>, fused_attention: bool)
     } else {
         2.0 * heads * t
     };
-    let per_block = 8.0 * e + 3.0 * h + attention;
+    let per_block = match c.arch {
+        Arch::Gpt => 8.0 * e + 3.0 * h + attention,
+        // Per step and layer: four gates before and after their activation, the cell, its
+        // tanh, the hidden state and the input.
+        Arch::Lstm => 12.0 * e,
+    };
     let out = match &c.task {
         Task::Classify { classes, .. } => classes.len() as f64 / t,
         _ => v,

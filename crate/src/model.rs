@@ -2,6 +2,9 @@
 //! an MLP, a final norm and the LM head (tied to the token embedding by default) — or, for a
 //! classifier, a head from the (pooled) final hidden states to the classes.
 //!
+//! The other families share the embedding, the heads, the loss and the cache: with
+//! `arch = "lstm"` the blocks and final norm give way to the stacked LSTMs of [`lstm`].
+//!
 //! Tensor names and layouts follow GPT-2 (`wte`, `h.N.attn.c_attn`, `h.N.mlp.c_fc`, ...), and a
 //! Burn `Linear` stores its weight as `[in, out]`, which is GPT-2's Conv1D orientation.
 
@@ -17,7 +20,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use crate::config::{self, ModelConfig, Pooling, Position, Task};
+mod lstm;
+
+use crate::config::{self, Arch, ModelConfig, Pooling, Position, Task};
 use crate::data::examples::IGNORE;
 use crate::error::{Error, Result};
 use crate::kernels::cross_entropy::cross_entropy;
@@ -32,8 +37,12 @@ pub struct Gpt {
     /// Learned position embedding; `None` with rotary positions.
     wpe: Option<Embedding>,
     drop: Dropout,
+    /// The Transformer blocks (GPT).
     h: Vec<Block>,
-    ln_f: Norm,
+    /// The stacked LSTMs (`arch = "lstm"`), input width `n_embd` and hidden width `n_embd`.
+    lstm: Vec<burn::nn::Lstm>,
+    /// The final norm (GPT; an LSTM's output is bounded by its `tanh` and has none).
+    ln_f: Option<Norm>,
     /// Output projection; `None` when tied to `wte`.
     lm_head: Option<Linear>,
     /// A classifier's head, `[n_embd, classes]` (GPT2ForSequenceClassification's name).
@@ -83,10 +92,13 @@ type LayerCache = Option<(Tensor<4>, Tensor<4>)>;
 /// Rotary `cos` and `sin` tables, `[1, 1, t, head_dim / 2]` each.
 type RopeTables = (Tensor<4>, Tensor<4>);
 
-/// Keys and values of the tokens seen so far, per layer.
+/// What the model keeps of the tokens seen so far, so the next ones cost one step each: keys and
+/// values per layer for a GPT; for an LSTM, each layer's hidden and cell state, which play the
+/// same role in constant size.
 #[derive(Clone, Debug, Default)]
 pub struct KvCache {
     layers: Vec<LayerCache>,
+    states: Vec<Option<burn::nn::LstmState<2>>>,
     len: usize,
 }
 
@@ -112,11 +124,26 @@ impl Init<'_> {
     /// A `[rows, cols]` parameter with entries N(0, std).
     fn normal(&mut self, rows: usize, cols: usize, std: f64) -> Param<Tensor<2>> {
         let dist = Normal::new(0.0, std as f32).expect("std is finite and positive");
-        let data: Vec<f32> = (0..rows * cols)
-            .map(|_| dist.sample(&mut self.rng))
-            .collect();
+        self.draw(&[rows, cols], dist)
+    }
+
+    /// A parameter of `shape` with entries U(-k, k).
+    fn uniform<const D: usize>(&mut self, shape: [usize; D], k: f64) -> Param<Tensor<D>> {
+        self.draw(
+            &shape,
+            rand_distr::Uniform::new(-k as f32, k as f32).expect("k > 0"),
+        )
+    }
+
+    fn draw<const D: usize>(
+        &mut self,
+        shape: &[usize],
+        dist: impl Distribution<f32>,
+    ) -> Param<Tensor<D>> {
+        let n = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| dist.sample(&mut self.rng)).collect();
         Param::from_tensor(Tensor::from_data(
-            TensorData::new(data, [rows, cols]),
+            TensorData::new(data, shape.to_vec()),
             self.device,
         ))
     }
@@ -170,8 +197,13 @@ impl Gpt {
             rng: ChaCha8Rng::seed_from_u64(seed),
             device,
         };
-        let wte = init.embedding(c.vocab_size, c.n_embd);
-        let wpe = (c.position == Position::Learned).then(|| init.embedding(c.block_size, c.n_embd));
+        let gpt = c.arch == Arch::Gpt;
+        let wte = match c.arch {
+            Arch::Gpt => init.embedding(c.vocab_size, c.n_embd),
+            Arch::Lstm => lstm::embedding(c, &mut init),
+        };
+        let wpe = (gpt && c.position == Position::Learned)
+            .then(|| init.embedding(c.block_size, c.n_embd));
         let mut block = || Block {
             ln_1: Norm::new(c, device),
             attn: Attention {
@@ -191,7 +223,10 @@ impl Gpt {
                 drop: dropout(),
             },
         };
-        let h = (0..c.n_layer).map(|_| block()).collect();
+        let (h, lstm) = match c.arch {
+            Arch::Gpt => ((0..c.n_layer).map(|_| block()).collect(), Vec::new()),
+            Arch::Lstm => (Vec::new(), lstm::layers(c, &mut init)),
+        };
         let lm_head =
             (!c.tie_weights).then(|| init.linear(c.n_embd, c.vocab_size, INIT_STD, false));
         // Zero: a new head starts from equal odds and learns from the first step.
@@ -207,7 +242,8 @@ impl Gpt {
             wpe,
             drop: dropout(),
             h,
-            ln_f: Norm::new(c, device),
+            lstm,
+            ln_f: gpt.then(|| Norm::new(c, device)),
             lm_head,
             score,
             config: c.clone(),
@@ -230,6 +266,12 @@ impl Gpt {
         &self.config
     }
 
+    /// The longest context the model can read: `block_size` for a GPT, none for an LSTM, whose
+    /// state carries on past the length it was trained on.
+    pub fn max_context(&self) -> Option<usize> {
+        (self.config.arch == Arch::Gpt).then_some(self.config.block_size)
+    }
+
     /// The token embedding matrix `[vocab_size, n_embd]` (also the LM head when tied).
     pub fn token_embeddings(&self) -> Tensor<2> {
         self.wte.weight.val()
@@ -249,6 +291,14 @@ impl Gpt {
         let t = idx.dims()[1];
         let start = cache.as_ref().map_or(0, |c| c.len);
         let (mut x, rope, run) = self.embed(idx, start)?;
+        if self.config.arch == Arch::Lstm {
+            x = lstm::forward(
+                &self.lstm,
+                x,
+                cache.as_deref_mut().map(|c| &mut c.states),
+                &self.drop,
+            );
+        }
         if let Some(c) = cache.as_deref_mut() {
             c.layers.resize(self.h.len(), None);
         }
@@ -259,7 +309,9 @@ impl Gpt {
         if let Some(c) = cache {
             c.len += t;
         }
-        let x = self.ln_f.forward(x, run);
+        if let Some(ln_f) = &self.ln_f {
+            x = ln_f.forward(x, run);
+        }
         if let (Some(score), Task::Classify { pooling, .. }) = (&self.score, &self.config.task) {
             let x = match pooling {
                 Pooling::Last => x,
@@ -278,6 +330,13 @@ impl Gpt {
     /// `0..=i` (the Inspect view). Computed by plain ops whatever the config: the fused kernel
     /// never materialises them.
     pub fn attention_maps(&self, idx: Tensor<2, Int>) -> Result<Vec<Tensor<4>>> {
+        if self.config.arch != Arch::Gpt {
+            return Err(Error::Config(
+                "an LSTM has no attention to show: it reads the text one token at a time and \
+                 carries what it keeps in its hidden state"
+                    .into(),
+            ));
+        }
         let (mut x, rope, run) = self.embed(idx, 0)?;
         let mut maps = Vec::with_capacity(self.h.len());
         for block in &self.h {
@@ -292,8 +351,8 @@ impl Gpt {
 
     /// The input to the first block for `idx [B, T]` at positions `start..start + T` (token and
     /// learned position embeddings, dropout), the rotary tables if the model uses them, and how
-    /// the blocks compute. A context past `block_size` is an error: the model has no position
-    /// past it.
+    /// the blocks compute. A GPT's context past `block_size` is an error: it has no position
+    /// past it (an LSTM has no such limit).
     fn embed(
         &self,
         idx: Tensor<2, Int>,
@@ -301,7 +360,8 @@ impl Gpt {
     ) -> Result<(Tensor<3>, Option<RopeTables>, Run)> {
         let [_, t] = idx.dims();
         let device = idx.device();
-        if start + t > self.config.block_size || t == 0 {
+        let limit = self.max_context().unwrap_or(usize::MAX);
+        if start.saturating_add(t) > limit || t == 0 {
             return Err(Error::Data(format!(
                 "the model reads 1 to {} tokens at a time (its block_size), but was given {}{}",
                 self.config.block_size,
@@ -317,7 +377,7 @@ impl Gpt {
             let pos = Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &device);
             x = x + wpe.forward(pos.unsqueeze_dim(0));
         }
-        let rope = (self.config.position == Position::Rope)
+        let rope = (self.config.arch == Arch::Gpt && self.config.position == Position::Rope)
             .then(|| rope_tables(start, t, self.config.head_dim(), &device));
         let run = Run {
             kernels: self.config.kernels,
@@ -339,6 +399,9 @@ impl Gpt {
 
     /// Number of scalars (a tied head counts once; LoRA adapters and a classifier's head included).
     pub fn num_params_of(c: &ModelConfig) -> usize {
+        if c.arch == Arch::Lstm {
+            return lstm::num_params_of(c);
+        }
         let bias = |n: usize| if c.bias { n } else { 0 };
         let norm = match c.norm {
             config::Norm::LayerNorm => c.n_embd + bias(c.n_embd),

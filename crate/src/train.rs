@@ -175,7 +175,8 @@ fn unscale_and_clip(
     norm
 }
 
-/// Drops the gradients of the first `blocks` transformer blocks (`h.0` ... `h.{blocks-1}`), so
+/// Drops the gradients of the first `blocks` transformer blocks (`h.0` ... `h.{blocks-1}`) or
+/// LSTM layers (`lstm.0` ...), so
 /// neither the clipping norm nor the optimizer sees them: those weights stay as they are.
 struct Freeze<'a> {
     grads: &'a mut GradientsParams,
@@ -193,7 +194,7 @@ impl ModuleVisitor for Freeze<'_> {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let frozen = matches!(self.path.as_slice(), [h, i, ..] if h == "h"
+        let frozen = matches!(self.path.as_slice(), [h, i, ..] if (h == "h" || h == "lstm")
             && i.parse::<usize>().is_ok_and(|i| i < self.blocks));
         if frozen {
             self.grads.remove::<D>(param.id);

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use kiln::backend::{self, BackendKind};
 use kiln::checkpoint::Checkpoint;
-use kiln::config::{self, LoraConfig, Pooling, SampleConfig};
+use kiln::config::{self, Arch, LoraConfig, Pooling, SampleConfig};
 use kiln::data::corpus::read_paths;
 use kiln::data::{Dataset, Tokenizer, TokenizerKind};
 use kiln::generate;
@@ -66,9 +66,12 @@ struct TrainArgs {
     /// (a classifier).
     #[arg(long, num_args = 1.., default_value = DEFAULT_CORPUS)]
     data: Vec<PathBuf>,
-    /// One of: tiny, shakespeare-baby, shakespeare-char.
+    /// One of: tiny, shakespeare-baby, shakespeare-char (GPTs), tiny-lstm, shakespeare-lstm.
     #[arg(long, default_value = "tiny")]
     preset: String,
+    /// The model family, gpt or lstm, in the preset's shape (default: the preset's own).
+    #[arg(long, conflicts_with = "init_from")]
+    arch: Option<Arch>,
     /// Override a model or training setting, e.g. --set n_layer=2 --set lr=3e-4.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
@@ -438,6 +441,9 @@ fn train(a: TrainArgs) -> Result<()> {
         base.finetune(&data, preset, &device)?
     } else {
         let mut preset = config::preset(&a.preset)?;
+        if let Some(arch) = a.arch {
+            preset.model.arch = arch;
+        }
         for o in &a.overrides {
             preset.set(o)?;
         }
