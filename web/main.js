@@ -3,6 +3,7 @@
 import defaultCorpusUrl from './data/shakespeare.txt?url';
 import miltonUrl from './data/milton.txt?url';
 import { lineChart, scatterChart } from './charts.js';
+import { comparison, summarize, tokensPerStep } from './compare.js';
 import { Event, Request, client } from './protocol.js';
 import { address, fieldValue, readAddress } from './settings.js';
 import { registerSW } from 'virtual:pwa-register';
@@ -65,6 +66,8 @@ const charts = {
   lr: lineChart($('chart-lr'), 'learning rate', ['lr']),
 };
 page.charts = charts;
+const compare = comparison($('chart-compare'), $('compare-runs'));
+page.compare = compare;
 
 function onEvent(msg) {
   switch (msg.type) {
@@ -87,6 +90,7 @@ page.benchKernels = (payload) => call(Request.benchKernels, payload);
 
 /** Draws one step's progress (live, or replayed from a checkpoint's history). */
 function plot(p) {
+  p.tokens ??= p.step * tokensPerStep(page.preset); // histories saved before runs were compared
   page.history.push(p);
   charts.loss.push(p.step, [p.loss, p.valLoss]);
   charts.speed.push(p.step, [p.tokensPerSec]);
@@ -405,6 +409,7 @@ function showArch() {
 async function describe() {
   try {
     const { params: n, bytes } = await call(Request.describe, { preset: page.preset });
+    page.params = n;
     $('params').textContent = `${(n / 1e6).toFixed(3)}M parameters; training needs about ${Math.ceil(bytes / 1e6)} MB`;
     $('config-error').textContent = '';
     return true;
@@ -770,6 +775,27 @@ $('demo-milton').onclick = action(async () => {
   }
 });
 
+// ---- comparing runs ----------------------------------------------------------------------------
+
+/** How the comparison names a model: its family, shape and size. */
+const modelLabel = (m, params) => `${m.arch === 'lstm' ? 'LSTM' : 'GPT'} ${m.n_layer}×${m.n_embd}` +
+  (params ? `, ${(params / 1e6).toFixed(2)}M` : '');
+
+$('compare-add').onclick = action(() => {
+  if (page.history.length === 0) throw new Error('This run has no steps yet: train it first.');
+  compare.add(summarize(`${modelLabel(page.preset.model, page.params)} (${page.history.at(-1).step} steps)`, page.history));
+});
+$('compare-clear').onclick = () => compare.clear();
+
+/** Adds a saved checkpoint's run to the comparison. */
+async function compareSaved(name) {
+  const { history, meta } = await storage.load(name);
+  if (history.length === 0) throw new Error(`"${name}" was saved without its training history.`);
+  const preset = JSON.parse(new TextDecoder().decode(meta));
+  const points = history.map((p) => ({ ...p, tokens: p.tokens ?? p.step * tokensPerStep(preset) }));
+  compare.add(summarize(`${name}: ${modelLabel(preset.model)}`, points));
+}
+
 // ---- checkpoints ------------------------------------------------------------------------------
 
 const ckptStatus = (text) => { $('ckpt-status').textContent = text; };
@@ -781,12 +807,13 @@ async function refreshSaved() {
     tr.dataset.name = c.name;
     const m = c.model;
     const task = [m.task && m.task.kind !== 'text' && m.task.kind, m.lora && `LoRA r${m.lora.rank}`].filter(Boolean);
-    const cells = [c.name, c.step, `${m.n_layer}×${m.n_embd}, ctx ${m.block_size}, vocab ${m.vocab_size}${task.map((t) => `, ${t}`).join('')}`,
+    const cells = [c.name, c.step, `${m.arch === 'lstm' ? 'LSTM ' : ''}${m.n_layer}×${m.n_embd}, ctx ${m.block_size}, vocab ${m.vocab_size}${task.map((t) => `, ${t}`).join('')}`,
       kb(c.bytes), new Date(c.date).toLocaleString()];
     tr.append(...cells.map((text) => Object.assign(document.createElement('td'), { textContent: text })));
     const buttons = document.createElement('td');
     const button = (label, fn) => Object.assign(document.createElement('button'), { textContent: label, className: label.toLowerCase(), onclick: action(fn) });
-    buttons.append(button('Load', () => loadSaved(c.name)), button('Delete', () => deleteSaved(c.name)));
+    buttons.append(button('Load', () => loadSaved(c.name)), button('Compare', () => compareSaved(c.name)),
+      button('Delete', () => deleteSaved(c.name)));
     tr.append(buttons);
     return tr;
   });
