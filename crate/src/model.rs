@@ -40,7 +40,7 @@ pub struct Gpt {
     /// The Transformer blocks (GPT).
     h: Vec<Block>,
     /// The stacked LSTMs (`arch = "lstm"`), input width `n_embd` and hidden width `n_embd`.
-    lstm: Vec<burn::nn::Lstm>,
+    lstm: Vec<lstm::LstmLayer>,
     /// The final norm (GPT; an LSTM's output is bounded by its `tanh` and has none).
     ln_f: Option<Norm>,
     /// Output projection; `None` when tied to `wte`.
@@ -98,7 +98,7 @@ type RopeTables = (Tensor<4>, Tensor<4>);
 #[derive(Clone, Debug, Default)]
 pub struct KvCache {
     layers: Vec<LayerCache>,
-    states: Vec<Option<burn::nn::LstmState<2>>>,
+    states: Vec<Option<lstm::State>>,
     len: usize,
 }
 
