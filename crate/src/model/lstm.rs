@@ -160,7 +160,7 @@ mod tests {
             Linear {
                 weight: copy(w.slice([0..rows, gate * h..(gate + 1) * h])),
                 bias: l.bias.as_ref().map(|b| {
-                    let b = b.val().slice([gate * h..(gate + 1) * h]);
+                    let b = b.val().narrow(0, gate * h, h);
                     Param::from_data(b.into_data(), &device)
                 }),
             }
@@ -235,7 +235,7 @@ mod tests {
                     .assert_approx_eq::<f32>(&want.into_data(), tol);
                 let got = ours.bias.as_ref().unwrap().val().grad(&g).unwrap();
                 let want = theirs.bias.as_ref().unwrap().val().grad(&g_ref).unwrap();
-                got.slice([k * h..(k + 1) * h])
+                got.narrow(0, k * h, h)
                     .into_data()
                     .assert_approx_eq::<f32>(&want.into_data(), tol);
             }
