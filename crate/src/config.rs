@@ -189,6 +189,29 @@ fn enabled() -> bool {
     true
 }
 
+/// How the learning rate falls from its peak after the warmup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decay {
+    /// Half a cosine from `lr` to `min_lr` (nanoGPT's).
+    #[default]
+    Cosine,
+    /// A straight line from `lr` to `min_lr` (BERT's, with `min_lr` 0).
+    Linear,
+}
+
+/// The update rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    /// Adam with decoupled weight decay on matrices (nanoGPT's).
+    #[default]
+    AdamW,
+    /// Plain stochastic gradient descent, `p ← p − lr·g` (with the same decoupled decay on
+    /// matrices when `weight_decay` is set): the classic lessons' optimizer.
+    Sgd,
+}
+
 /// The optimisation schedule (nanoGPT's names where it has one).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,10 +222,16 @@ pub struct TrainConfig {
     pub grad_accum: usize,
     /// Peak learning rate, reached after the warmup.
     pub lr: f64,
-    /// Learning rate at the end of the cosine decay.
+    /// Learning rate at the end of the decay.
     pub min_lr: f64,
+    /// Cosine (default) or linear decay after the warmup.
+    #[serde(default)]
+    pub decay: Decay,
+    /// AdamW (default) or SGD.
+    #[serde(default)]
+    pub optimizer: Optimizer,
     pub warmup_steps: usize,
-    /// Optimizer steps in the run; the cosine decay ends here.
+    /// Optimizer steps in the run; the decay ends here.
     pub max_steps: usize,
     /// Decoupled (AdamW) weight decay, applied to matrices only.
     pub weight_decay: f64,
@@ -312,6 +341,8 @@ pub fn preset(name: &str) -> Result<Preset> {
         grad_accum: 1,
         lr: 1e-3,
         min_lr: 1e-4,
+        decay: Decay::Cosine,
+        optimizer: Optimizer::AdamW,
         warmup_steps: 100,
         max_steps,
         weight_decay: 0.1,

@@ -1,4 +1,5 @@
-//! AdamW with decoupled weight decay on matrices only, as nanoGPT's `configure_optimizers` sets it.
+//! AdamW with decoupled weight decay on matrices only, as nanoGPT's `configure_optimizers` sets it
+//! (or, with `optimizer = "sgd"`, plain SGD with the same decay, which keeps no state).
 //!
 //! Ours rather than Burn's `ModuleOptimizer`: Burn serialises its state by reading tensors
 //! synchronously, which a browser cannot do on WebGPU, and rebuilds it on its default device. Here
@@ -11,7 +12,7 @@ use burn::module::{ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
-use crate::config::TrainConfig;
+use crate::config::{Optimizer, TrainConfig};
 use crate::kernels::adamw::{self, Hyper};
 use crate::model::Gpt;
 
@@ -33,7 +34,8 @@ pub struct AdamW {
 
 impl AdamW {
     /// Updates every parameter of `model` that has a gradient in `grads`:
-    /// `p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + eps)`, with `wd` = 0 for vectors (norm gains, biases).
+    /// `p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + eps)`, with `wd` = 0 for vectors (norm gains, biases);
+    /// with SGD, `p ← p·(1 − lr·wd) − lr·g`.
     pub fn step(&mut self, c: &TrainConfig, lr: f64, model: Gpt, grads: GradientsParams) -> Gpt {
         self.steps += 1;
         let fused = model.config().kernels;
@@ -79,6 +81,11 @@ impl ModuleMapper for Update<'_> {
         let n = shape.iter().product::<usize>();
         let p = value.inner().reshape([n]);
         let g = grad.reshape([n]);
+        let weight_decay = if D >= 2 { self.c.weight_decay } else { 0.0 };
+        if self.c.optimizer == Optimizer::Sgd {
+            let p = p * (1.0 - self.lr * weight_decay) - g * self.lr;
+            return Param::from_mapped_value(id, restore(p, shape, autodiff), mapper);
+        }
         let path = self.path.join(".");
         let (m, v) = match self.moments.remove(&path) {
             Some(Moments {
@@ -94,7 +101,7 @@ impl ModuleMapper for Update<'_> {
             lr: self.lr,
             beta1: self.c.beta1,
             beta2: self.c.beta2,
-            weight_decay: if D >= 2 { self.c.weight_decay } else { 0.0 },
+            weight_decay,
             t: self.t,
         };
         let (p, m, v) = adamw::step(p, g, m, v, h, self.fused);
@@ -105,10 +112,16 @@ impl ModuleMapper for Update<'_> {
                 exp_avg_sq: v,
             },
         );
-        let mut p = p.reshape(shape);
-        if autodiff {
-            p = Tensor::from_inner(p).require_grad();
-        }
-        Param::from_mapped_value(id, p, mapper)
+        Param::from_mapped_value(id, restore(p, shape, autodiff), mapper)
+    }
+}
+
+/// An updated flat parameter back in its shape, tracked again on an autodiff device.
+fn restore<const D: usize>(p: Tensor<1>, shape: [usize; D], autodiff: bool) -> Tensor<D> {
+    let p = p.reshape(shape);
+    if autodiff {
+        Tensor::from_inner(p).require_grad()
+    } else {
+        p
     }
 }

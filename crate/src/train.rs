@@ -8,7 +8,7 @@ use burn::prelude::*;
 use web_time::Instant;
 
 use crate::backend::read_f32;
-use crate::config::{Preset, TrainConfig};
+use crate::config::{Decay, Preset, TrainConfig};
 use crate::data::batcher::Rows;
 use crate::data::examples::IGNORE;
 use crate::data::{Batch, Batches, Dataset, Tokenizer, step_rng};
@@ -85,8 +85,8 @@ impl Metrics {
     }
 }
 
-/// Learning rate at `step` (0-based): linear warmup to `lr`, then cosine decay to `min_lr` at
-/// `max_steps` (nanoGPT's schedule).
+/// Learning rate at `step` (0-based): linear warmup to `lr`, then cosine (nanoGPT's) or linear
+/// (BERT's) decay to `min_lr` at `max_steps`.
 pub fn lr_at(c: &TrainConfig, step: usize) -> f64 {
     if step < c.warmup_steps {
         return c.lr * (step + 1) as f64 / (c.warmup_steps + 1) as f64;
@@ -95,7 +95,10 @@ pub fn lr_at(c: &TrainConfig, step: usize) -> f64 {
         return c.min_lr;
     }
     let progress = (step - c.warmup_steps) as f64 / (c.max_steps - c.warmup_steps).max(1) as f64;
-    let coeff = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+    let coeff = match c.decay {
+        Decay::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        Decay::Linear => 1.0 - progress,
+    };
     c.min_lr + coeff * (c.lr - c.min_lr)
 }
 
@@ -611,6 +614,31 @@ mod tests {
         assert!(close(lr_at(&c, 5000), 1e-4));
         for s in 100..1100 {
             assert!(lr_at(&c, s + 1) <= lr_at(&c, s), "decays monotonically");
+        }
+    }
+
+    #[test]
+    fn lr_schedule_warmup_then_linear() {
+        let c = TrainConfig {
+            lr: 1e-3,
+            min_lr: 0.0,
+            decay: Decay::Linear,
+            warmup_steps: 100,
+            max_steps: 1100,
+            ..preset("tiny").unwrap().train
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(lr_at(&c, 99), 1e-3 * 100.0 / 101.0));
+        assert!(close(lr_at(&c, 100), 1e-3), "peak at the end of warmup");
+        assert!(close(lr_at(&c, 350), 0.75e-3), "a quarter of the way down");
+        assert!(close(lr_at(&c, 600), 0.5e-3), "halfway down");
+        assert!(close(lr_at(&c, 1100), 0.0));
+        for s in 100..1099 {
+            let (a, b, c2) = (lr_at(&c, s), lr_at(&c, s + 1), lr_at(&c, s + 2));
+            assert!(
+                ((a - b) - (b - c2)).abs() < 1e-15,
+                "falls by the same amount each step"
+            );
         }
     }
 }

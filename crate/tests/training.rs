@@ -104,14 +104,17 @@ impl ModuleVisitor for Values {
     }
 }
 
-/// Kiln's AdamW against Burn's (the reference), configured alike: decay on matrices only.
-#[test]
-fn adamw_matches_burns_adamw() {
+/// Four steps of Kiln's optimizer (as `train` configures it) and of Burn's `reference` on the
+/// same batches from one model: the largest move of any parameter, and the largest difference
+/// between the two results.
+fn against_reference(
+    train: &kiln::TrainConfig,
+    reference: impl FnOnce(&Gpt) -> burn::optim::ModuleOptimizer,
+) -> (f32, f32) {
     let device = Device::flex().autodiff();
     let corpus = common::small_corpus(5_000);
     let tokenizer = common::char_tokenizer(&corpus);
     let p = common::tiny(tokenizer.vocab_size());
-    let c = p.train.clone();
     let ids = tokenizer.encode(&corpus.text()).unwrap();
     let batcher = Batcher::new(ids, p.model.block_size, 4, "training").unwrap();
     let grads_of = |model: &Gpt, step: u64| {
@@ -124,27 +127,14 @@ fn adamw_matches_burns_adamw() {
             model,
         )
     };
-    let adamw = |decay: f64| {
-        AdamWConfig::new()
-            .with_beta_1(c.beta1 as f32)
-            .with_beta_2(c.beta2 as f32)
-            .with_epsilon(EPS as f32)
-            .with_weight_decay(decay as f32)
-    };
     let mut ours = Gpt::new(&p.model, 3, &device);
     let mut theirs = Gpt::new(&p.model, 3, &device);
-    let mut matrices = Matrices::default();
-    theirs.visit(&mut matrices);
-    let mut reference = adamw(0.0).init().with_group(
-        ParamGroup::from_ids(matrices.0),
-        adamw(c.weight_decay).build(),
-        None,
-    );
+    let mut reference = reference(&theirs);
     let mut optim = AdamW::default();
     let lr = 1e-2; // large enough that the parameters move visibly
     for step in 0..4 {
         let g = grads_of(&ours, step);
-        ours = optim.step(&c, lr, ours, g);
+        ours = optim.step(train, lr, ours, g);
         let g = grads_of(&theirs, step);
         theirs = reference.step(lr, theirs, g);
     }
@@ -155,18 +145,50 @@ fn adamw_matches_burns_adamw() {
     };
     let initial = flat(&Gpt::new(&p.model, 3, &device));
     let (a, b) = (flat(&ours), flat(&theirs));
-    let moved = a
-        .iter()
-        .zip(&initial)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    let diff = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
+    let max_gap = |x: &[f32], y: &[f32]| {
+        x.iter()
+            .zip(y)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    (max_gap(&a, &initial), max_gap(&a, &b))
+}
+
+/// Kiln's AdamW against Burn's (the reference), configured alike: decay on matrices only.
+#[test]
+fn adamw_matches_burns_adamw() {
+    let c = common::tiny(65).train;
+    let adamw = |decay: f64| {
+        AdamWConfig::new()
+            .with_beta_1(c.beta1 as f32)
+            .with_beta_2(c.beta2 as f32)
+            .with_epsilon(EPS as f32)
+            .with_weight_decay(decay as f32)
+    };
+    let (moved, diff) = against_reference(&c, |model| {
+        let mut matrices = Matrices::default();
+        model.visit(&mut matrices);
+        adamw(0.0).init().with_group(
+            ParamGroup::from_ids(matrices.0),
+            adamw(c.weight_decay).build(),
+            None,
+        )
+    });
     assert!(moved > 1e-2, "the parameters moved by at most {moved}");
     assert!(diff < 1e-5, "max difference from Burn's AdamW: {diff}");
+}
+
+/// `optimizer = "sgd"` against Burn's SGD (no momentum, no decay): `p ← p − lr·g`.
+#[test]
+fn sgd_matches_burns_sgd() {
+    let c = kiln::TrainConfig {
+        optimizer: kiln::config::Optimizer::Sgd,
+        weight_decay: 0.0,
+        ..common::tiny(65).train
+    };
+    let (moved, diff) = against_reference(&c, |_| burn::optim::SgdConfig::new().init());
+    assert!(moved > 1e-4, "the parameters moved by at most {moved}");
+    assert!(diff < 1e-6, "max difference from Burn's SGD: {diff}");
 }
 
 /// Save at step 3, load, continue: the same losses as a run that never stopped.
