@@ -26,9 +26,15 @@ impl std::str::FromStr for Arch {
 
     /// "gpt" or "lstm".
     fn from_str(s: &str) -> Result<Self> {
-        serde_json::from_value(serde_json::Value::String(s.to_lowercase()))
-            .map_err(|_| Error::Config(format!("unknown arch \"{s}\"; choose gpt or lstm")))
+        choice(s, "arch", "gpt or lstm")
     }
+}
+
+/// A setting's name (`"lstm"`, any case) as the enum serde names it so, or a sentence that
+/// names the choices.
+fn choice<T: serde::de::DeserializeOwned>(s: &str, what: &str, choices: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(s.trim().to_lowercase()))
+        .map_err(|_| Error::Config(format!("unknown {what} \"{s}\"; choose {choices}")))
 }
 
 /// How token positions enter the model.
@@ -93,8 +99,7 @@ impl std::str::FromStr for Pooling {
 
     /// "last" or "mean".
     fn from_str(s: &str) -> Result<Self> {
-        serde_json::from_value(serde_json::Value::String(s.to_lowercase()))
-            .map_err(|_| Error::Config(format!("unknown pooling \"{s}\"; choose last or mean")))
+        choice(s, "pooling", "last or mean")
     }
 }
 
@@ -131,15 +136,7 @@ impl LoraConfig {
     /// Parses "q,v" or "q,k,v,o,mlp".
     pub fn parse_targets(list: &str) -> Result<Vec<LoraTarget>> {
         list.split(',')
-            .map(|t| {
-                serde_json::from_value(serde_json::Value::String(t.trim().to_lowercase())).map_err(
-                    |_| {
-                        Error::Config(format!(
-                            "unknown LoRA target \"{t}\"; choose from q, k, v, o, mlp"
-                        ))
-                    },
-                )
-            })
+            .map(|t| choice(t, "LoRA target", "from q, k, v, o, mlp"))
             .collect()
     }
 }
@@ -685,6 +682,24 @@ mod tests {
         };
         let kept = chosen.with_finetuning_defaults(false, &["lr", "max_steps"]);
         assert_eq!((kept.lr, kept.min_lr, kept.warmup_steps), (1e-4, 1e-5, 1));
+    }
+
+    #[test]
+    fn names_parse_in_any_case_and_unknown_ones_name_the_choices() {
+        assert_eq!("LSTM".parse::<Arch>().unwrap(), Arch::Lstm);
+        assert_eq!("mean".parse::<Pooling>().unwrap(), Pooling::Mean);
+        let err = "rnn".parse::<Arch>().unwrap_err().to_string();
+        assert!(
+            err.ends_with("unknown arch \"rnn\"; choose gpt or lstm"),
+            "{err}"
+        );
+        let targets = LoraConfig::parse_targets("q, V").unwrap();
+        assert_eq!(targets, [LoraTarget::Q, LoraTarget::V]);
+        let err = LoraConfig::parse_targets("q,x").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown LoRA target \"x\"; choose from q, k, v, o, mlp"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -194,39 +194,12 @@ fn sgd_matches_burns_sgd() {
 /// Save at step 3, load, continue: the same losses as a run that never stopped.
 #[test]
 fn resume_repeats_the_uninterrupted_run() {
-    let device = Device::flex();
     let corpus = common::small_corpus(20_000);
     let tokenizer = common::char_tokenizer(&corpus);
     let mut p = common::tiny(tokenizer.vocab_size());
     p.train.grad_accum = 2;
     p.train.warmup_steps = 2;
-    let losses =
-        |t: &mut Trainer, n: usize| (0..n).map(|_| t.step().unwrap().loss).collect::<Vec<f32>>();
-
-    let mut straight = Trainer::new(p.clone(), tokenizer.clone(), &corpus, &device).unwrap();
-    let expected = losses(&mut straight, 6);
-
-    let mut first = Trainer::new(p, tokenizer, &corpus, &device).unwrap();
-    let mut got = losses(&mut first, 3);
-    let dir = std::env::temp_dir().join(format!("kiln-resume-{}", std::process::id()));
-    Checkpoint::from_trainer(&first)
-        .unwrap()
-        .save_dir(&dir)
-        .unwrap();
-    drop(first);
-    let mut resumed = Checkpoint::load_dir(&dir)
-        .unwrap()
-        .resume(&corpus, &device)
-        .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(resumed.step_count(), 3);
-    got.extend(losses(&mut resumed, 3));
-    for (i, (a, b)) in expected.iter().zip(&got).enumerate() {
-        assert!(
-            (a - b).abs() <= 1e-6 * a.abs(),
-            "step {i}: uninterrupted {a}, resumed {b}"
-        );
-    }
+    common::assert_resume_is_exact(p, &corpus, tokenizer);
 }
 
 /// Gradient accumulation over micro-batches whose masks keep 1 target in 8 and 7 in 8 takes

@@ -79,3 +79,42 @@ pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Trains `p` on `data` (CPU) for 6 steps straight, and again for 3 steps, saved to disk, loaded
+/// and resumed for 3 more: asserts the two runs' losses agree (1e-6 relative). Returns the
+/// checkpoint as loaded and the trainer that saved it, for checks of their own.
+pub fn assert_resume_is_exact(
+    p: Preset,
+    data: &Dataset,
+    tokenizer: Tokenizer,
+) -> (Checkpoint, Trainer) {
+    let device = Device::flex();
+    let losses =
+        |t: &mut Trainer, n: usize| (0..n).map(|_| t.step().unwrap().loss).collect::<Vec<f32>>();
+    let mut straight = Trainer::new(p.clone(), tokenizer.clone(), data, &device).unwrap();
+    let expected = losses(&mut straight, 6);
+
+    let mut first = Trainer::new(p, tokenizer, data, &device).unwrap();
+    let mut got = losses(&mut first, 3);
+    let dir = std::env::temp_dir().join(format!(
+        "kiln-resume-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    Checkpoint::from_trainer(&first)
+        .unwrap()
+        .save_dir(&dir)
+        .unwrap();
+    let loaded = Checkpoint::load_dir(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let mut resumed = loaded.resume(data, &device).unwrap();
+    assert_eq!(resumed.step_count(), 3);
+    got.extend(losses(&mut resumed, 3));
+    for (i, (a, b)) in expected.iter().zip(&got).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-6 * a.abs(),
+            "step {i}: uninterrupted {a}, resumed {b}"
+        );
+    }
+    (loaded, first)
+}
