@@ -106,9 +106,9 @@ pub(super) fn forward(
         s.resize(layers.len(), None);
     }
     for (i, layer) in layers.iter().enumerate() {
-        let slot = states.as_deref_mut().map(|s| &mut s[i]);
-        let start = slot.as_ref().and_then(|s| (*s).clone());
-        let (y, end) = layer.forward(x, start);
+        let mut slot = states.as_deref_mut().map(|s| &mut s[i]);
+        // The saved state moves into the layer: nothing else reads it before it is replaced.
+        let (y, end) = layer.forward(x, slot.as_mut().and_then(|s| s.take()));
         if let Some(slot) = slot {
             *slot = Some(end);
         }
