@@ -1,8 +1,8 @@
-// Fused causal self-attention, backward part 2: dK and dV.
+// Fused self-attention (causal or bidirectional, as the forward), backward part 2: dK and dV.
 //
 // With P and dS as in attention_backward_dq.wgsl (P recomputed from the forward's LSE, Δ written
 // by that kernel), for every batch·head b and key row j, over the queries i that see j
-// (i + T_k − T_q ≥ j):
+// (i + T_k − T_q ≥ j when causal, every query when bidirectional):
 //   dV[b, j, :] = Σ_i P[i, j] · dO[b, i, :]
 //   dK[b, j, :] = scale · Σ_i dS[i, j] · Q[b, i, :]
 //
@@ -28,6 +28,7 @@
 const D: u32 = {{ d }}u;
 const BR: u32 = {{ br }}u;
 const BC: u32 = {{ bc }}u;
+const CAUSAL: bool = {{ causal }}u == 1u;
 
 var<workgroup> q_tile: array<f32, BC * D>;
 var<workgroup> do_tile: array<f32, BC * D>;
@@ -44,9 +45,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) r
     let offset = t_k - t_q;
     let j = wg.x * BR + r;
     let live = j < t_k;
-    // Query i sees key j when i + offset ≥ j: the first query any key of this group needs.
+    // Causal: query i sees key j when i + offset ≥ j: the first query any key of this group
+    // needs. Bidirectional: every query sees every key.
     let first_key = wg.x * BR;
-    let first_query = select(0u, first_key - offset, first_key > offset);
+    let first_query = select(0u, first_key - offset, CAUSAL && first_key > offset);
 
     let row = (bh * t_k + min(j, t_k - 1u)) * D;
     var kr: array<f32, D>;
@@ -74,7 +76,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) r
         workgroupBarrier();
         if (live) {
             for (var ii = 0u; ii < n; ii++) {
-                if (i0 + ii + offset < j) {
+                if (CAUSAL && i0 + ii + offset < j) {
                     continue;
                 }
                 var s = 0.0;

@@ -1,4 +1,4 @@
-// Fused causal self-attention, backward part 1: dQ and Δ.
+// Fused self-attention (causal or bidirectional, as the forward), backward part 1: dQ and Δ.
 //
 // With P[i, j] = exp(S[i, j] − LSE[i]) recomputed from the forward's log-sum-exp (S as in
 // attention_forward.wgsl), for every batch·head b and query row i:
@@ -29,6 +29,7 @@
 const D: u32 = {{ d }}u;
 const BR: u32 = {{ br }}u;
 const BC: u32 = {{ bc }}u;
+const CAUSAL: bool = {{ causal }}u == 1u;
 
 var<workgroup> k_tile: array<f32, BC * D>;
 var<workgroup> v_tile: array<f32, BC * D>;
@@ -43,8 +44,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) r
     let offset = t_k - t_q;
     let i = wg.x * BR + r;
     let live = i < t_q;
-    let last_key = min(t_q, wg.x * BR + BR) - 1u + offset;
-    let my_last = i + offset;
+    let last_key = select(t_k - 1u, min(t_q, wg.x * BR + BR) - 1u + offset, CAUSAL);
+    let my_last = select(t_k - 1u, i + offset, CAUSAL);
 
     let row = (bh * t_q + min(i, t_q - 1u)) * D;
     var qr: array<f32, D>;

@@ -1,7 +1,9 @@
-// Fused causal self-attention, forward (FlashAttention-style).
+// Fused self-attention, forward (FlashAttention-style), causal (a GPT) or bidirectional (an
+// encoder), chosen by the template constant CAUSAL.
 //
 // Computes, for every batch·head b and query row i (at absolute position i + T_k − T_q):
-//   S[j]      = Q[b, i, :] · K[b, j, :] · scale            for keys j ≤ i + T_k − T_q
+//   S[j]      = Q[b, i, :] · K[b, j, :] · scale            for keys j ≤ i + T_k − T_q (causal),
+//                                                           every key j < T_k (bidirectional)
 //   O[b, i, :] = Σ_j softmax(S)[j] · V[b, j, :]
 //   LSE[b, i] = log Σ_j exp(S[j])                          (saved for the backward pass)
 //
@@ -27,6 +29,7 @@
 const D: u32 = {{ d }}u;
 const BR: u32 = {{ br }}u;
 const BC: u32 = {{ bc }}u;
+const CAUSAL: bool = {{ causal }}u == 1u;
 // Below any score; WGSL has no infinity literal.
 const NEG_BIG: f32 = -3.0e38;
 
@@ -44,8 +47,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) r
     let i = wg.x * BR + r;
     let live = i < t_q;
     // The last key any row of this workgroup may see bounds the (uniform) tile loop.
-    let last_key = min(t_q, wg.x * BR + BR) - 1u + offset;
-    let my_last = i + offset;
+    let last_key = select(t_k - 1u, min(t_q, wg.x * BR + BR) - 1u + offset, CAUSAL);
+    let my_last = select(t_k - 1u, i + offset, CAUSAL);
 
     var qr: array<f32, D>;
     var acc: array<f32, D>;

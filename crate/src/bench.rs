@@ -63,7 +63,13 @@ fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
 /// Forward + backward of attention on `[b, h, t, d]`: the sum of the three gradients.
 fn attention_step(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, fused: bool) -> Tensor<1> {
     let [q, k, v] = [q, k, v].map(|x| x.clone().require_grad());
-    let y = attention::attention(q.clone(), k.clone(), v.clone(), fused);
+    let y = attention::attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        attention::Mask::Causal,
+        fused,
+    );
     let grads = y.sum().backward();
     let g = |x: &Tensor<4>| {
         x.grad(&grads)

@@ -8,13 +8,18 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The model family. One config describes all three; fields a family has no use for
-/// (`n_head`, `position`, `norm`, `mlp` for an LSTM) are ignored by it.
+/// (`n_head`, `position`, `norm`, `mlp`, `norm_first` for an LSTM) are ignored by it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// A decoder-only Transformer: causal self-attention blocks.
     #[default]
     Gpt,
+    /// A Transformer encoder (BERT): the same blocks with bidirectional self-attention and the
+    /// exact GELU, pretrained by masked-language modelling on text (15% of the tokens hidden,
+    /// the loss on those alone) and finetuned to classify from its `[CLS]` token or mean. Its
+    /// tokenizer carries `[PAD] [UNK] [CLS] [SEP] [MASK]`.
+    Bert,
     /// A multi-layer LSTM language model: embedding, `n_layer` LSTMs of width `n_embd` with
     /// dropout between them, and the head. It has no position limit: `block_size` is only the
     /// length of the training windows (truncated backpropagation through time).
@@ -24,9 +29,9 @@ pub enum Arch {
 impl std::str::FromStr for Arch {
     type Err = Error;
 
-    /// "gpt" or "lstm".
+    /// "gpt", "bert" or "lstm".
     fn from_str(s: &str) -> Result<Self> {
-        choice(s, "arch", "gpt or lstm")
+        choice(s, "arch", "gpt, bert or lstm")
     }
 }
 
@@ -92,14 +97,27 @@ pub enum Pooling {
     Last,
     /// The mean of all the text's states.
     Mean,
+    /// The `[CLS]` token's state, first in an encoder's row (BERT's).
+    Cls,
 }
 
 impl std::str::FromStr for Pooling {
     type Err = Error;
 
-    /// "last" or "mean".
+    /// "last", "mean" or "cls".
     fn from_str(s: &str) -> Result<Self> {
-        choice(s, "pooling", "last or mean")
+        choice(s, "pooling", "last, mean or cls")
+    }
+}
+
+impl Pooling {
+    /// What a classifier of `arch` pools unless told otherwise: the last token for a GPT or an
+    /// LSTM (the one that has read the whole text), `[CLS]` for an encoder.
+    pub fn default_for(arch: Arch) -> Self {
+        match arch {
+            Arch::Bert => Self::Cls,
+            Arch::Gpt | Arch::Lstm => Self::Last,
+        }
     }
 }
 
@@ -161,6 +179,10 @@ pub struct ModelConfig {
     pub bias: bool,
     pub position: Position,
     pub norm: Norm,
+    /// Pre-norm blocks (`x + f(norm(x))` and a final norm: GPT-2's, the default) or post-norm
+    /// (`norm(x + f(x))` after a norm of the embeddings: the original Transformer's and BERT's).
+    #[serde(default = "enabled")]
+    pub norm_first: bool,
     pub mlp: Mlp,
     /// Share the token embedding with the output head.
     pub tie_weights: bool,
@@ -291,6 +313,21 @@ fn lstm(mut p: Preset, n_embd: usize) -> Preset {
     p
 }
 
+/// `p`'s Transformer as a BERT-style encoder: bidirectional attention, post-norm blocks and
+/// biases (BERT's layout), and BERT's schedule shape (linear decay to zero); the rest of `p`'s
+/// size and schedule.
+fn bert(mut p: Preset) -> Preset {
+    p.model = ModelConfig {
+        arch: Arch::Bert,
+        bias: true,
+        norm_first: false,
+        ..p.model
+    };
+    p.train.decay = Decay::Linear;
+    p.train.min_lr = 0.0;
+    p
+}
+
 /// A named model + training configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Preset {
@@ -310,6 +347,8 @@ pub const PRESETS: &[&str] = &[
     "shakespeare-char",
     "tiny-lstm",
     "shakespeare-lstm",
+    "tiny-bert",
+    "shakespeare-bert",
 ];
 
 /// A preset by name. `vocab_size` is 0 until a tokenizer fills it in.
@@ -325,6 +364,7 @@ pub fn preset(name: &str) -> Result<Preset> {
         bias: false,
         position: Position::Learned,
         norm: Norm::LayerNorm,
+        norm_first: true,
         mlp: Mlp::Gelu,
         tie_weights: true,
         kernels: true,
@@ -379,6 +419,9 @@ pub fn preset(name: &str) -> Result<Preset> {
         // token budget.
         "tiny-lstm" => lstm(preset("tiny")?, 32),
         "shakespeare-lstm" => lstm(preset("shakespeare-baby")?, 220),
+        // The GPT presets' sizes as encoders, so the three families compare at equal size.
+        "tiny-bert" => bert(preset("tiny")?),
+        "shakespeare-bert" => bert(preset("shakespeare-baby")?),
         other => {
             return Err(Error::Config(format!(
                 "unknown preset \"{other}\"; choose one of: {}",
@@ -444,7 +487,7 @@ impl ModelConfig {
             return fail(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
         match self.arch {
-            Arch::Gpt => self.validate_heads()?,
+            Arch::Gpt | Arch::Bert => self.validate_heads()?,
             Arch::Lstm if self.n_embd == 0 => {
                 return fail("n_embd (the LSTM's width) must be at least 1".into());
             }
@@ -457,6 +500,38 @@ impl ModelConfig {
                 "a classifier needs at least two classes, but the data has {}",
                 classes.len()
             ));
+        }
+        if let Task::Classify { pooling, .. } = self.task {
+            match (self.arch, pooling) {
+                (Arch::Bert, Pooling::Last) => {
+                    return fail(
+                        "an encoder's tokens all see the whole text, so it has no \"last\" \
+                         token to pool; choose cls (BERT's) or mean"
+                            .into(),
+                    );
+                }
+                (Arch::Gpt | Arch::Lstm, Pooling::Cls) => {
+                    return fail(
+                        "[CLS] pooling is an encoder's (arch = bert); a GPT or an LSTM pools \
+                         its last token or the mean"
+                            .into(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        if self.arch == Arch::Bert && self.block_size < 3 {
+            return fail(format!(
+                "an encoder's block_size must be at least 3 ([CLS], a token and [SEP]), got {}",
+                self.block_size
+            ));
+        }
+        if self.arch == Arch::Bert && self.task == Task::Chat {
+            return fail(
+                "an encoder cannot learn to answer prompts: it fills in blanks and classifies; \
+                 finetune a GPT on instructions instead"
+                    .into(),
+            );
         }
         if let Some(l) = &self.lora {
             if l.rank == 0 {
@@ -687,10 +762,12 @@ mod tests {
     #[test]
     fn names_parse_in_any_case_and_unknown_ones_name_the_choices() {
         assert_eq!("LSTM".parse::<Arch>().unwrap(), Arch::Lstm);
+        assert_eq!("Bert".parse::<Arch>().unwrap(), Arch::Bert);
         assert_eq!("mean".parse::<Pooling>().unwrap(), Pooling::Mean);
+        assert_eq!("CLS".parse::<Pooling>().unwrap(), Pooling::Cls);
         let err = "rnn".parse::<Arch>().unwrap_err().to_string();
         assert!(
-            err.ends_with("unknown arch \"rnn\"; choose gpt or lstm"),
+            err.ends_with("unknown arch \"rnn\"; choose gpt, bert or lstm"),
             "{err}"
         );
         let targets = LoraConfig::parse_targets("q, V").unwrap();

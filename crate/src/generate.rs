@@ -1,15 +1,15 @@
 //! Text from a model: sampling (temperature, top-k, top-p) with a KV cache and a per-token
-//! streaming callback, scoring (the log-probability and perplexity of a given text), and a
-//! classifier's class probabilities for a text.
+//! streaming callback, scoring (the log-probability and perplexity of a given text), a
+//! classifier's class probabilities for a text, and an encoder's guesses for its `[MASK]`s.
 
 use burn::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::read_f32;
-use crate::config::{SampleConfig, Task};
+use crate::config::{Arch, SampleConfig, Task};
 use crate::data::Tokenizer;
-use crate::data::examples::END;
+use crate::data::examples::{END, Layout, encoder_ids};
 use crate::error::{Error, Result};
 use crate::model::{Gpt, KvCache};
 
@@ -294,15 +294,100 @@ pub async fn next_tokens_async(
         .collect()
 }
 
-/// Generation and scoring need a model of text; a classifier is an error that says what to do.
+/// Generation and scoring need a model of text that reads left to right; a classifier or an
+/// encoder is an error that says what to do.
 fn text_model(model: &Gpt) -> Result<()> {
-    match model.config().task {
-        Task::Classify { .. } => Err(Error::Config(
+    match (&model.config().task, model.config().arch) {
+        (Task::Classify { .. }, _) => Err(Error::Config(
             "this model is a classifier: it predicts a class for a text, it does not generate"
+                .into(),
+        )),
+        (_, Arch::Bert) => Err(Error::Config(
+            "this model is an encoder: it sees a whole text at once, so it fills in [MASK] \
+             tokens (the Fill panel, `kiln fill`) rather than writing on"
                 .into(),
         )),
         _ => Ok(()),
     }
+}
+
+/// One `[MASK]` of a text and the model's `k` best guesses for it, most likely first.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Blank {
+    /// Where it is: the index of the `[MASK]` among the text's masks, from 0.
+    pub index: usize,
+    pub guesses: Vec<(String, f32)>,
+}
+
+/// [`fill_async`], blocking (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn fill(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    text: &str,
+    k: usize,
+    device: &Device,
+) -> Result<Vec<Blank>> {
+    crate::backend::block_on(fill_async(model, tokenizer, text, k, device))
+}
+
+/// An encoder's `k` most likely tokens for each `[MASK]` in `text` (read as `[CLS] text
+/// [SEP]`, as in pretraining), with their probabilities.
+pub async fn fill_async(
+    model: &Gpt,
+    tokenizer: &Tokenizer,
+    text: &str,
+    k: usize,
+    device: &Device,
+) -> Result<Vec<Blank>> {
+    let c = model.config();
+    if c.arch != Arch::Bert || c.task != Task::Text {
+        return Err(Error::Config(
+            "filling in [MASK] needs an encoder pretrained on text (arch = bert); a GPT \
+             writes on from a prompt instead"
+                .into(),
+        ));
+    }
+    let Layout::Encoder(specials) = Layout::of(c.arch, tokenizer)? else {
+        unreachable!("an encoder's layout")
+    };
+    let ids = tokenizer.encode(text)?;
+    if ids.len() + 2 > c.block_size {
+        return Err(Error::Data(format!(
+            "the text is {} tokens; this encoder reads at most {} ([CLS] and [SEP] included)",
+            ids.len(),
+            c.block_size
+        )));
+    }
+    let row: Vec<u32> = encoder_ids(&ids, c.block_size, &specials)
+        .into_iter()
+        .map(|id| id as u32)
+        .collect();
+    let blanks: Vec<usize> = (0..row.len())
+        .filter(|&i| row[i] == specials.mask)
+        .collect();
+    if blanks.is_empty() {
+        return Err(Error::Data(
+            "write [MASK] where the model should guess a token, e.g. \"to be or [MASK] to be\""
+                .into(),
+        ));
+    }
+    let logits = model.forward(tensor_of(&row, device), None)?;
+    let [_, t, v] = logits.dims();
+    let logits = read_f32(logits.reshape([t, v])).await?;
+    blanks
+        .iter()
+        .enumerate()
+        .map(|(index, &pos)| {
+            let guesses = ranked(&logits[pos * v..(pos + 1) * v])
+                .into_iter()
+                .filter(|&(id, _)| !specials.contains(id as u32))
+                .take(k)
+                .map(|(id, p)| Ok((tokenizer.decode(&[id as u32])?, p)))
+                .collect::<Result<_>>()?;
+            Ok(Blank { index, guesses })
+        })
+        .collect()
 }
 
 /// [`classify_async`], blocking (native only).
@@ -334,7 +419,19 @@ pub async fn classify_async(
     if ids.is_empty() {
         return Err(Error::Data("type some text to classify".into()));
     }
-    let logits = last_logits(model.forward(tensor_of(&ids, device), None)?).await?;
+    // A GPT reads the text's last token; an encoder its [CLS], first in the row.
+    let logits = match Layout::of(model.config().arch, tokenizer)? {
+        Layout::Causal => last_logits(model.forward(tensor_of(&ids, device), None)?).await?,
+        Layout::Encoder(s) => {
+            let row: Vec<u32> = encoder_ids(&ids, model.config().block_size, &s)
+                .into_iter()
+                .map(|id| id as u32)
+                .collect();
+            let logits = model.forward(tensor_of(&row, device), None)?;
+            let [_, _, n] = logits.dims();
+            read_f32(logits.slice([0..1, 0..1, 0..n])).await?
+        }
+    };
     Ok(ranked(&logits)
         .into_iter()
         .map(|(i, p)| (classes[i].clone(), p))

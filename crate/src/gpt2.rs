@@ -71,7 +71,11 @@ impl Gpt2Files {
 /// Whether `c` is GPT-2's architecture; the sentence says what differs.
 pub fn check(c: &ModelConfig) -> Result<()> {
     let differs = [
-        (c.arch != Arch::Gpt, "Transformer blocks (not an LSTM)"),
+        (
+            c.arch != Arch::Gpt,
+            "causal Transformer blocks (not an encoder or an LSTM)",
+        ),
+        (!c.norm_first, "pre-norm blocks (not post-norm)"),
         (
             c.position != Position::Learned,
             "learned positions (not rotary)",
@@ -195,6 +199,7 @@ pub fn model_config(config: &str) -> Result<ModelConfig> {
         bias: true,
         position: Position::Learned,
         norm: Norm::LayerNorm,
+        norm_first: true,
         mlp: Mlp::Gelu,
         tie_weights: true,
         kernels: true,

@@ -59,7 +59,7 @@ pub fn need(c: &ModelConfig, train: Option<&TrainConfig>, fused_attention: bool)
         2.0 * heads * t
     };
     let per_block = match c.arch {
-        Arch::Gpt => 8.0 * e + 3.0 * h + attention,
+        Arch::Gpt | Arch::Bert => 8.0 * e + 3.0 * h + attention,
         // Per step and layer: four gates before and after their activation, the cell, its
         // tanh, the hidden state and the input.
         Arch::Lstm => 12.0 * e,

@@ -3,7 +3,9 @@
 //! classifier, a head from the (pooled) final hidden states to the classes.
 //!
 //! The other families share the embedding, the heads, the loss and the cache: with
-//! `arch = "lstm"` the blocks and final norm give way to the stacked LSTMs of [`lstm`].
+//! `arch = "bert"` the same blocks attend in both directions (an encoder, trained by masked-
+//! language modelling and read through `[MASK]` and `[CLS]`); with `arch = "lstm"` the blocks
+//! and final norm give way to the stacked LSTMs of [`lstm`].
 //!
 //! Tensor names and layouts follow GPT-2 (`wte`, `h.N.attn.c_attn`, `h.N.mlp.c_fc`, ...), and a
 //! Burn `Linear` stores its weight as `[in, out]`, which is GPT-2's Conv1D orientation.
@@ -14,7 +16,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::DType;
-use burn::tensor::activation::{sigmoid, silu};
+use burn::tensor::activation::{gelu, sigmoid, silu};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -25,6 +27,7 @@ mod lstm;
 use crate::config::{self, Arch, ModelConfig, Pooling, Position, Task};
 use crate::data::examples::IGNORE;
 use crate::error::{Error, Result};
+use crate::kernels::attention::Mask;
 use crate::kernels::cross_entropy::cross_entropy;
 use crate::kernels::{self, attention, norm};
 
@@ -37,11 +40,14 @@ pub struct Gpt {
     /// Learned position embedding; `None` with rotary positions.
     wpe: Option<Embedding>,
     drop: Dropout,
-    /// The Transformer blocks (GPT).
+    /// Post-norm Transformers' norm of the embeddings (BERT's `embeddings.LayerNorm`).
+    ln_emb: Option<Norm>,
+    /// The Transformer blocks (GPT, encoder).
     h: Vec<Block>,
     /// The stacked LSTMs (`arch = "lstm"`), input width `n_embd` and hidden width `n_embd`.
     lstm: Vec<lstm::LstmLayer>,
-    /// The final norm (GPT; an LSTM's output is bounded by its `tanh` and has none).
+    /// The final norm of a pre-norm Transformer (a post-norm one ends normalised, and an LSTM's
+    /// output is bounded by its `tanh`).
     ln_f: Option<Norm>,
     /// Output projection; `None` when tied to `wte`.
     lm_head: Option<Linear>,
@@ -57,6 +63,8 @@ struct Block {
     attn: Attention,
     ln_2: Norm,
     mlp: Mlp,
+    /// Pre-norm (GPT-2: `x + f(norm(x))`) or post-norm (BERT: `norm(x + f(x))`).
+    norm_first: bool,
 }
 
 #[derive(Module, Debug)]
@@ -77,6 +85,8 @@ struct Mlp {
     c_gate: Option<Linear>,
     c_proj: Linear,
     drop: Dropout,
+    /// The exact (erf) GELU, as BERT has it, instead of GPT-2's tanh approximation.
+    erf: bool,
 }
 
 /// LayerNorm or RMSNorm, chosen by the config.
@@ -197,12 +207,12 @@ impl Gpt {
             rng: ChaCha8Rng::seed_from_u64(seed),
             device,
         };
-        let gpt = c.arch == Arch::Gpt;
+        let transformer = c.arch != Arch::Lstm;
         let wte = match c.arch {
-            Arch::Gpt => init.embedding(c.vocab_size, c.n_embd),
+            Arch::Gpt | Arch::Bert => init.embedding(c.vocab_size, c.n_embd),
             Arch::Lstm => lstm::embedding(c, &mut init),
         };
-        let wpe = (gpt && c.position == Position::Learned)
+        let wpe = (transformer && c.position == Position::Learned)
             .then(|| init.embedding(c.block_size, c.n_embd));
         let mut block = || Block {
             ln_1: Norm::new(c, device),
@@ -221,10 +231,12 @@ impl Gpt {
                     .then(|| init.linear(c.n_embd, c.mlp_hidden(), INIT_STD, c.bias)),
                 c_proj: init.linear(c.mlp_hidden(), c.n_embd, resid_std, c.bias),
                 drop: dropout(),
+                erf: c.arch == Arch::Bert,
             },
+            norm_first: c.norm_first,
         };
         let (h, lstm) = match c.arch {
-            Arch::Gpt => ((0..c.n_layer).map(|_| block()).collect(), Vec::new()),
+            Arch::Gpt | Arch::Bert => ((0..c.n_layer).map(|_| block()).collect(), Vec::new()),
             Arch::Lstm => (Vec::new(), lstm::layers(c, &mut init)),
         };
         let lm_head =
@@ -241,9 +253,10 @@ impl Gpt {
             wte,
             wpe,
             drop: dropout(),
+            ln_emb: (transformer && !c.norm_first).then(|| Norm::new(c, device)),
             h,
             lstm,
-            ln_f: gpt.then(|| Norm::new(c, device)),
+            ln_f: (transformer && c.norm_first).then(|| Norm::new(c, device)),
             lm_head,
             score,
             config: c.clone(),
@@ -266,10 +279,10 @@ impl Gpt {
         &self.config
     }
 
-    /// The longest context the model can read: `block_size` for a GPT, none for an LSTM, whose
-    /// state carries on past the length it was trained on.
+    /// The longest context the model can read: `block_size` for a Transformer, none for an
+    /// LSTM, whose state carries on past the length it was trained on.
     pub fn max_context(&self) -> Option<usize> {
-        (self.config.arch == Arch::Gpt).then_some(self.config.block_size)
+        (self.config.arch != Arch::Lstm).then_some(self.config.block_size)
     }
 
     /// The token embedding matrix `[vocab_size, n_embd]` (also the LM head when tied).
@@ -282,13 +295,43 @@ impl Gpt {
     ///
     /// With a cache, `idx` continues the cached sequence: its keys and values are appended and
     /// positions start at `cache.len()`. A context longer than `block_size` (cache included) is
-    /// an error: the model has no position past it.
-    pub fn forward(
+    /// an error: the model has no position past it. An encoder reads whole texts and keeps no
+    /// cache; its position `t` sees every token of the row (see [`Gpt::forward_padded`]).
+    pub fn forward(&self, idx: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Result<Tensor<3>> {
+        self.run(idx, cache, None)
+    }
+
+    /// [`Gpt::forward`] over rows that may end in padding, `pad [B, T]` marking it: an
+    /// encoder's tokens do not attend to the padding, and its mean pooling leaves it out. (A
+    /// GPT's causal attention never sees the padding after a text, so for it this is `forward`.)
+    pub fn forward_padded(
+        &self,
+        idx: Tensor<2, Int>,
+        pad: Option<Tensor<2, Bool>>,
+    ) -> Result<Tensor<3>> {
+        self.run(idx, None, pad)
+    }
+
+    fn run(
         &self,
         idx: Tensor<2, Int>,
         mut cache: Option<&mut KvCache>,
+        pad: Option<Tensor<2, Bool>>,
     ) -> Result<Tensor<3>> {
         let t = idx.dims()[1];
+        let encoder = self.config.arch == Arch::Bert;
+        if encoder && cache.is_some() {
+            return Err(Error::Config(
+                "an encoder reads a whole text at once and keeps no cache: it fills in [MASK] \
+                 tokens rather than writing text on"
+                    .into(),
+            ));
+        }
+        let mask = match (encoder, &pad) {
+            (false, _) => Mask::Causal,
+            (true, None) => Mask::Bidirectional,
+            (true, Some(pad)) => Mask::Padded(Box::new(pad.clone())),
+        };
         let start = cache.as_ref().map_or(0, |c| c.len);
         let (mut x, rope, run) = self.embed(idx, start)?;
         if self.config.arch == Arch::Lstm {
@@ -304,7 +347,7 @@ impl Gpt {
         }
         for (i, block) in self.h.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = block.forward(x, layer_cache, rope.as_ref(), run);
+            x = block.forward(x, layer_cache, rope.as_ref(), &mask, run);
         }
         if let Some(c) = cache {
             c.len += t;
@@ -313,9 +356,12 @@ impl Gpt {
             x = ln_f.forward(x, run);
         }
         if let (Some(score), Task::Classify { pooling, .. }) = (&self.score, &self.config.task) {
-            let x = match pooling {
-                Pooling::Last => x,
-                Pooling::Mean => causal_mean(x),
+            let x = match (pooling, encoder) {
+                // Every position's own state; the label sits on the one to read ([CLS] for
+                // an encoder, the text's last token for a GPT).
+                (Pooling::Last | Pooling::Cls, _) => x,
+                (Pooling::Mean, false) => causal_mean(x),
+                (Pooling::Mean, true) => padded_mean(x, pad),
             };
             return Ok(linear(score, x, run));
         }
@@ -327,10 +373,10 @@ impl Gpt {
 
     /// The attention weights of every layer for the tokens `idx [B, T]`: one `[B, n_head, T, T]`
     /// tensor per layer, row `i` of a head being how query `i` spreads its attention over keys
-    /// `0..=i` (the Inspect view). Computed by plain ops whatever the config: the fused kernel
-    /// never materialises them.
+    /// `0..=i` (every key, for an encoder) — the Inspect view. Computed by plain ops whatever
+    /// the config: the fused kernel never materialises them.
     pub fn attention_maps(&self, idx: Tensor<2, Int>) -> Result<Vec<Tensor<4>>> {
-        if self.config.arch != Arch::Gpt {
+        if self.config.arch == Arch::Lstm {
             return Err(Error::Config(
                 "an LSTM has no attention to show: it reads the text one token at a time and \
                  carries what it keeps in its hidden state"
@@ -338,13 +384,19 @@ impl Gpt {
             ));
         }
         let (mut x, rope, run) = self.embed(idx, 0)?;
+        let mask = match self.config.arch {
+            Arch::Bert => Mask::Bidirectional,
+            _ => Mask::Causal,
+        };
         let mut maps = Vec::with_capacity(self.h.len());
         for block in &self.h {
-            let (q, k, _) = block
-                .attn
-                .qkv(block.ln_1.forward(x.clone(), run), rope.as_ref(), run);
-            maps.push(attention::weights(q, k));
-            x = block.forward(x, None, rope.as_ref(), run);
+            let input = match block.norm_first {
+                true => block.ln_1.forward(x.clone(), run),
+                false => x.clone(),
+            };
+            let (q, k, _) = block.attn.qkv(input, rope.as_ref(), run);
+            maps.push(attention::weights(q, k, mask.clone()));
+            x = block.forward(x, None, rope.as_ref(), &mask, run);
         }
         Ok(maps)
     }
@@ -377,12 +429,15 @@ impl Gpt {
             let pos = Tensor::<1, Int>::arange(start as i64..(start + t) as i64, &device);
             x = x + wpe.forward(pos.unsqueeze_dim(0));
         }
-        let rope = (self.config.arch == Arch::Gpt && self.config.position == Position::Rope)
+        let rope = (self.config.arch != Arch::Lstm && self.config.position == Position::Rope)
             .then(|| rope_tables(start, t, self.config.head_dim(), &device));
         let run = Run {
             kernels: self.config.kernels,
             half: self.config.mixed_precision && kernels::supports_f16(&device),
         };
+        if let Some(ln_emb) = &self.ln_emb {
+            x = ln_emb.forward(x, run);
+        }
         Ok((self.drop.forward(x), rope, run))
     }
 
@@ -450,13 +505,20 @@ impl Block {
         x: Tensor<3>,
         cache: Option<&mut LayerCache>,
         rope: Option<&RopeTables>,
+        mask: &Mask,
         run: Run,
     ) -> Tensor<3> {
-        let x = x.clone()
-            + self
-                .attn
-                .forward(self.ln_1.forward(x, run), cache, rope, run);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x, run), run)
+        if self.norm_first {
+            let x = x.clone()
+                + self
+                    .attn
+                    .forward(self.ln_1.forward(x, run), cache, rope, mask, run);
+            x.clone() + self.mlp.forward(self.ln_2.forward(x, run), run)
+        } else {
+            let x = x.clone() + self.attn.forward(x, cache, rope, mask, run);
+            let x = self.ln_1.forward(x, run);
+            self.ln_2.forward(x.clone() + self.mlp.forward(x, run), run)
+        }
     }
 }
 
@@ -466,6 +528,7 @@ impl Attention {
         x: Tensor<3>,
         cache: Option<&mut LayerCache>,
         rope: Option<&RopeTables>,
+        mask: &Mask,
         run: Run,
     ) -> Tensor<3> {
         let [b, t, c] = x.dims();
@@ -482,11 +545,13 @@ impl Attention {
             && q.device().is_autodiff();
         let y = if dropout {
             // Dropout on the attention weights needs them materialised: the unfused path.
-            self.attn_drop.forward(attention::weights(q, k)).matmul(v)
+            self.attn_drop
+                .forward(attention::weights(q, k, mask.clone()))
+                .matmul(v)
         } else if run.half {
-            attention::half(q, k, v)
+            attention::half(q, k, v, mask.clone())
         } else {
-            attention::attention(q, k, v, run.kernels)
+            attention::attention(q, k, v, mask.clone(), run.kernels)
         };
         let y = y.swap_dims(1, 2).reshape([b, t, c]);
         self.resid_drop.forward(linear(&self.c_proj, y, run))
@@ -522,6 +587,7 @@ impl Attention {
 impl Mlp {
     fn forward(&self, x: Tensor<3>, run: Run) -> Tensor<3> {
         let hidden = match &self.c_gate {
+            None if self.erf => gelu(linear(&self.c_fc, x, run)),
             None => gelu_tanh(linear(&self.c_fc, x, run)),
             Some(gate) => silu(linear(gate, x.clone(), run)) * linear(&self.c_fc, x, run),
         };
@@ -588,6 +654,18 @@ fn causal_mean(x: Tensor<3>) -> Tensor<3> {
     let t = x.dims()[1];
     let counts = Tensor::<1, Int>::arange(1..t as i64 + 1, &x.device()).float();
     x.cumsum(1) / counts.reshape([1, t, 1])
+}
+
+/// Every position of the result is the mean of `x`'s over the row's tokens, its padding (`pad`,
+/// `[B, T]`) left out: an encoder's mean pooling.
+fn padded_mean(x: Tensor<3>, pad: Option<Tensor<2, Bool>>) -> Tensor<3> {
+    let [b, t, c] = x.dims();
+    let keep = match pad {
+        Some(pad) => pad.bool_not().float(),
+        None => Tensor::ones([b, t], &x.device()),
+    };
+    let sum = (x * keep.clone().unsqueeze_dim(2)).sum_dim(1);
+    (sum / keep.sum_dim(1).unsqueeze_dim(2)).expand([b, t, c])
 }
 
 /// Rotary tables for positions `start..start + t`: `cos` and `sin` of shape `[1, 1, t, d/2]`.
@@ -729,7 +807,7 @@ mod tests {
                     assert!(row[i + 1..].iter().all(|&w| w == 0.0), "row {i} sees ahead");
                 }
             }
-            x = block.forward(x, None, None, run);
+            x = block.forward(x, None, None, &Mask::Causal, run);
         }
     }
 }

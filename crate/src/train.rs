@@ -35,6 +35,10 @@ pub struct Metrics {
     pub elapsed: f64,
     /// A classifier's validation report, on steps where it was measured.
     pub report: Option<ClassReport>,
+    /// An encoder's share of masked validation tokens it guesses right (its most likely token),
+    /// on steps where it was measured.
+    #[serde(default)]
+    pub masked_accuracy: Option<f32>,
 }
 
 /// How a classifier does on the validation examples.
@@ -205,17 +209,24 @@ impl ModuleVisitor for Freeze<'_> {
     }
 }
 
-fn tensors(batch: Batch, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+/// A batch on `device`: inputs, targets, and where the rows hold the token `pad` (an
+/// encoder's `[PAD]`); `None` when none does, so the fused attention applies.
+fn tensors(
+    batch: Batch,
+    pad: Option<u32>,
+    device: &Device,
+) -> (Tensor<2, Int>, Tensor<2, Int>, Option<Tensor<2, Bool>>) {
     let shape = [batch.batch, batch.block];
-    (
-        Tensor::from_data(TensorData::new(batch.inputs, shape), device),
-        Tensor::from_data(TensorData::new(batch.targets, shape), device),
-    )
+    let padded = pad.filter(|&p| batch.inputs.contains(&(p as i64)));
+    let x = Tensor::<2, Int>::from_data(TensorData::new(batch.inputs, shape), device);
+    let pad = padded.map(|p| x.clone().equal_elem(p as i64));
+    let y = Tensor::from_data(TensorData::new(batch.targets, shape), device);
+    (x, y, pad)
 }
 
-/// The loss of `model` (for inference: no autodiff, no dropout) on `batch`.
+/// The loss of `model` (for inference: no autodiff, no dropout) on `batch` (unpadded).
 pub(crate) async fn loss_of(model: &Gpt, batch: Batch, device: &Device) -> Result<f32> {
-    let (x, y) = tensors(batch, device);
+    let (x, y, _) = tensors(batch, None, device);
     Ok(read_f32(model.loss(model.forward(x, None)?, y)).await?[0])
 }
 
@@ -253,6 +264,11 @@ impl Trainer {
         data: &Dataset,
         device: &Device,
     ) -> Result<Self> {
+        // An encoder reads and predicts through BERT's special tokens.
+        let tokenizer = match preset.model.arch {
+            crate::config::Arch::Bert => tokenizer.with_specials()?,
+            _ => tokenizer,
+        };
         preset.model.vocab_size = tokenizer.vocab_size();
         preset.validate()?;
         crate::memory::check_fits(&preset.model, Some(&preset.train), device)?;
@@ -273,8 +289,7 @@ impl Trainer {
     ) -> Result<Self> {
         preset.validate()?;
         data.check(&preset.model.task)?;
-        let (train, val) =
-            data.batches(&tokenizer, preset.model.block_size, preset.train.batch_size)?;
+        let (train, val) = data.batches(&tokenizer, &preset.model, preset.train.batch_size)?;
         let model = match preset.model.lora {
             Some(_) => crate::lora::freeze_base(model),
             None => model,
@@ -354,8 +369,8 @@ impl Trainer {
     /// character the tokenizer has never seen is an error that names it.
     pub fn set_data(&mut self, data: &Dataset) -> Result<()> {
         data.check(&self.preset.model.task)?;
-        let (block, batch) = (self.preset.model.block_size, self.preset.train.batch_size);
-        (self.train, self.val) = data.batches(&self.tokenizer, block, batch)?;
+        let batch = self.preset.train.batch_size;
+        (self.train, self.val) = data.batches(&self.tokenizer, &self.preset.model, batch)?;
         Ok(())
     }
 
@@ -445,9 +460,9 @@ impl Trainer {
         let mut accum = GradientsAccumulator::<Gpt>::new();
         let mut loss_sum: Option<Tensor<1>> = None;
         for (batch, counted) in batches.into_iter().zip(counted) {
-            let (x, y) = tensors(batch, &self.device);
+            let (x, y, pad) = tensors(batch, self.pad(), &self.device);
             let share = counted as f64 / total;
-            let loss = self.model.loss(self.model.forward(x, None)?, y) * share;
+            let loss = self.model.loss(self.model.forward_padded(x, pad)?, y) * share;
             let grads = (loss.clone() * scale as f64).backward();
             accum.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
             let loss = loss.detach().inner();
@@ -504,6 +519,7 @@ impl Trainer {
             tokens_per_sec: tokens as f64 / secs.max(1e-9),
             elapsed: self.elapsed,
             report: None,
+            masked_accuracy: None,
         })
     }
 
@@ -527,8 +543,8 @@ impl Trainer {
         let mut rng = step_rng(c.seed, EVAL_STREAM);
         let mut sum: Option<Tensor<1>> = None;
         for _ in 0..c.eval_steps {
-            let (x, y) = tensors(self.val.sample(&mut rng), &device);
-            let loss = model.loss(model.forward(x, None)?, y);
+            let (x, y, pad) = tensors(self.val.sample(&mut rng), self.pad(), &device);
+            let loss = model.loss(model.forward_padded(x, pad)?, y);
             sum = Some(sum.map_or(loss.clone(), |s| s + loss));
         }
         let total = read_f32(sum.expect("eval_steps >= 1 is validated")).await?[0];
@@ -555,16 +571,56 @@ impl Trainer {
         for chunk in rows.rows().chunks(self.preset.train.batch_size) {
             let batch = Rows::batch(&chunk.iter().collect::<Vec<_>>());
             let block = batch.block;
-            let (x, _) = tensors(batch, &device);
-            let predicted = read_f32(model.forward(x, None)?.argmax(2).float()).await?;
+            let (x, _, pad) = tensors(batch, self.pad(), &device);
+            let predicted = read_f32(model.forward_padded(x, pad)?.argmax(2).float()).await?;
             for (r, row) in chunk.iter().enumerate() {
-                // The label sits on the text's last token, the only target that counts.
+                // The label sits where the classifier reads, the only target that counts.
                 if let Some((t, &class)) = row.targets.iter().enumerate().find(|&(_, &c)| c >= 0) {
                     pairs.push((class as usize, predicted[r * block + t] as usize));
                 }
             }
         }
         Ok(Some(ClassReport::new(classes.clone(), &pairs)))
+    }
+
+    /// [`Trainer::masked_accuracy_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn masked_accuracy(&self) -> Result<Option<f32>> {
+        crate::backend::block_on(self.masked_accuracy_async())
+    }
+
+    /// An encoder's masked-token accuracy over the validation batches of
+    /// [`Trainer::evaluate_async`] (`None` for a model that is not pretraining by masking).
+    pub async fn masked_accuracy_async(&self) -> Result<Option<f32>> {
+        if !matches!(self.val, Batches::Masked(_)) {
+            return Ok(None);
+        }
+        let c = &self.preset.train;
+        let model = self.model.valid();
+        let device = self.device.clone().inner();
+        let mut rng = step_rng(c.seed, EVAL_STREAM);
+        let (mut right, mut counted) = (0usize, 0usize);
+        for _ in 0..c.eval_steps {
+            let batch = self.val.sample(&mut rng);
+            let targets = batch.targets.clone();
+            let (x, _, _) = tensors(batch, None, &device);
+            let predicted = read_f32(model.forward(x, None)?.argmax(2).float()).await?;
+            for (&t, &p) in targets.iter().zip(&predicted) {
+                if t != IGNORE {
+                    counted += 1;
+                    right += usize::from(p as i64 == t);
+                }
+            }
+        }
+        Ok(Some(right as f32 / counted.max(1) as f32))
+    }
+
+    /// The `[PAD]` token an encoder's rows may end in (`None` for other models).
+    fn pad(&self) -> Option<u32> {
+        match self.preset.model.arch {
+            crate::config::Arch::Bert => self.tokenizer.specials().map(|s| s.pad),
+            _ => None,
+        }
     }
 
     /// Trains until `max_steps` (or until `on_metrics` returns `false`), evaluating every
@@ -579,6 +635,7 @@ impl Trainer {
             if m.step == m.max_steps || (interval > 0 && m.step % interval == 0) {
                 m.val_loss = Some(self.evaluate()?);
                 m.report = self.classify_validation()?;
+                m.masked_accuracy = self.masked_accuracy()?;
             }
             if !on_metrics(&m, self) {
                 break;

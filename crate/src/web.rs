@@ -293,7 +293,7 @@ fn checked_preset(preset_json: &str) -> Result<(Preset, Need), JsError> {
     let mut preset: Preset = serde_json::from_str(preset_json).map_err(js)?;
     let pooling = match preset.model.task {
         Task::Classify { pooling, .. } => pooling,
-        _ => Pooling::Last,
+        _ => Pooling::default_for(preset.model.arch),
     };
     (preset.model.vocab_size, preset.model.task) = STATE.with_borrow(|s| {
         let tokenizer = s.tokenizer.as_ref().ok_or_else(|| missing("tokenizer"))?;
@@ -353,19 +353,32 @@ pub async fn train_step() -> Result<String, JsError> {
     json(&metrics)
 }
 
-/// `{valLoss, report}`: the mean validation loss over the configured number of fixed batches,
-/// and for a classifier its accuracy, macro-F1 and confusion matrix on every validation example
-/// (a [`crate::train::ClassReport`]; null otherwise).
+/// `{valLoss, report, maskedAccuracy}`: the mean validation loss over the configured number of
+/// fixed batches; for a classifier its accuracy, macro-F1 and confusion matrix on every
+/// validation example (a [`crate::train::ClassReport`]); for an encoder pretraining by masking,
+/// the share of masked tokens it guesses (each null otherwise).
 #[wasm_bindgen]
 pub async fn evaluate() -> Result<String, JsError> {
-    let (loss, report) = with_trainer(async |t| {
+    let (loss, report, masked) = with_trainer(async |t| {
         Ok((
             t.evaluate_async().await?,
             t.classify_validation_async().await?,
+            t.masked_accuracy_async().await?,
         ))
     })
     .await?;
-    json(&serde_json::json!({ "valLoss": loss, "report": report }))
+    json(&serde_json::json!({ "valLoss": loss, "report": report, "maskedAccuracy": masked }))
+}
+
+/// An encoder's `k` best guesses for each `[MASK]` in `text`, as JSON `[{index, guesses:
+/// [[token, p], ...]}, ...]`.
+#[wasm_bindgen]
+pub async fn fill(text: String, k: usize) -> Result<String, JsError> {
+    let blanks = with_model(async |model, tokenizer, device| {
+        generate::fill_async(model, tokenizer, &text, k, device).await
+    })
+    .await?;
+    json(&blanks)
 }
 
 /// A classifier's probability for each class of `text`, most likely first, as JSON

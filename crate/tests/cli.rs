@@ -459,3 +459,71 @@ fn kill_9_loses_at_most_one_save_interval() {
     assert_eq!(resumed.step().unwrap().step, saved + 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An encoder from the command line: masked-LM pretraining, `fill`, a `[CLS]` classifier from it
+/// with the default pooling, and `generate` refused with what to do instead.
+#[test]
+fn encoder_flow() {
+    let dir = temp("bert");
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let few = ["--set", "max_steps=4", "--set", "eval_interval=4"];
+    let log = succeeds(&kiln(
+        &[
+            &[
+                "train",
+                "--preset",
+                "tiny-bert",
+                "--data",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../web/data/shakespeare.txt"),
+                "--out",
+                &path("bert"),
+            ][..],
+            &few,
+        ]
+        .concat(),
+    ));
+    assert!(log.contains("masked"), "{log}");
+    let filled = succeeds(&kiln(&[
+        "fill",
+        "--ckpt",
+        &path("bert"),
+        "--text",
+        "to be or [MASK]ot to be",
+        "--top-k",
+        "3",
+    ]));
+    assert!(filled.starts_with("[MASK] 1:\n"), "{filled}");
+    assert_eq!(filled.lines().count(), 4, "{filled}");
+    fails_cleanly(
+        &kiln(&["generate", "--ckpt", &path("bert")]),
+        "fills in [MASK]",
+    );
+
+    let csv: String = (0..40)
+        .map(|i| format!("{},{}\n", if i % 2 == 0 { "abab" } else { "cdcd" }, i % 2))
+        .collect();
+    std::fs::write(path("labels.csv"), format!("text,label\n{csv}")).unwrap();
+    succeeds(&kiln(
+        &[
+            &[
+                "train",
+                "--init-from",
+                &path("bert"),
+                "--data",
+                &path("labels.csv"),
+                "--out",
+                &path("cls"),
+            ][..],
+            &few,
+        ]
+        .concat(),
+    ));
+    assert_eq!(
+        meta(&dir.join("cls")).model.task,
+        kiln::config::Task::Classify {
+            classes: vec!["0".into(), "1".into()],
+            pooling: kiln::config::Pooling::Cls
+        }
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -9,7 +9,7 @@ use kiln::checkpoint::Checkpoint;
 use kiln::config::{LoraConfig, LoraTarget, Pooling, Task};
 use kiln::data::Dataset;
 use kiln::data::batcher::Rows;
-use kiln::data::examples::{Examples, IGNORE};
+use kiln::data::examples::{Examples, IGNORE, Layout};
 use kiln::peft::PeftFiles;
 use kiln::train::Trainer;
 use kiln::{Gpt, Preset};
@@ -342,7 +342,7 @@ fn prompt_masking(device: Device) {
         panic!("expected instructions")
     };
     let rows = examples
-        .rows(&tokenizer, p.model.block_size, false)
+        .rows(&tokenizer, p.model.block_size, false, Layout::Causal)
         .unwrap();
     let batch = Rows::batch(&rows.iter().take(4).collect::<Vec<_>>());
     let (b, t) = (batch.batch, batch.block);
@@ -434,32 +434,11 @@ fn sft_model_learns_to_answer_and_stop() {
     assert!(answer.starts_with("xyz") && answer.len() == 4, "{answer:?}");
 }
 
-/// Texts of letters from the first half of the alphabet are "early", from the second "late".
-fn separable(n: usize) -> String {
-    let mut csv = String::from("text,label\n");
-    let mut state = 12345u64;
-    let mut next = |m: u64| {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 33) % m
-    };
-    for _ in 0..n {
-        let late = next(2) == 1;
-        let len = 4 + next(12) as usize;
-        let word: String = (0..len)
-            .map(|_| (b'a' + next(13) as u8 + if late { 13 } else { 0 }) as char)
-            .collect();
-        csv.push_str(&format!("{word},{}\n", if late { "late" } else { "early" }));
-    }
-    csv
-}
-
 /// ≥ 90% validation accuracy within 60 steps (`tiny`, batch 8), for both poolings, from scratch
 /// and as a LoRA finetune of a text model (whose new head trains with the adapters).
 #[test]
 fn classifier_learns_separable_data() {
-    let data = Dataset::from_files(&[("letters.csv", separable(300))]).unwrap();
+    let data = Dataset::from_files(&[("letters.csv", common::separable(300))]).unwrap();
     let tokenizer = common::char_tokenizer(&data);
     let mut p = common::tiny(tokenizer.vocab_size());
     p.train.max_steps = 60;

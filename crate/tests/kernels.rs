@@ -14,6 +14,7 @@ use burn::tensor::Distribution;
 use kiln::Gpt;
 use kiln::backend::{self, BackendKind};
 use kiln::config::{Norm, Position};
+use kiln::kernels::attention::Mask;
 use kiln::kernels::{adamw, attention, cross_entropy, matmul, norm};
 use kiln::model::KvCache;
 use kiln::train::Trainer;
@@ -64,20 +65,25 @@ const ATTENTION_SHAPES: &[(usize, usize, usize, usize, usize)] = &[
     (1, 1, 1, 19, 64),
 ];
 
+/// Both masks the fused kernels take: a GPT's and an encoder's.
+const MASKS: [Mask; 2] = [Mask::Causal, Mask::Bidirectional];
+
 #[test]
 fn attention_forward_matches_reference() {
     let device = wgpu();
-    for &(b, h, t_q, t_k, d) in ATTENTION_SHAPES {
-        let q = random([b, h, t_q, d], &device);
-        let k = random([b, h, t_k, d], &device);
-        let v = random([b, h, t_k, d], &device);
-        let fused = attention::attention(q.clone(), k.clone(), v.clone(), true);
-        let reference = attention::reference(q, k, v);
-        assert_close(
-            &format!("attention {b}x{h}x{t_q}x{t_k}x{d}"),
-            values(fused),
-            values(reference),
-        );
+    for mask in MASKS {
+        for &(b, h, t_q, t_k, d) in ATTENTION_SHAPES {
+            let q = random([b, h, t_q, d], &device);
+            let k = random([b, h, t_k, d], &device);
+            let v = random([b, h, t_k, d], &device);
+            let fused = attention::attention(q.clone(), k.clone(), v.clone(), mask.clone(), true);
+            let reference = attention::reference(q, k, v, mask.clone());
+            assert_close(
+                &format!("{mask:?} attention {b}x{h}x{t_q}x{t_k}x{d}"),
+                values(fused),
+                values(reference),
+            );
+        }
     }
 }
 
@@ -87,13 +93,14 @@ fn attention_grads(
     k: &Tensor<4>,
     v: &Tensor<4>,
     w: &Tensor<4>,
+    mask: &Mask,
     fused: bool,
 ) -> [Vec<f32>; 3] {
     let [q, k, v] = [q, k, v].map(|x| x.clone().require_grad());
     let y = if fused {
-        attention::attention(q.clone(), k.clone(), v.clone(), true)
+        attention::attention(q.clone(), k.clone(), v.clone(), mask.clone(), true)
     } else {
-        attention::reference(q.clone(), k.clone(), v.clone())
+        attention::reference(q.clone(), k.clone(), v.clone(), mask.clone())
     };
     let grads = (y * w.clone()).sum().backward();
     [q, k, v].map(|x| values(x.grad(&grads).expect("a gradient")))
@@ -102,18 +109,24 @@ fn attention_grads(
 #[test]
 fn attention_grad_matches_reference() {
     let device = wgpu().autodiff();
-    for &(b, h, t_q, t_k, d) in ATTENTION_SHAPES {
-        let q = random([b, h, t_q, d], &device);
-        let k = random([b, h, t_k, d], &device);
-        let v = random([b, h, t_k, d], &device);
-        let w = random([b, h, t_q, d], &device);
-        let fused = attention_grads(&q, &k, &v, &w, true);
-        let reference = attention_grads(&q, &k, &v, &w, false);
-        for (name, (got, want)) in ["dq", "dk", "dv"]
-            .iter()
-            .zip(fused.into_iter().zip(reference))
-        {
-            assert_close(&format!("{name} {b}x{h}x{t_q}x{t_k}x{d}"), got, want);
+    for mask in MASKS {
+        for &(b, h, t_q, t_k, d) in ATTENTION_SHAPES {
+            let q = random([b, h, t_q, d], &device);
+            let k = random([b, h, t_k, d], &device);
+            let v = random([b, h, t_k, d], &device);
+            let w = random([b, h, t_q, d], &device);
+            let fused = attention_grads(&q, &k, &v, &w, &mask, true);
+            let reference = attention_grads(&q, &k, &v, &w, &mask, false);
+            for (name, (got, want)) in ["dq", "dk", "dv"]
+                .iter()
+                .zip(fused.into_iter().zip(reference))
+            {
+                assert_close(
+                    &format!("{mask:?} {name} {b}x{h}x{t_q}x{t_k}x{d}"),
+                    got,
+                    want,
+                );
+            }
         }
     }
 }
@@ -147,6 +160,12 @@ fn check_finite_differences(
 
 #[test]
 fn attention_grad_matches_finite_differences() {
+    for mask in MASKS {
+        attention_grad_matches_finite_differences_for(mask);
+    }
+}
+
+fn attention_grad_matches_finite_differences_for(mask: Mask) {
     let plain = wgpu();
     let shape = [1, 1, 5, 16];
     let [q, k, v, w] = [0, 1, 2, 3].map(|_| values(random(shape, &plain)));
@@ -159,10 +178,11 @@ fn attention_grad_matches_finite_differences() {
         &tensor(&k, &autodiff),
         &tensor(&v, &autodiff),
         &tensor(&w, &autodiff),
+        &mask,
         true,
     );
     let loss = |q: Tensor<4>, k: Tensor<4>, v: Tensor<4>| -> f32 {
-        let y = attention::attention(q, k, v, true) * tensor(&w, &plain);
+        let y = attention::attention(q, k, v, mask.clone(), true) * tensor(&w, &plain);
         y.sum().into_scalar()
     };
     let (tq, tk, tv) = (tensor(&q, &plain), tensor(&k, &plain), tensor(&v, &plain));

@@ -1,5 +1,5 @@
-//! `kiln`: train, sample from, score and benchmark GPT models natively, over the same library the
-//! page uses.
+//! `kiln`: train, sample from, score, fill in and benchmark models (GPT, BERT-style encoder,
+//! LSTM) natively, over the same library the page uses.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ const DEFAULT_CORPUS: &str = "web/data/shakespeare.txt";
 #[command(
     name = "kiln",
     version,
-    about = "Train and sample small GPT language models"
+    about = "Train and sample small language models: GPT, BERT-style encoder, LSTM"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -43,6 +43,8 @@ enum Command {
     Score(ScoreArgs),
     /// A classifier's class probabilities for a text.
     Predict(TextArgs),
+    /// An encoder's best guesses for each [MASK] in a text.
+    Fill(FillArgs),
     /// Write a checkpoint as Hugging Face GPT-2 files (model.safetensors with GPT-2's names,
     /// config.json, tokenizer.json) that transformers' GPT2LMHeadModel loads.
     Export(ExportArgs),
@@ -66,10 +68,11 @@ struct TrainArgs {
     /// (a classifier).
     #[arg(long, num_args = 1.., default_value = DEFAULT_CORPUS)]
     data: Vec<PathBuf>,
-    /// One of: tiny, shakespeare-baby, shakespeare-char (GPTs), tiny-lstm, shakespeare-lstm.
+    /// One of: tiny, shakespeare-baby, shakespeare-char (GPTs), tiny-lstm, shakespeare-lstm,
+    /// tiny-bert, shakespeare-bert (encoders: masked-LM pretraining on text).
     #[arg(long, default_value = "tiny")]
     preset: String,
-    /// The model family, gpt or lstm, in the preset's shape (default: the preset's own).
+    /// The model family, gpt, bert or lstm, in the preset's shape (default: the preset's own).
     #[arg(long, conflicts_with = "init_from")]
     arch: Option<Arch>,
     /// Override a model or training setting, e.g. --set n_layer=2 --set lr=3e-4.
@@ -97,9 +100,10 @@ struct TrainArgs {
     /// Steps between checkpoints (default: eval_interval).
     #[arg(long)]
     save_every: Option<usize>,
-    /// A classifier's pooling of the final hidden states: last (token) or mean.
-    #[arg(long, default_value = "last")]
-    pooling: Pooling,
+    /// A classifier's pooling of the final hidden states: last (token), mean, or cls (an
+    /// encoder's [CLS] token). Default: last, or cls for an encoder.
+    #[arg(long)]
+    pooling: Option<Pooling>,
     #[command(flatten)]
     lora: LoraArgs,
 }
@@ -195,7 +199,17 @@ struct GenerateArgs {
     backend: BackendKind,
 }
 
-/// A checkpoint and a text (for `score` and `predict`).
+/// A checkpoint and a text with `[MASK]` tokens to fill in.
+#[derive(Args)]
+struct FillArgs {
+    #[command(flatten)]
+    text: TextArgs,
+    /// Guesses shown per [MASK].
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+}
+
+/// A checkpoint and a text (for `score`, `predict` and `fill`).
 #[derive(Args)]
 struct TextArgs {
     #[command(flatten)]
@@ -342,6 +356,17 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Fill(a) => {
+            let device = backend::open(a.text.backend)?;
+            let (model, tokenizer) = a.text.model.load(&device)?;
+            for blank in generate::fill(&model, &tokenizer, &a.text.text, a.top_k, &device)? {
+                println!("[MASK] {}:", blank.index + 1);
+                for (token, p) in blank.guesses {
+                    println!("  {p:.4}  {token:?}");
+                }
+            }
+            Ok(())
+        }
         Command::Export(a) => {
             let ckpt = Checkpoint::load_dir(&a.ckpt)?;
             if a.adapters_only {
@@ -402,7 +427,7 @@ fn dataset(paths: &[PathBuf]) -> Result<Dataset> {
 
 fn train(a: TrainArgs) -> Result<()> {
     let data = dataset(&a.data)?;
-    let pooling = a.pooling;
+    let pooling = |arch| a.pooling.unwrap_or(Pooling::default_for(arch));
     let lora = a.lora.config()?;
     let device = backend::open(a.backend)?;
     let resuming = Checkpoint::exists_in(&a.out);
@@ -430,7 +455,7 @@ fn train(a: TrainArgs) -> Result<()> {
             .train
             .with_finetuning_defaults(lora.is_some(), &chosen);
         if let Dataset::Examples(_) = &data {
-            preset.model.task = data.task(pooling);
+            preset.model.task = data.task(pooling(preset.model.arch));
         }
         if lora.is_some() {
             preset.model.lora = lora;
@@ -447,7 +472,7 @@ fn train(a: TrainArgs) -> Result<()> {
         for o in &a.overrides {
             preset.set(o)?;
         }
-        preset.model.task = data.task(pooling);
+        preset.model.task = data.task(pooling(preset.model.arch));
         let kind = match a.tokenizer.as_str() {
             "char" => TokenizerKind::Char,
             "bpe" => TokenizerKind::Bpe {
@@ -533,9 +558,12 @@ fn train(a: TrainArgs) -> Result<()> {
         ));
         bar.set_position(m.step as u64);
         if let Some(v) = m.val_loss {
-            let measure = match &m.report {
-                Some(r) => format!("val accuracy {:.3}, macro-F1 {:.3}", r.accuracy, r.macro_f1),
-                None => format!("val ppl {:.2}", v.exp()),
+            let measure = match (&m.report, m.masked_accuracy) {
+                (Some(r), _) => {
+                    format!("val accuracy {:.3}, macro-F1 {:.3}", r.accuracy, r.macro_f1)
+                }
+                (None, Some(a)) => format!("masked ppl {:.2}, masked accuracy {a:.3}", v.exp()),
+                (None, None) => format!("val ppl {:.2}", v.exp()),
             };
             let line = format!(
                 "step {:>5}: train loss {:.4}, val loss {v:.4}, {measure}, {:.0} tok/s, {:.0} s",

@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::examples::Row;
+use super::masking::Masked;
 use crate::error::{Error, Result};
 
 /// One batch of token ids, row-major `[batch, block]`; a target of
@@ -130,10 +131,12 @@ impl Rows {
     }
 }
 
-/// Where a split's batches come from: windows of a text, or example rows.
+/// Where a split's batches come from: windows of a text, masked windows (an encoder's
+/// pretraining), or example rows.
 #[derive(Clone, Debug)]
 pub enum Batches {
     Windows(Batcher),
+    Masked(Masked),
     Rows(Rows),
 }
 
@@ -141,6 +144,7 @@ impl Batches {
     pub fn sample(&self, rng: &mut impl Rng) -> Batch {
         match self {
             Self::Windows(b) => b.sample(rng),
+            Self::Masked(m) => m.sample(rng),
             Self::Rows(r) => r.sample(rng),
         }
     }
@@ -148,6 +152,10 @@ impl Batches {
     pub fn with_batch_size(&self, batch_size: usize) -> Self {
         match self {
             Self::Windows(b) => Self::Windows(b.with_batch_size(batch_size)),
+            Self::Masked(m) => Self::Masked(Masked {
+                windows: m.windows.with_batch_size(batch_size),
+                ..m.clone()
+            }),
             Self::Rows(r) => Self::Rows(Rows {
                 batch_size,
                 ..r.clone()

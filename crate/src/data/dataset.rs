@@ -2,9 +2,10 @@
 //! (instructions, labelled texts), and how each becomes training and validation batches.
 
 use super::batcher::{Batcher, Batches, Rows};
-use super::examples::Examples;
+use super::examples::{Examples, Layout};
+use super::masking::Masked;
 use super::{Corpus, Tokenizer};
-use crate::config::{Pooling, Task};
+use crate::config::{ModelConfig, Pooling, Task};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -84,26 +85,48 @@ impl Dataset {
         }
     }
 
-    /// Training and validation batches of `batch` rows of `block` tokens.
+    /// Training and validation batches of `batch` rows of the model's `block_size` tokens:
+    /// text is next-token windows for a GPT or an LSTM and masked windows for an encoder.
     pub fn batches(
         &self,
         tokenizer: &Tokenizer,
-        block: usize,
+        model: &ModelConfig,
         batch: usize,
     ) -> Result<(Batches, Batches)> {
+        let block = model.block_size;
+        let layout = Layout::of(model.arch, tokenizer)?;
         Ok(match self {
             Self::Text(c) => {
-                let windows = |text: &str, what: &str| {
-                    Batcher::new(tokenizer.encode(text)?, block, batch, what)
+                // An encoder's rows are `[CLS] window [SEP]`.
+                let span = match layout {
+                    Layout::Causal => block,
+                    Layout::Encoder(_) => block - 2,
                 };
-                (
-                    Batches::Windows(windows(c.train_text(), "training")?),
-                    Batches::Windows(windows(c.val_text(), "validation")?),
-                )
+                let windows = |text: &str, what: &str| {
+                    Batcher::new(tokenizer.encode(text)?, span, batch, what)
+                };
+                let (train, val) = (
+                    windows(c.train_text(), "training")?,
+                    windows(c.val_text(), "validation")?,
+                );
+                match layout {
+                    Layout::Causal => (Batches::Windows(train), Batches::Windows(val)),
+                    Layout::Encoder(specials) => {
+                        let masked = |windows| {
+                            Batches::Masked(Masked {
+                                windows,
+                                specials,
+                                vocab_size: tokenizer.vocab_size(),
+                            })
+                        };
+                        (masked(train), masked(val))
+                    }
+                }
             }
             Self::Examples(e) => {
-                let rows =
-                    |val: bool, what: &str| Rows::new(e.rows(tokenizer, block, val)?, batch, what);
+                let rows = |val: bool, what: &str| {
+                    Rows::new(e.rows(tokenizer, block, val, layout)?, batch, what)
+                };
                 (
                     Batches::Rows(rows(false, "training")?),
                     Batches::Rows(rows(true, "validation")?),

@@ -2,15 +2,17 @@
 //! `{"prompt": ..., "completion": ...}` for instruction tuning, `{"text": ..., "label": ...}` for
 //! classification. Each becomes one padded row of `block_size` inputs and targets, where targets
 //! the loss must not see are [`IGNORE`]: the prompt, the padding, and for a classifier every
-//! position but the text's last (whose target is the label's index).
+//! position but the one it reads (whose target is the label's index): the text's last token for
+//! a GPT, `[CLS]` for an encoder.
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
-use super::Tokenizer;
 use super::corpus::TRAIN_FRACTION;
+use super::{Specials, Tokenizer};
+use crate::config::Arch;
 use crate::error::{Error, Result};
 
 /// A target that contributes no loss and no gradient.
@@ -19,6 +21,29 @@ pub const IGNORE: i64 = -1;
 /// Ends every completion, so a chat model learns where its answer stops; generation for a chat
 /// model stops there.
 pub const END: &str = "\n\n";
+
+/// How a row holds its text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// A GPT's (or an LSTM's): the text, then padding; a label on the text's last token.
+    Causal,
+    /// An encoder's: `[CLS] text [SEP]`, then `[PAD]`; a label on `[CLS]`.
+    Encoder(Specials),
+}
+
+impl Layout {
+    /// The layout of a model of `arch` reading through `tokenizer`.
+    pub fn of(arch: Arch, tokenizer: &Tokenizer) -> Result<Self> {
+        match (arch, tokenizer.specials()) {
+            (Arch::Bert, Some(specials)) => Ok(Self::Encoder(specials)),
+            (Arch::Bert, None) => Err(Error::Tokenizer(
+                "an encoder's tokenizer needs the special tokens [PAD] [UNK] [CLS] [SEP] [MASK]"
+                    .into(),
+            )),
+            (Arch::Gpt | Arch::Lstm, _) => Ok(Self::Causal),
+        }
+    }
+}
 
 /// A prompt and the completion the model should learn to give.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -182,7 +207,13 @@ impl Examples {
     }
 
     /// The training (`val` false) or validation rows, `block_size` long.
-    pub fn rows(&self, tokenizer: &Tokenizer, block: usize, val: bool) -> Result<Vec<Row>> {
+    pub fn rows(
+        &self,
+        tokenizer: &Tokenizer,
+        block: usize,
+        val: bool,
+        layout: Layout,
+    ) -> Result<Vec<Row>> {
         match self {
             Self::Instructions { train, val: v } => {
                 let part = if val { v } else { train };
@@ -199,7 +230,7 @@ impl Examples {
                 part.iter()
                     .map(|x| {
                         let class = classes.iter().position(|c| *c == x.label);
-                        labelled_row(tokenizer, &x.text, class, block)
+                        labelled_row(tokenizer, &x.text, class, block, layout)
                     })
                     .collect()
             }
@@ -239,7 +270,7 @@ fn instruction_row(tokenizer: &Tokenizer, x: &Instruction, block: usize) -> Resu
     let seq: Vec<i64> = prompt.iter().chain(&answer).map(|&t| t as i64).collect();
     let seq = &seq[..seq.len().min(block + 1)];
     let n = seq.len() - 1;
-    let mut row = padded(&seq[..n], block);
+    let mut row = padded(&seq[..n], block, 0);
     for (i, &t) in seq[1..].iter().enumerate() {
         // Target i is token i + 1: it belongs to the answer from index prompt.len() on.
         if i + 1 >= prompt.len() {
@@ -249,31 +280,48 @@ fn instruction_row(tokenizer: &Tokenizer, x: &Instruction, block: usize) -> Resu
     Ok(row)
 }
 
-/// The text's first `block` tokens; the target at the last of them is the class (or nothing,
-/// for prediction).
+/// The text's first tokens as the layout holds them (all of them that fit in `block`); the
+/// target where the classifier reads is the class (or nothing, for prediction).
 pub fn labelled_row(
     tokenizer: &Tokenizer,
     text: &str,
     class: Option<usize>,
     block: usize,
+    layout: Layout,
 ) -> Result<Row> {
     let ids = tokenizer.encode(text)?;
     if ids.is_empty() {
         return Err(Error::Data("the text to classify is empty".into()));
     }
-    let ids: Vec<i64> = ids.iter().take(block).map(|&t| t as i64).collect();
-    let mut row = padded(&ids, block);
+    let (ids, read, pad) = match layout {
+        Layout::Causal => {
+            let ids: Vec<i64> = ids.iter().take(block).map(|&t| t as i64).collect();
+            let last = ids.len() - 1;
+            (ids, last, 0)
+        }
+        Layout::Encoder(s) => (encoder_ids(&ids, block, &s), 0, s.pad as i64),
+    };
+    let mut row = padded(&ids, block, pad);
     if let Some(class) = class {
-        row.targets[ids.len() - 1] = class as i64;
+        row.targets[read] = class as i64;
     }
     Ok(row)
 }
 
-/// `ids` padded with token 0 to `block`, all targets [`IGNORE`]. Causal attention keeps the
-/// padding after a text from changing anything before it.
-fn padded(ids: &[i64], block: usize) -> Row {
+/// `[CLS] ids [SEP]`, the ids cut to fit in `block` tokens.
+pub fn encoder_ids(ids: &[u32], block: usize, s: &Specials) -> Vec<i64> {
+    let text = ids.iter().take(block.saturating_sub(2)).map(|&t| t as i64);
+    std::iter::once(s.cls as i64)
+        .chain(text)
+        .chain([s.sep as i64])
+        .collect()
+}
+
+/// `ids` padded with `pad` to `block`, all targets [`IGNORE`]. Causal attention keeps the
+/// padding after a text from changing anything before it; an encoder is told where it is.
+fn padded(ids: &[i64], block: usize, pad: i64) -> Row {
     let mut inputs = ids.to_vec();
-    inputs.resize(block, 0);
+    inputs.resize(block, pad);
     Row {
         inputs,
         targets: vec![IGNORE; block],
@@ -327,10 +375,31 @@ mod tests {
     #[test]
     fn labelled_rows_put_the_class_on_the_last_token() {
         let t = chars("abc");
-        let row = labelled_row(&t, "abc", Some(1), 5).unwrap();
+        let row = labelled_row(&t, "abc", Some(1), 5, Layout::Causal).unwrap();
         assert_eq!(row.targets, vec![IGNORE, IGNORE, 1, IGNORE, IGNORE]);
-        let row = labelled_row(&t, "abcabc", Some(0), 4).unwrap();
+        let row = labelled_row(&t, "abcabc", Some(0), 4, Layout::Causal).unwrap();
         assert_eq!(row.targets, vec![IGNORE, IGNORE, IGNORE, 0]);
+    }
+
+    #[test]
+    fn encoder_rows_wrap_the_text_and_put_the_class_on_cls() {
+        let t = chars("abc").with_specials().unwrap();
+        let s = t.specials().unwrap();
+        let layout = Layout::of(Arch::Bert, &t).unwrap();
+        let (cls, sep, pad) = (s.cls as i64, s.sep as i64, s.pad as i64);
+        let row = labelled_row(&t, "ab", Some(1), 6, layout).unwrap();
+        assert_eq!(row.inputs, vec![cls, 0, 1, sep, pad, pad]);
+        assert_eq!(row.targets, vec![1, IGNORE, IGNORE, IGNORE, IGNORE, IGNORE]);
+        // Too long: the text's end goes, [SEP] stays.
+        let row = labelled_row(&t, "abcabc", Some(0), 4, layout).unwrap();
+        assert_eq!(row.inputs, vec![cls, 0, 1, sep]);
+        let plain = chars("abc");
+        assert!(
+            Layout::of(Arch::Bert, &plain)
+                .unwrap_err()
+                .to_string()
+                .contains("[MASK]")
+        );
     }
 
     #[test]

@@ -5,9 +5,10 @@ pub mod batcher;
 pub mod corpus;
 pub mod dataset;
 pub mod examples;
+pub mod masking;
 pub mod tokenizer;
 
 pub use batcher::{Batch, Batcher, Batches, step_rng};
 pub use corpus::Corpus;
 pub use dataset::Dataset;
-pub use tokenizer::{Tokenizer, TokenizerKind};
+pub use tokenizer::{Specials, Tokenizer, TokenizerKind};

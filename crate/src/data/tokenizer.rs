@@ -3,8 +3,12 @@
 //! `tokenizers` and transformers' `PreTrainedTokenizerFast` load without Kiln: a character
 //! vocabulary is written as a BPE model without merges (each character one token) and a `Fuse`
 //! decoder, and is read back as a character tokenizer.
+//!
+//! An encoder's tokenizer also has BERT's special tokens ([`SPECIALS`]), after the rest of the
+//! vocabulary; `"[MASK]"` written in a text is the mask token.
 
 use serde::{Deserialize, Serialize};
+use tokenizers::AddedToken;
 use tokenizers::decoders::fuse::Fuse;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainer, Vocab};
@@ -25,6 +29,31 @@ pub enum TokenizerKind {
 /// Smallest BPE vocabulary: the 256 byte tokens.
 pub const BPE_MIN_VOCAB: usize = 256;
 
+/// BERT's special tokens, in the order an encoder's tokenizer appends them to its vocabulary.
+pub const SPECIALS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+
+/// The ids of an encoder tokenizer's [`SPECIALS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Specials {
+    /// Fills a row after its text; attention and pooling skip it.
+    pub pad: u32,
+    /// Stands for a character or piece the vocabulary lacks.
+    pub unk: u32,
+    /// Opens every row; a classifier reads its state.
+    pub cls: u32,
+    /// Closes a row's text.
+    pub sep: u32,
+    /// Hides a token the model must guess.
+    pub mask: u32,
+}
+
+impl Specials {
+    /// Whether `id` is one of them.
+    pub fn contains(&self, id: u32) -> bool {
+        [self.pad, self.unk, self.cls, self.sep, self.mask].contains(&id)
+    }
+}
+
 /// A trained tokenizer.
 #[derive(Clone, Debug)]
 pub enum Tokenizer {
@@ -40,6 +69,9 @@ pub struct CharTokenizer {
     /// a text with characters the model never saw); without one they are an error.
     #[serde(default)]
     unknown: Option<char>,
+    /// Whether [`SPECIALS`] follow the characters (ids `chars.len()..`), for an encoder.
+    #[serde(default)]
+    specials: bool,
 }
 
 /// The JSON form of a char tokenizer written by Kiln before its files were Hugging Face's; still
@@ -55,6 +87,53 @@ impl CharTokenizer {
         index(c).or_else(|| self.unknown.and_then(index))
     }
 
+    /// The special token `text` starts with, if the vocabulary has them: its id and length.
+    fn special_at(&self, text: &str) -> Option<(u32, usize)> {
+        let n = self.chars.len() as u32;
+        SPECIALS
+            .iter()
+            .position(|s| self.specials && text.starts_with(s))
+            .map(|i| (n + i as u32, SPECIALS[i].len()))
+    }
+
+    /// One id per character, and one per special token written out (`[MASK]`). An unseen
+    /// character is `[UNK]` where there is one, else the user's mapping, else an error.
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let unk = self.chars.len() as u32 + 1;
+        let mut ids = Vec::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(c) = rest.chars().next() {
+            if let Some((id, len)) = self.special_at(rest) {
+                ids.push(id);
+                rest = &rest[len..];
+                continue;
+            }
+            ids.push(match self.id(c) {
+                Some(id) => id,
+                None if self.specials => unk,
+                None => {
+                    return Err(Error::Tokenizer(format!(
+                        "the character {c:?} (U+{:04X}) is not in the vocabulary of this \
+                         model; remove it, or map unseen characters to one the model knows",
+                        c as u32
+                    )));
+                }
+            });
+            rest = &rest[c.len_utf8()..];
+        }
+        Ok(ids)
+    }
+
+    /// The text of token `id`: a character, or a special token's name.
+    fn token(&self, id: u32) -> Option<String> {
+        let n = self.chars.len();
+        match (id as usize).checked_sub(n) {
+            None => Some(self.chars[id as usize].to_string()),
+            Some(i) if self.specials && i < SPECIALS.len() => Some(SPECIALS[i].to_string()),
+            Some(_) => None,
+        }
+    }
+
     /// Checks a vocabulary read from a file and applies its unknown-character mapping.
     fn checked(mut chars: Vec<char>, unknown: Option<char>) -> Result<Tokenizer> {
         let n = chars.len();
@@ -68,6 +147,7 @@ impl CharTokenizer {
         let tokenizer = Tokenizer::Char(CharTokenizer {
             chars,
             unknown: None,
+            specials: false,
         });
         match unknown {
             Some(c) => tokenizer.with_unknown(c),
@@ -92,6 +172,9 @@ impl CharTokenizer {
         let bpe = bpe.build().map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut tokenizer = tokenizers::Tokenizer::new(bpe);
         tokenizer.with_decoder(Some(Fuse::new()));
+        if self.specials {
+            add_specials(&mut tokenizer)?;
+        }
         Ok(tokenizer)
     }
 
@@ -105,9 +188,20 @@ impl CharTokenizer {
             .all(|k| value[k].is_null());
         let merge_free = model["type"] == "BPE"
             && model["merges"].as_array().is_some_and(Vec::is_empty)
-            && value["decoder"]["type"] == "Fuse"
-            && value["added_tokens"].as_array().is_none_or(Vec::is_empty);
+            && value["decoder"]["type"] == "Fuse";
         if !(plain && merge_free) {
+            return None;
+        }
+        let chars = model["vocab"].as_object()?.len() as u64;
+        // No added tokens, or exactly the encoder's specials right after the characters.
+        let added = value["added_tokens"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice);
+        let specials = added.len() == SPECIALS.len();
+        let as_written = added.iter().enumerate().all(|(i, t)| {
+            specials && t["content"] == SPECIALS[i] && t["id"].as_u64() == Some(chars + i as u64)
+        });
+        if !as_written {
             return None;
         }
         let mut entries: Vec<(u64, char)> = Vec::new();
@@ -132,10 +226,11 @@ impl CharTokenizer {
             serde_json::Value::Null => None,
             _ => return None,
         };
-        Some(Self::checked(
-            entries.into_iter().map(|(_, c)| c).collect(),
-            unknown,
-        ))
+        let tokenizer = Self::checked(entries.into_iter().map(|(_, c)| c).collect(), unknown);
+        Some(match specials {
+            true => tokenizer.and_then(Tokenizer::with_specials),
+            false => tokenizer,
+        })
     }
 }
 
@@ -155,6 +250,7 @@ impl Tokenizer {
                 Ok(Self::Char(CharTokenizer {
                     chars,
                     unknown: None,
+                    specials: false,
                 }))
             }
             TokenizerKind::Bpe { vocab_size } => {
@@ -209,9 +305,52 @@ impl Tokenizer {
 
     pub fn vocab_size(&self) -> usize {
         match self {
-            Self::Char(t) => t.chars.len(),
+            Self::Char(t) => t.chars.len() + if t.specials { SPECIALS.len() } else { 0 },
             Self::Bpe(t) => t.get_vocab_size(true),
         }
+    }
+
+    /// This tokenizer with BERT's [`SPECIALS`] after its vocabulary (unchanged if it has them),
+    /// as an encoder needs.
+    pub fn with_specials(self) -> Result<Self> {
+        if self.specials().is_some() {
+            return Ok(self);
+        }
+        match self {
+            Self::Char(mut t) => {
+                t.specials = true;
+                Ok(Self::Char(t))
+            }
+            Self::Bpe(mut t) => {
+                add_specials(&mut t)?;
+                Ok(Self::Bpe(t))
+            }
+        }
+    }
+
+    /// The ids of the special tokens, if the tokenizer has all of [`SPECIALS`].
+    pub fn specials(&self) -> Option<Specials> {
+        let [pad, unk, cls, sep, mask] = match self {
+            Self::Char(t) if t.specials => {
+                let n = t.chars.len() as u32;
+                [n, n + 1, n + 2, n + 3, n + 4]
+            }
+            Self::Char(_) => return None,
+            Self::Bpe(t) => {
+                let ids = SPECIALS.map(|s| t.token_to_id(s));
+                if ids.iter().any(Option::is_none) {
+                    return None;
+                }
+                ids.map(Option::unwrap_or_default)
+            }
+        };
+        Some(Specials {
+            pad,
+            unk,
+            cls,
+            sep,
+            mask,
+        })
     }
 
     /// Maps every character outside a char vocabulary to `c`, which must be in it: the `<unk>`
@@ -236,18 +375,7 @@ impl Tokenizer {
     /// [`Tokenizer::with_unknown`] chose where such characters go.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         match self {
-            Self::Char(t) => text
-                .chars()
-                .map(|c| {
-                    t.id(c).ok_or_else(|| {
-                        Error::Tokenizer(format!(
-                            "the character {c:?} (U+{:04X}) is not in the vocabulary of this \
-                             model; remove it, or map unseen characters to one the model knows",
-                            c as u32
-                        ))
-                    })
-                })
-                .collect(),
+            Self::Char(t) => t.encode(text),
             Self::Bpe(t) => Ok(t
                 .encode(text, false)
                 .map_err(|e| Error::Tokenizer(e.to_string()))?
@@ -268,12 +396,7 @@ impl Tokenizer {
         match self {
             Self::Char(t) => ids
                 .iter()
-                .map(|&id| {
-                    t.chars
-                        .get(id as usize)
-                        .copied()
-                        .ok_or_else(|| out_of_range(id))
-                })
+                .map(|&id| t.token(id).ok_or_else(|| out_of_range(id)))
                 .collect(),
             Self::Bpe(t) => {
                 if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab_size()) {
@@ -308,7 +431,7 @@ impl Tokenizer {
     /// format) or by Hugging Face `tokenizers`.
     pub fn from_json(json: &str) -> Result<Self> {
         if let Ok(file) = serde_json::from_str::<CharFile>(json) {
-            let CharTokenizer { chars, unknown } = file.kiln_char_tokenizer;
+            let CharTokenizer { chars, unknown, .. } = file.kiln_char_tokenizer;
             return CharTokenizer::checked(chars, unknown);
         }
         let unreadable = |e: serde_json::Error| {
@@ -355,6 +478,13 @@ fn check_merges(model: &serde_json::Value) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Registers [`SPECIALS`] as special tokens: ids after the vocabulary, found whole in any text.
+fn add_specials(t: &mut tokenizers::Tokenizer) -> Result<()> {
+    t.add_special_tokens(SPECIALS.map(|s| AddedToken::from(s, true)))
+        .map(drop)
+        .map_err(|e| Error::Tokenizer(format!("adding the special tokens: {e}")))
 }
 
 #[cfg(test)]

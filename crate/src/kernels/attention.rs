@@ -1,4 +1,4 @@
-//! Fused causal self-attention: `shaders/attention_forward.wgsl` (output and log-sum-exp, never
+//! Fused self-attention, causal (a GPT) or bidirectional (an encoder): `shaders/attention_forward.wgsl` (output and log-sum-exp, never
 //! the score matrix), `attention_backward_dq.wgsl` and `attention_backward_dkv.wgsl` (gradients,
 //! recomputing the probabilities from the log-sum-exp).
 
@@ -24,21 +24,46 @@ pub const MAX_HEAD_DIM: usize = 128;
 /// Query (or key) rows per workgroup, one per invocation.
 const ROWS: u32 = 64;
 
-/// Causal self-attention `softmax(q kᵀ / √D + causal mask) v` of `q [B, H, T_q, D]` over
-/// `k, v [B, H, T_k, D]`, where the queries are the last `T_q` of the `T_k` positions.
+/// Which keys each query may see.
+#[derive(Clone, Debug)]
+pub enum Mask {
+    /// A GPT's: keys up to the query's own position (queries are the last `T_q` of the `T_k`
+    /// positions, so a KV cache holds the past).
+    Causal,
+    /// An encoder's: every key.
+    Bidirectional,
+    /// An encoder's over padded rows: every key but those marked `true` in `[B, T_k]` (the
+    /// `[PAD]` after a text). Plain ops only: the fused kernels have no padding input.
+    Padded(Box<Tensor<2, Bool>>),
+}
+
+impl Mask {
+    /// The fused kernels' template flag, or `None` where they do not apply.
+    fn causal(&self) -> Option<bool> {
+        match self {
+            Self::Causal => Some(true),
+            Self::Bidirectional => Some(false),
+            Self::Padded(_) => None,
+        }
+    }
+}
+
+/// Self-attention `softmax(q kᵀ / √D + mask) v` of `q [B, H, T_q, D]` over `k, v [B, H, T_k, D]`.
 /// Runs the fused kernels when `fused` is set and they apply, the reference otherwise.
-pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, fused: bool) -> Tensor<4> {
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Mask, fused: bool) -> Tensor<4> {
     let d = q.dims()[3];
     let applies = d <= MAX_HEAD_DIM && q.dtype() == DType::F32 && super::supported(&q.device());
-    if !(fused && applies) {
-        return reference(q, k, v);
-    }
+    let causal = match mask.causal() {
+        Some(causal) if fused && applies => causal,
+        _ => return reference(q, k, v, mask),
+    };
     let scale = 1.0 / (d as f32).sqrt();
     let out = Tensor::from_dispatch(Dispatch::flash_attention(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
         scale,
+        causal,
     ));
     // Tests only: a device that computes wrong (see `verify::inject_fault`).
     let fault = crate::verify::fault();
@@ -50,38 +75,39 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, fused: bool) -> Tenso
 }
 
 /// The same computation in plain Burn ops: scores, mask, softmax, weighted sum.
-pub fn reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    weights(q, k).matmul(v)
+pub fn reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Mask) -> Tensor<4> {
+    weights(q, k, mask).matmul(v)
 }
 
-/// The attention weights `softmax(q kᵀ / √D + causal mask)`, `[B, H, T_q, T_k]`.
-pub fn weights(q: Tensor<4>, k: Tensor<4>) -> Tensor<4> {
+/// The attention weights `softmax(q kᵀ / √D + mask)`, `[B, H, T_q, T_k]`.
+pub fn weights(q: Tensor<4>, k: Tensor<4>, mask: Mask) -> Tensor<4> {
     let d = q.dims()[3];
-    causal_softmax(q.matmul(k.swap_dims(2, 3)), d)
+    masked_softmax(q.matmul(k.swap_dims(2, 3)), d, mask)
 }
 
 /// Attention for mixed precision: the two matmuls in f16, the mask and softmax in f32; f32 in
 /// and out. (The fused kernel is f32 only.)
-pub fn half(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+pub fn half(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Mask) -> Tensor<4> {
     let d = q.dims()[3];
     let f16 = |x: Tensor<4>| x.cast(DType::F16);
     let scores = f16(q).matmul(f16(k).swap_dims(2, 3)).cast(DType::F32);
-    f16(causal_softmax(scores, d))
+    f16(masked_softmax(scores, d, mask))
         .matmul(f16(v))
         .cast(DType::F32)
 }
 
-/// `softmax(scores / √d)` over keys, each query seeing only keys up to its own position
-/// (queries are the last `T_q` of the `T_k` positions).
-fn causal_softmax(scores: Tensor<4>, d: usize) -> Tensor<4> {
-    let [_, _, t, t_k] = scores.dims();
+/// `softmax(scores / √d)` over the keys the mask lets each query see.
+fn masked_softmax(scores: Tensor<4>, d: usize, mask: Mask) -> Tensor<4> {
+    let [b, _, t, t_k] = scores.dims();
     let scores = scores / (d as f64).sqrt();
-    // Query i sits at absolute position t_k - t + i and may see keys 0..=that position.
-    let future = Tensor::<2, Bool>::tril_mask([t, t_k], (t_k - t) as i64, &scores.device());
-    softmax(
-        scores.mask_fill(future.unsqueeze_dims(&[0, 1]), f32::NEG_INFINITY),
-        3,
-    )
+    let hidden = match mask {
+        // Query i sits at absolute position t_k - t + i and may see keys 0..=that position.
+        Mask::Causal => Tensor::<2, Bool>::tril_mask([t, t_k], (t_k - t) as i64, &scores.device())
+            .unsqueeze_dims(&[0, 1]),
+        Mask::Bidirectional => return softmax(scores, 3),
+        Mask::Padded(pad) => pad.reshape([b, 1, 1, t_k]),
+    };
+    softmax(scores.mask_fill(hidden, f32::NEG_INFINITY), 3)
 }
 
 /// Keys (or queries) per tile in workgroup memory: the backward's dK/dV kernel holds two tiles
@@ -94,12 +120,19 @@ fn tile_rows(d: usize, shared_bytes: usize) -> u32 {
     rows as u32
 }
 
-fn kernel(name: &'static str, source: &'static str, d: usize, like: &CubeTensor) -> Wgsl {
+fn kernel(
+    name: &'static str,
+    source: &'static str,
+    d: usize,
+    causal: bool,
+    like: &CubeTensor,
+) -> Wgsl {
     Wgsl {
         name,
         source,
         params: vec![
             ("d", d as u32),
+            ("causal", causal as u32),
             ("br", ROWS),
             ("bc", tile_rows(d, shared_memory(like))),
         ],
@@ -119,6 +152,7 @@ pub(super) fn forward_cube(
     k: CubeTensor,
     v: CubeTensor,
     scale: f32,
+    causal: bool,
 ) -> (CubeTensor, CubeTensor) {
     let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
     let [b, h, t_q, d] = q.meta.shape().dims::<4>();
@@ -131,6 +165,7 @@ pub(super) fn forward_cube(
             "attention_forward",
             shader!("attention_forward", "uniform_sizes"),
             d,
+            causal,
             &q,
         ),
         ROWS,
@@ -150,6 +185,7 @@ pub(super) fn backward_cube(
     d_o: CubeTensor,
     lse: CubeTensor,
     scale: f32,
+    causal: bool,
 ) -> (CubeTensor, CubeTensor, CubeTensor) {
     let [q, k, v, o, d_o, lse] = [q, k, v, o, d_o, lse].map(into_contiguous);
     let [b, h, t_q, d] = q.meta.shape().dims::<4>();
@@ -166,6 +202,7 @@ pub(super) fn backward_cube(
             "attention_backward_dq",
             shader!("attention_backward_dq", "uniform_sizes"),
             d,
+            causal,
             &q,
         ),
         ROWS,
@@ -180,6 +217,7 @@ pub(super) fn backward_cube(
             "attention_backward_dkv",
             shader!("attention_backward_dkv", "uniform_sizes"),
             d,
+            causal,
             &q,
         ),
         ROWS,
@@ -192,7 +230,13 @@ pub(super) fn backward_cube(
 
 /// Output specs for the fusion decorator: `o` like `q`, `lse` without the head dimension.
 #[cfg(not(target_arch = "wasm32"))]
-pub(super) fn forward_meta(q: &Spec, _k: &Spec, _v: &Spec, _scale: &f32) -> (Spec, Spec) {
+pub(super) fn forward_meta(
+    q: &Spec,
+    _k: &Spec,
+    _v: &Spec,
+    _scale: &f32,
+    _causal: &bool,
+) -> (Spec, Spec) {
     let [b, h, t, _] = q.shape.dims::<4>();
     let lse = Spec::new([b, h, t].into(), q.dtype);
     (q.clone(), lse)
@@ -209,6 +253,7 @@ pub(super) fn backward_meta(
     _d_o: &Spec,
     _lse: &Spec,
     _scale: &f32,
+    _causal: &bool,
 ) -> (Spec, Spec, Spec) {
     (q.clone(), k.clone(), v.clone())
 }
@@ -219,12 +264,13 @@ pub(super) fn autodiff<B: KernelOps, C: CheckpointStrategy>(
     k: FloatTensor<Autodiff<B, C>>,
     v: FloatTensor<Autodiff<B, C>>,
     scale: f32,
+    causal: bool,
 ) -> FloatTensor<Autodiff<B, C>> {
     #[derive(Debug)]
     struct AttentionBackward;
 
     impl<B: KernelOps> Backward<B, 3> for AttentionBackward {
-        /// q, k, v, o, lse, scale.
+        /// q, k, v, o, lse, scale, causal.
         type State = (
             FloatTensor<B>,
             FloatTensor<B>,
@@ -232,12 +278,13 @@ pub(super) fn autodiff<B: KernelOps, C: CheckpointStrategy>(
             FloatTensor<B>,
             FloatTensor<B>,
             f32,
+            bool,
         );
 
         fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
             let d_o = grads.consume::<B>(&ops.node);
-            let (q, k, v, o, lse, scale) = ops.state;
-            let (dq, dk, dv) = B::flash_attention_backward(q, k, v, o, d_o, lse, scale);
+            let (q, k, v, o, lse, scale, causal) = ops.state;
+            let (dq, dk, dv) = B::flash_attention_backward(q, k, v, o, d_o, lse, scale, causal);
             for (parent, grad) in ops.parents.into_iter().zip([dq, dk, dv]) {
                 if let Some(node) = parent {
                     grads.register::<B>(node.id, grad);
@@ -253,9 +300,10 @@ pub(super) fn autodiff<B: KernelOps, C: CheckpointStrategy>(
     let (q, k, v) = (q.into_primitive(), k.into_primitive(), v.into_primitive());
     match prep {
         OpsKind::Tracked(prep) => {
-            let (o, lse) = B::flash_attention_forward(q.clone(), k.clone(), v.clone(), scale);
-            prep.finish((q, k, v, o.clone(), lse, scale), o)
+            let (o, lse) =
+                B::flash_attention_forward(q.clone(), k.clone(), v.clone(), scale, causal);
+            prep.finish((q, k, v, o.clone(), lse, scale, causal), o)
         }
-        OpsKind::UnTracked(prep) => prep.finish(B::flash_attention(q, k, v, scale)),
+        OpsKind::UnTracked(prep) => prep.finish(B::flash_attention(q, k, v, scale, causal)),
     }
 }

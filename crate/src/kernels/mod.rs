@@ -47,14 +47,16 @@ use burn::tensor::{DType, Shape};
 /// which fall back to the references where the kernels do not apply.
 #[backend_extension(Cube, Fusion: cfg(not(target_arch = "wasm32")), Autodiff)]
 pub trait KernelOps: Backend {
-    /// Causal attention of `q [B, H, T_q, D]` over `k, v [B, H, T_k, D]` (`T_q ≤ T_k`, queries are
-    /// the last `T_q` positions): the output `[B, H, T_q, D]` and the log-sum-exp `[B, H, T_q]`.
+    /// Attention of `q [B, H, T_q, D]` over `k, v [B, H, T_k, D]`, causal (`T_q ≤ T_k`, queries
+    /// are the last `T_q` positions) or bidirectional: the output `[B, H, T_q, D]` and the
+    /// log-sum-exp `[B, H, T_q]`.
     #[fusion(meta = attention::forward_meta)]
     fn flash_attention_forward(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         scale: f32,
+        causal: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// Gradients `(dq, dk, dv)` of [`KernelOps::flash_attention_forward`] given its output `o`, `lse`
@@ -69,6 +71,7 @@ pub trait KernelOps: Backend {
         d_o: FloatTensor<Self>,
         lse: FloatTensor<Self>,
         scale: f32,
+        causal: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// The differentiable op: attention's output alone.
@@ -78,8 +81,9 @@ pub trait KernelOps: Backend {
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         scale: f32,
+        causal: bool,
     ) -> FloatTensor<Self> {
-        Self::flash_attention_forward(q, k, v, scale).0
+        Self::flash_attention_forward(q, k, v, scale, causal).0
     }
 
     /// Softmax cross-entropy of each row of `logits [N, V]` against `targets [N]`: the per-row
@@ -166,8 +170,9 @@ impl KernelOps for CubeBackend {
         k: CubeTensor,
         v: CubeTensor,
         scale: f32,
+        causal: bool,
     ) -> (CubeTensor, CubeTensor) {
-        attention::forward_cube(q, k, v, scale)
+        attention::forward_cube(q, k, v, scale, causal)
     }
 
     fn flash_attention_backward(
@@ -178,8 +183,9 @@ impl KernelOps for CubeBackend {
         d_o: CubeTensor,
         lse: CubeTensor,
         scale: f32,
+        causal: bool,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        attention::backward_cube(q, k, v, o, d_o, lse, scale)
+        attention::backward_cube(q, k, v, o, d_o, lse, scale, causal)
     }
 
     fn cross_entropy_forward(logits: CubeTensor, targets: CubeTensor) -> (CubeTensor, CubeTensor) {
@@ -243,9 +249,15 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         scale: f32,
+        causal: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (o, lse) =
-            B::flash_attention_forward(Self::inner(q), Self::inner(k), Self::inner(v), scale);
+        let (o, lse) = B::flash_attention_forward(
+            Self::inner(q),
+            Self::inner(k),
+            Self::inner(v),
+            scale,
+            causal,
+        );
         (Self::from_inner(o), Self::from_inner(lse))
     }
 
@@ -257,9 +269,10 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         d_o: FloatTensor<Self>,
         lse: FloatTensor<Self>,
         scale: f32,
+        causal: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let [q, k, v, o, d_o, lse] = [q, k, v, o, d_o, lse].map(Self::inner);
-        let (dq, dk, dv) = B::flash_attention_backward(q, k, v, o, d_o, lse, scale);
+        let (dq, dk, dv) = B::flash_attention_backward(q, k, v, o, d_o, lse, scale, causal);
         (
             Self::from_inner(dq),
             Self::from_inner(dk),
@@ -272,8 +285,9 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         scale: f32,
+        causal: bool,
     ) -> FloatTensor<Self> {
-        attention::autodiff::<B, C>(q, k, v, scale)
+        attention::autodiff::<B, C>(q, k, v, scale, causal)
     }
 
     fn cross_entropy_forward(

@@ -118,3 +118,24 @@ pub fn assert_resume_is_exact(
     }
     (loaded, first)
 }
+
+/// Texts of letters from the first half of the alphabet are "early", from the second "late".
+pub fn separable(n: usize) -> String {
+    let mut csv = String::from("text,label\n");
+    let mut state = 12345u64;
+    let mut next = |m: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % m
+    };
+    for _ in 0..n {
+        let late = next(2) == 1;
+        let len = 4 + next(12) as usize;
+        let word: String = (0..len)
+            .map(|_| (b'a' + next(13) as u8 + if late { 13 } else { 0 }) as char)
+            .collect();
+        csv.push_str(&format!("{word},{}\n", if late { "late" } else { "early" }));
+    }
+    csv
+}
