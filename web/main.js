@@ -10,7 +10,7 @@ import { registerSW } from 'virtual:pwa-register';
 import * as storage from './storage.js';
 
 const $ = (id) => document.getElementById(id);
-const PRESETS = ['tiny', 'shakespeare-baby', 'shakespeare-char', 'tiny-lstm', 'shakespeare-lstm'];
+const PRESETS = ['tiny', 'shakespeare-baby', 'shakespeare-char', 'tiny-lstm', 'shakespeare-lstm', 'tiny-bert', 'shakespeare-bert'];
 /** The model and training fields: `data-key` names a key of the preset. */
 const fields = [...document.querySelectorAll('[data-key]')];
 /** The settings the page address gives (a shared link), checked. */
@@ -98,7 +98,8 @@ function plot(p) {
   $('progress').max = p.maxSteps;
   $('progress').value = p.step;
   $('step').textContent = `step ${p.step} / ${p.maxSteps} · loss ${p.loss.toFixed(3)}` +
-    (p.valLoss != null ? ` · val ${p.valLoss.toFixed(3)}` : '');
+    (p.valLoss != null ? ` · val ${p.valLoss.toFixed(3)}` : '') +
+    (p.maskedAccuracy != null ? ` · masked tokens right ${(100 * p.maskedAccuracy).toFixed(1)}%` : '');
   $('eta').textContent = p.step < p.maxSteps ? `ETA ${formatSeconds(p.eta)}` : 'done';
   page.step = p.step;
 }
@@ -219,6 +220,12 @@ $('backend').onchange = action(async () => {
 
 // ---- data and tokenizer -----------------------------------------------------------------------
 
+/**
+ * A classifier's pooling as chosen; an encoder has no last token to pool, so it reads [CLS]
+ * unless mean is chosen.
+ */
+const pooling = () => (page.preset?.model.arch === 'bert' && $('pooling').value === 'last' ? 'cls' : $('pooling').value);
+
 /** The finetuning choices: a classifier's pooling, and LoRA's settings when it is on. */
 function finetuneOptions() {
   const lora = $('lora').checked && {
@@ -226,7 +233,7 @@ function finetuneOptions() {
     alpha: Number($('lora-alpha').value),
     targets: $('lora-targets').value.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean),
   };
-  return { pooling: $('pooling').value, lora: lora || null };
+  return { pooling: pooling(), lora: lora || null };
 }
 
 /** Shows `note` in element `id` while `work` runs; on failure the element's text comes back. */
@@ -467,12 +474,18 @@ $('copy-link').onclick = action(async () => {
   }
 });
 
-/** Shows the panels of what the model does: chat for an instruction-tuned one, the classifier's. */
+/**
+ * Shows the panels of what the model does: chat for an instruction-tuned one, the classifier's,
+ * fill-in-the-blank for an encoder of text, generation for the rest.
+ */
 function showTask(preset) {
   page.task = preset.model.task;
+  const classify = page.task.kind === 'classify';
+  const encoder = preset.model.arch === 'bert';
   $('chat').hidden = page.task.kind !== 'chat';
-  $('classifier').hidden = page.task.kind !== 'classify';
-  $('generation').hidden = page.task.kind === 'classify';
+  $('classifier').hidden = !classify;
+  $('fill').hidden = classify || !encoder;
+  $('generation').hidden = classify || encoder;
   if (page.task.kind === 'classify') $('pooling').value = page.task.pooling;
 }
 
@@ -496,7 +509,7 @@ function showReport(r) {
 async function ensureConfigured() {
   if (!page.configured) {
     // A classifier's pooling is part of its task; the worker fills in the classes from the data.
-    page.preset.model.task = { kind: 'classify', classes: [], pooling: $('pooling').value };
+    page.preset.model.task = { kind: 'classify', classes: [], pooling: pooling() };
     const { preset, half } = await call(Request.configure, { preset: page.preset });
     page.preset.model.task = preset.model.task;
     page.half = half;
@@ -565,6 +578,15 @@ $('predict').onclick = action(async () => {
   $('prediction').replaceChildren(...probs.map(([c, p]) =>
     Object.assign(document.createElement('li'), { textContent: `${c}: ${(100 * p).toFixed(1)}%` })));
 }, (message) => { $('prediction').textContent = message; });
+
+$('fill-run').onclick = action(async () => {
+  const blanks = await call(Request.fill, { text: $('fill-text').value, k: 5 });
+  page.fill = blanks;
+  $('fill-results').replaceChildren(...blanks.map(({ guesses }) => Object.assign(
+    document.createElement('li'),
+    { textContent: guesses.map(([t, p]) => `${JSON.stringify(t)} ${(100 * p).toFixed(1)}%`).join(' · ') },
+  )));
+}, (message) => { $('fill-results').textContent = message; });
 
 $('chat-send').onclick = action(async () => {
   const prompt = $('chat-input').value;
@@ -778,7 +800,8 @@ $('demo-milton').onclick = action(async () => {
 // ---- comparing runs ----------------------------------------------------------------------------
 
 /** How the comparison names a model: its family, shape and size. */
-const modelLabel = (m, params) => `${m.arch === 'lstm' ? 'LSTM' : 'GPT'} ${m.n_layer}×${m.n_embd}` +
+const FAMILY = { gpt: 'GPT', bert: 'BERT', lstm: 'LSTM' };
+const modelLabel = (m, params) => `${FAMILY[m.arch] ?? 'GPT'} ${m.n_layer}×${m.n_embd}` +
   (params ? `, ${(params / 1e6).toFixed(2)}M` : '');
 
 $('compare-add').onclick = action(() => {
@@ -807,7 +830,7 @@ async function refreshSaved() {
     tr.dataset.name = c.name;
     const m = c.model;
     const task = [m.task && m.task.kind !== 'text' && m.task.kind, m.lora && `LoRA r${m.lora.rank}`].filter(Boolean);
-    const cells = [c.name, c.step, `${m.arch === 'lstm' ? 'LSTM ' : ''}${m.n_layer}×${m.n_embd}, ctx ${m.block_size}, vocab ${m.vocab_size}${task.map((t) => `, ${t}`).join('')}`,
+    const cells = [c.name, c.step, `${(m.arch ?? 'gpt') === 'gpt' ? '' : `${FAMILY[m.arch]} `}${m.n_layer}×${m.n_embd}, ctx ${m.block_size}, vocab ${m.vocab_size}${task.map((t) => `, ${t}`).join('')}`,
       kb(c.bytes), new Date(c.date).toLocaleString()];
     tr.append(...cells.map((text) => Object.assign(document.createElement('td'), { textContent: text })));
     const buttons = document.createElement('td');

@@ -75,6 +75,11 @@ export const Request = Object.freeze({
    * likely the model finds the text, token by token (the first token has no context).
    */
   score: 'score',
+  /**
+   * {text, k} → [{index, guesses: [[token, probability], ...]}, ...]: an encoder's k best
+   * guesses for each [MASK] in the text, most likely first.
+   */
+  fill: 'fill',
   /** {prompt, k} → [[token, probability], ...]: the k most likely next tokens, most likely first. */
   nextTokens: 'nextTokens',
   /**
@@ -111,7 +116,7 @@ export const Event = Object.freeze({
   reply: 'reply',
   /** {id, code, message}: code is the request type that failed (or 'train', 'panic'). */
   error: 'error',
-  /** {step, maxSteps, loss, valLoss?, report?, lr, tokensPerSec, stepMs, eta (seconds)} */
+  /** {step, maxSteps, loss, valLoss?, report?, maskedAccuracy?, lr, tokensPerSec, stepMs, eta (seconds)} */
   progress: 'progress',
   /** {step, text}: a sample from the model at an evaluation. */
   sample: 'sample',

@@ -82,6 +82,7 @@ const handlers = {
   )),
   [Request.evaluate]: async () => parse(await kiln.evaluate()),
   [Request.classify]: async ({ text }) => parse(await kiln.classify(text)),
+  [Request.fill]: async ({ text, k }) => parse(await kiln.fill(text, k)),
   [Request.buildTokenizer]: ({ kind, vocab_size }) =>
     parse(kiln.buildTokenizer(JSON.stringify(kind === 'bpe' ? { kind, vocab_size } : { kind }))),
   [Request.preset]: ({ name }) => parse(kiln.presetJson(name)),
@@ -194,8 +195,9 @@ async function train() {
       startStep ??= m.step - 1;
       const every = run.evalInterval;
       let report = null;
+      let maskedAccuracy = null;
       if (m.step === m.max_steps || (every > 0 && m.step % every === 0)) {
-        ({ valLoss: m.val_loss, report } = parse(await exclusive(() => kiln.evaluate())));
+        ({ valLoss: m.val_loss, report, maskedAccuracy } = parse(await exclusive(() => kiln.evaluate())));
       }
       const perStep = (performance.now() - started) / 1000 / (m.step - startStep);
       post({
@@ -205,13 +207,15 @@ async function train() {
         loss: m.loss,
         valLoss: m.val_loss ?? null,
         report,
+        maskedAccuracy,
         lr: m.lr,
         tokensPerSec: m.tokens_per_sec,
         stepMs,
         eta: perStep * (m.max_steps - m.step),
       });
-      // A classifier's report is its sample; a text model shows what it writes.
-      if (m.val_loss != null && !report) {
+      // A classifier's report is its sample, an encoder's its masked accuracy; a text model
+      // shows what it writes.
+      if (m.val_loss != null && !report && maskedAccuracy == null) {
         const text = await exclusive(() => kiln.generate('', JSON.stringify(SAMPLE), () => true));
         post({ type: Event.sample, step: m.step, text });
       }

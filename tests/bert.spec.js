@@ -1,0 +1,58 @@
+// The encoder family in the page: masked-LM pretraining on WebGPU (the bidirectional attention
+// kernels under the browser's WGSL compiler) with the fill-in-the-blank panel in place of
+// generation; then the pretrained encoder finetuned into a [CLS] classifier.
+import { expect, file, kiln, open, setField, test, train } from './helpers.js';
+
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+test('an encoder pretrains by masking on WebGPU and fills in the blanks', async ({ page }) => {
+  await open(page, '?backend=wgpu&preset=tiny-bert');
+  await expect(page.locator('[data-key="model.arch"]')).toHaveValue('bert');
+  await setField(page, 'train.lr', 0.01);
+  await train(page, 12, 12);
+  const history = await kiln(page, 'history');
+  const losses = history.map((p) => p.loss);
+  expect(mean(losses.slice(-3))).toBeLessThan(mean(losses.slice(0, 3)) - 0.2);
+  // Its evaluation counts the masked tokens it guesses; it writes no sample.
+  expect(history.at(-1).maskedAccuracy).toBeGreaterThan(0);
+  await expect(page.locator('#step')).toContainText('masked tokens right');
+  await expect(page.locator('#generation')).toBeHidden();
+  await expect(page.locator('#fill')).toBeVisible();
+
+  await page.fill('#fill-text', 'to be or [MASK]ot to [MASK]e');
+  await page.click('#fill-run');
+  await expect(page.locator('#fill-results li')).toHaveCount(2);
+  const blanks = await kiln(page, 'fill');
+  for (const { guesses } of blanks) {
+    expect(guesses).toHaveLength(5);
+    const probs = guesses.map(([, p]) => p);
+    expect(probs).toEqual([...probs].sort((a, b) => b - a));
+    expect(guesses.every(([t]) => !t.startsWith('['))).toBe(true);
+  }
+  await page.fill('#fill-text', 'no blank');
+  await page.click('#fill-run');
+  await expect(page.locator('#fill-results')).toContainText('write [MASK]');
+});
+
+test('a pretrained encoder finetunes into a [CLS] classifier', async ({ page }) => {
+  await open(page, '?backend=cpu&preset=tiny-bert');
+  await train(page, 20);
+  await page.check('#finetune');
+  // Letters from the first half of the alphabet are "early", from the second "late".
+  const rows = ['text,label'];
+  for (let i = 0; i < 120; i++) {
+    const letters = i % 2 ? 'nopqrstuvwxyz' : 'abcdefghijklm';
+    const word = [...Array(4 + (i % 7)).keys()].map((j) => letters[(i * 7 + j * 3) % 13]).join('');
+    rows.push(`${word},${i % 2 ? 'late' : 'early'}`);
+  }
+  await page.setInputFiles('#file', file('letters.csv', rows.join('\n')));
+  await expect(page.locator('#corpus-stats')).toContainText('classes: early, late');
+  await train(page, 60, 60);
+  expect(await kiln(page, 'task')).toEqual({ kind: 'classify', classes: ['early', 'late'], pooling: 'cls' });
+  await expect(page.locator('#classifier')).toBeVisible();
+  await expect(page.locator('#fill')).toBeHidden();
+  expect((await kiln(page, 'report')).accuracy).toBeGreaterThanOrEqual(0.9);
+  await page.fill('#predict-text', 'abcabc');
+  await page.click('#predict');
+  await expect(page.locator('#prediction li').first()).toContainText('early:');
+});
