@@ -13,19 +13,12 @@ use kiln::model::KvCache;
 use kiln::train::Trainer;
 use kiln::{Gpt, Preset, SampleConfig};
 
+use common::{floats, ids};
+
 fn lstm(vocab_size: usize) -> Preset {
     let mut p = preset("tiny-lstm").unwrap();
     p.model.vocab_size = vocab_size;
     p
-}
-
-fn ids(v: &[u32], device: &Device) -> Tensor<2, Int> {
-    let v: Vec<i64> = v.iter().map(|&i| i64::from(i)).collect();
-    Tensor::from_data(TensorData::new(v.clone(), [1, v.len()]), device)
-}
-
-fn floats(t: Tensor<3>) -> Vec<f32> {
-    t.into_data().try_to_vec::<f32>().unwrap()
 }
 
 #[test]

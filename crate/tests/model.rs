@@ -2,18 +2,12 @@
 
 mod common;
 
+use common::{floats, ids};
+
 use burn::module::Module;
 use burn::prelude::*;
 use kiln::config::Position;
 use kiln::model::{Gpt, KvCache};
-
-fn ids(v: &[i64], device: &Device) -> Tensor<2, Int> {
-    Tensor::from_data(TensorData::new(v.to_vec(), [1, v.len()]), device)
-}
-
-fn floats(t: Tensor<3>) -> Vec<f32> {
-    t.try_into_vec_as::<f32>().unwrap()
-}
 
 #[test]
 fn causal_mask_hides_the_future() {
@@ -22,7 +16,7 @@ fn causal_mask_hides_the_future() {
         let mut c = common::tiny(20).model;
         c.position = position;
         let model = Gpt::new(&c, 1, &device);
-        let seq: Vec<i64> = (0..16).map(|i| (i * 7 + 3) % 20).collect();
+        let seq: Vec<u32> = (0..16).map(|i| (i * 7 + 3) % 20).collect();
         let mut changed = seq.clone();
         changed[9] = (changed[9] + 1) % 20; // token t + 1 with t = 8
         let v = 20;
@@ -48,7 +42,7 @@ fn kv_cache_matches_full_recomputation() {
         let mut c = common::tiny(30).model;
         c.position = position;
         let model = Gpt::new(&c, 1, &device);
-        let mut seq: Vec<i64> = vec![1, 5, 9, 2];
+        let mut seq: Vec<u32> = vec![1, 5, 9, 2];
         let mut cache = KvCache::default();
         let mut pending = seq.clone();
         for step in 0..20 {
@@ -108,7 +102,7 @@ fn a_context_longer_than_block_size_is_an_error() {
     let device = Device::flex();
     let c = common::tiny(20).model;
     let model = Gpt::new(&c, 1, &device);
-    let seq: Vec<i64> = (0..c.block_size as i64 + 1).map(|i| i % 20).collect();
+    let seq: Vec<u32> = (0..c.block_size as u32 + 1).map(|i| i % 20).collect();
     let err = model.forward(ids(&seq, &device), None).unwrap_err();
     assert!(err.to_string().contains("block_size"), "{err}");
     assert!(model.forward(ids(&seq[1..], &device), None).is_ok());
@@ -125,8 +119,7 @@ fn a_context_longer_than_block_size_is_an_error() {
 /// The model's next-token distribution after `context`, from a plain softmax in f64.
 fn direct_probs(model: &Gpt, context: &[u32]) -> Vec<f64> {
     let device = Device::flex();
-    let context: Vec<i64> = context.iter().map(|&i| i as i64).collect();
-    let logits = floats(model.forward(ids(&context, &device), None).unwrap());
+    let logits = floats(model.forward(ids(context, &device), None).unwrap());
     let last = &logits[logits.len() - model.config().vocab_size..];
     let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let exp: Vec<f64> = last.iter().map(|&l| (l as f64 - max).exp()).collect();

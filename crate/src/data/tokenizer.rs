@@ -10,8 +10,12 @@
 use serde::{Deserialize, Serialize};
 use tokenizers::AddedToken;
 use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainer, Vocab};
+use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 
 use crate::error::{Error, Result};
@@ -24,6 +28,10 @@ pub enum TokenizerKind {
     Char,
     /// Byte-level BPE (GPT-2 style) with this many tokens, 256 bytes included.
     Bpe { vocab_size: usize },
+    /// WordPiece (BERT's), cased, with this many tokens, [`SPECIALS`] first (`[PAD]` is 0, as
+    /// in BERT). Words split at spaces and punctuation, so decoding joins them with single
+    /// spaces: line breaks and runs of spaces do not come back.
+    WordPiece { vocab_size: usize },
 }
 
 /// Smallest BPE vocabulary: the 256 byte tokens.
@@ -58,6 +66,7 @@ impl Specials {
 #[derive(Clone, Debug)]
 pub enum Tokenizer {
     Char(CharTokenizer),
+    /// A Hugging Face tokenizer: byte-level BPE (Kiln's or GPT-2's) or WordPiece.
     Bpe(Box<tokenizers::Tokenizer>),
 }
 
@@ -274,6 +283,33 @@ impl Tokenizer {
                 tokenizer
                     .train(&mut trainer, text.split_inclusive('\n'))
                     .map_err(|e| Error::Tokenizer(format!("BPE training failed: {e}")))?;
+                Ok(Self::Bpe(Box::new(tokenizer)))
+            }
+            TokenizerKind::WordPiece { vocab_size } => {
+                if vocab_size <= SPECIALS.len() {
+                    return Err(Error::Tokenizer(format!(
+                        "a WordPiece vocabulary needs more than its {} special tokens, got \
+                         {vocab_size}",
+                        SPECIALS.len()
+                    )));
+                }
+                let mut tokenizer = tokenizers::Tokenizer::new(WordPiece::default());
+                // Cased, accents kept: the corpus' own spelling.
+                tokenizer
+                    .with_normalizer(Some(BertNormalizer::new(true, true, Some(false), false)))
+                    .map_err(|e| Error::Tokenizer(e.to_string()))?;
+                tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+                tokenizer.with_decoder(Some(WordPieceDecoder::default()));
+                let mut trainer = TrainerWrapper::from(
+                    WordPieceTrainer::builder()
+                        .vocab_size(vocab_size)
+                        .special_tokens(SPECIALS.map(|s| AddedToken::from(s, true)).to_vec())
+                        .show_progress(false)
+                        .build(),
+                );
+                tokenizer
+                    .train(&mut trainer, text.lines())
+                    .map_err(|e| Error::Tokenizer(format!("WordPiece training failed: {e}")))?;
                 Ok(Self::Bpe(Box::new(tokenizer)))
             }
         }

@@ -71,6 +71,17 @@ pub fn tiny_losses(device: &Device, steps: usize) -> Vec<f32> {
     (0..steps).map(|_| trainer.step().unwrap().loss).collect()
 }
 
+/// Token ids as a batch of one row.
+pub fn ids(v: &[u32], device: &Device) -> Tensor<2, Int> {
+    let v: Vec<i64> = v.iter().map(|&i| i64::from(i)).collect();
+    Tensor::from_data(TensorData::new(v.clone(), [1, v.len()]), device)
+}
+
+/// A tensor's values on the host.
+pub fn floats(t: Tensor<3>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
 /// The largest absolute difference between two equally long slices.
 pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
