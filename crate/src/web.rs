@@ -381,6 +381,15 @@ pub async fn fill(text: String, k: usize) -> Result<String, JsError> {
     json(&blanks)
 }
 
+/// The Shakespeare-or-Milton set built from the two texts with `passages` passages per author,
+/// as JSON `{jsonl, text}`: the labelled lines with their split, and the training lines to
+/// pretrain on (see [`crate::data::authorship`]).
+#[wasm_bindgen]
+pub fn authorship(shakespeare: &str, milton: &str, passages: usize) -> Result<String, JsError> {
+    let set = crate::data::authorship::build(shakespeare, milton, passages).map_err(js)?;
+    json(&serde_json::json!({ "jsonl": set.jsonl, "text": set.text }))
+}
+
 /// A classifier's probability for each class of `text`, most likely first, as JSON
 /// `[[class, p], ...]`.
 #[wasm_bindgen]

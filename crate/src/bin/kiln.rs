@@ -54,6 +54,11 @@ enum Command {
     /// tokenizer.json or GPT-2's own tokenizer files: to pretrain GPT-2 small's shape from
     /// scratch (`train --init-from`), or a GPT-2-shaped model to test with.
     Init(InitArgs),
+    /// Who wrote this line, Shakespeare or Milton? Build the labelled set from the bundled texts
+    /// (written to --out), then compare, over several seeds, an encoder pretrained by masking
+    /// and finetuned, the same encoder finetuned from scratch, and a GPT pretrained and
+    /// finetuned: validation accuracy and macro-F1.
+    Authorship(AuthorshipArgs),
     /// Time training steps per preset and backend; print a table and optionally write JSON.
     Bench(BenchArgs),
     /// On wgpu: a training step with Kiln's WGSL kernels on and off, each kernel against the
@@ -78,10 +83,11 @@ struct TrainArgs {
     /// Override a model or training setting, e.g. --set n_layer=2 --set lr=3e-4.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
-    /// char, or bpe (byte-level BPE trained on the corpus).
+    /// char, bpe (byte-level BPE trained on the corpus) or wordpiece (BERT's, trained on it).
     #[arg(long, default_value = "char")]
     tokenizer: String,
-    /// BPE vocabulary size (256 byte tokens included).
+    /// BPE or WordPiece vocabulary size (BPE's 256 byte tokens, WordPiece's 5 special ones
+    /// included).
     #[arg(long, default_value_t = 512)]
     vocab_size: usize,
     #[arg(long, default_value = "cpu")]
@@ -270,6 +276,30 @@ struct ImportArgs {
 }
 
 #[derive(Args)]
+struct AuthorshipArgs {
+    /// Where the labelled set (authorship.jsonl) and the pretraining text (authorship.txt) go.
+    #[arg(long)]
+    out: PathBuf,
+    /// The encoder's preset; the GPT is the same shape with arch = gpt.
+    #[arg(long, default_value = "tiny-bert")]
+    preset: String,
+    /// Override a model or training setting of every run, e.g. --set n_embd=64.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    #[arg(long, default_value_t = 600)]
+    pretrain_steps: usize,
+    #[arg(long, default_value_t = 300)]
+    finetune_steps: usize,
+    /// Passages of 40 lines per author.
+    #[arg(long, default_value_t = 50)]
+    passages: usize,
+    #[arg(long, default_value = "cpu")]
+    backend: BackendKind,
+}
+
+#[derive(Args)]
 struct BenchArgs {
     #[arg(long, num_args = 1.., default_values = ["tiny", "shakespeare-baby"])]
     presets: Vec<String>,
@@ -416,6 +446,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Authorship(a) => authorship(a),
         Command::Bench(a) => bench(a),
         Command::BenchKernels(a) => bench_kernels(a),
     }
@@ -478,7 +509,10 @@ fn train(a: TrainArgs) -> Result<()> {
             "bpe" => TokenizerKind::Bpe {
                 vocab_size: a.vocab_size,
             },
-            other => bail!("unknown tokenizer \"{other}\"; choose char or bpe"),
+            "wordpiece" => TokenizerKind::WordPiece {
+                vocab_size: a.vocab_size,
+            },
+            other => bail!("unknown tokenizer \"{other}\"; choose char, bpe or wordpiece"),
         };
         let tokenizer = Tokenizer::train(kind, &data.text())?;
         Trainer::new(preset, tokenizer, &data, &device)?
@@ -620,6 +654,90 @@ fn train(a: TrainArgs) -> Result<()> {
             a.out.display()
         );
         std::process::exit(130);
+    }
+    Ok(())
+}
+
+fn authorship(a: AuthorshipArgs) -> Result<()> {
+    use kiln::data::authorship;
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("web/data/{name}.txt"))
+            .with_context(|| format!("reading the bundled web/data/{name}.txt"))
+    };
+    let set = authorship::build(&read("shakespeare")?, &read("milton")?, a.passages)?;
+    std::fs::create_dir_all(&a.out)?;
+    std::fs::write(a.out.join("authorship.jsonl"), &set.jsonl)?;
+    std::fs::write(a.out.join("authorship.txt"), &set.text)?;
+    let examples = Dataset::from_files(&[("authorship.jsonl", set.jsonl.as_bytes())])?;
+    let text = Dataset::from_files(&[("authorship.txt", set.text.as_bytes())])?;
+    let stats = examples.stats();
+    println!(
+        "{} training and {} validation lines (whole passages held out); pretraining on {} chars",
+        stats["train"],
+        stats["val"],
+        text.stats()["chars"]
+    );
+    let device = backend::open(a.backend)?;
+    // Every character of both sides, so no validation line has one the model cannot read.
+    let tokenizer = Tokenizer::train(TokenizerKind::Char, &examples.text())?;
+    let run = |arch: Arch, seed: u64, pretrain: bool| -> Result<kiln::train::ClassReport> {
+        let mut p = config::preset(&a.preset)?;
+        p.model.arch = arch;
+        for o in &a.overrides {
+            p.set(o)?;
+        }
+        p.train.seed = seed;
+        p.train.eval_interval = 0;
+        let classify = examples.task(Pooling::default_for(arch));
+        let mut trainer = if pretrain {
+            p.train.max_steps = a.pretrain_steps;
+            let mut lm = Trainer::new(p.clone(), tokenizer.clone(), &text, &device)?;
+            lm.run(|_, _| true)?;
+            let ckpt = Checkpoint::from_trainer(&lm)?;
+            p.model = ckpt.meta.model.clone();
+            p.model.task = classify;
+            p.train.max_steps = a.finetune_steps;
+            ckpt.finetune(&examples, p, &device)?
+        } else {
+            p.model.task = classify;
+            p.train.max_steps = a.finetune_steps;
+            Trainer::new(p, tokenizer.clone(), &examples, &device)?
+        };
+        trainer.run(|_, _| true)?;
+        trainer
+            .classify_validation()?
+            .context("a classifier reports on its validation lines")
+    };
+    let systems = [
+        ("encoder, pretrained by masking", Arch::Bert, true),
+        ("encoder, from scratch", Arch::Bert, false),
+        ("GPT, pretrained on the text", Arch::Gpt, true),
+    ];
+    println!("| system | seed | accuracy | macro-F1 |\n|---|---|---|---|");
+    let mut summary = Vec::new();
+    for (name, arch, pretrain) in systems {
+        let mut scores = Vec::new();
+        for seed in 0..a.seeds {
+            let r = run(arch, seed, pretrain)?;
+            println!(
+                "| {name} | {seed} | {:.3} | {:.3} |",
+                r.accuracy, r.macro_f1
+            );
+            scores.push((r.accuracy, r.macro_f1));
+        }
+        summary.push((name, scores));
+    }
+    println!("\n| system | accuracy (mean, min–max) | macro-F1 (mean, min–max) |\n|---|---|---|");
+    for (name, scores) in summary {
+        let stat = |f: fn(&(f32, f32)) -> f32| {
+            let v: Vec<f32> = scores.iter().map(f).collect();
+            let mean = v.iter().sum::<f32>() / v.len().max(1) as f32;
+            let (lo, hi) = v
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+            format!("{mean:.3} ({lo:.3}–{hi:.3})")
+        };
+        println!("| {name} | {} | {} |", stat(|s| s.0), stat(|s| s.1));
     }
     Ok(())
 }

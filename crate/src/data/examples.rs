@@ -1,6 +1,7 @@
 //! Examples for finetuning, one per line of a `.jsonl` (or row of a `.csv`) file:
 //! `{"prompt": ..., "completion": ...}` for instruction tuning, `{"text": ..., "label": ...}` for
-//! classification. Each becomes one padded row of `block_size` inputs and targets, where targets
+//! classification (with `"split": "train"` or `"validation"` on every line, the file's own split
+//! replaces the random one: e.g. one that keeps whole passages apart). Each becomes one padded row of `block_size` inputs and targets, where targets
 //! the loss must not see are [`IGNORE`]: the prompt, the padding, and for a classifier every
 //! position but the one it reads (whose target is the label's index): the text's last token for
 //! a GPT, `[CLS]` for an encoder.
@@ -82,6 +83,8 @@ enum Line {
     Labelled {
         text: String,
         label: serde_json::Value,
+        #[serde(default)]
+        split: Option<String>,
     },
 }
 
@@ -92,6 +95,8 @@ impl Examples {
         let err = |line: usize, msg: String| Error::Data(format!("{name}, line {line}: {msg}"));
         let mut instructions = Vec::new();
         let mut labelled = Vec::new();
+        // Each labelled line's own split (`Some(true)`: validation), where the file gives one.
+        let mut held_out: Vec<Option<bool>> = Vec::new();
         if name.to_lowercase().ends_with(".csv") {
             let mut reader = csv::Reader::from_reader(text.as_bytes());
             let headers = reader
@@ -112,6 +117,7 @@ impl Examples {
                     text: field(t),
                     label: field(l).trim().to_string(),
                 });
+                held_out.push(None);
             }
         } else {
             for (i, raw) in text.lines().enumerate() {
@@ -127,13 +133,28 @@ impl Examples {
                 })?;
                 match parsed {
                     Line::Instruction(x) => instructions.push(x),
-                    Line::Labelled { text, label } => labelled.push(Labelled {
-                        text,
-                        label: match label {
-                            serde_json::Value::String(s) => s,
-                            other => other.to_string(),
-                        },
-                    }),
+                    Line::Labelled { text, label, split } => {
+                        labelled.push(Labelled {
+                            text,
+                            label: match label {
+                                serde_json::Value::String(s) => s,
+                                other => other.to_string(),
+                            },
+                        });
+                        held_out.push(match split.as_deref() {
+                            None => None,
+                            Some("train") => Some(false),
+                            Some("validation" | "val" | "test") => Some(true),
+                            Some(other) => {
+                                return Err(err(
+                                    line,
+                                    format!(
+                                        "split is \"{other}\"; use \"train\" or \"validation\""
+                                    ),
+                                ));
+                            }
+                        });
+                    }
                 }
                 if !instructions.is_empty() && !labelled.is_empty() {
                     return Err(err(
@@ -173,7 +194,16 @@ impl Examples {
                     classes.len()
                 )));
             }
-            let (train, val) = split(name, labelled)?;
+            let (train, val) = match held_out.iter().filter(|s| s.is_some()).count() {
+                0 => split(name, labelled)?,
+                n if n == labelled.len() => own_split(name, labelled, &held_out)?,
+                _ => {
+                    return Err(Error::Data(format!(
+                        "{name}: some lines name their split and some do not; give every line \
+                         one, or none for a random split"
+                    )));
+                }
+            };
             Ok(Self::Labelled {
                 train,
                 val,
@@ -251,6 +281,23 @@ fn split<T>(name: &str, mut all: Vec<T>) -> Result<(Vec<T>, Vec<T>)> {
     let n_val = ((all.len() as f64 * (1.0 - TRAIN_FRACTION)).round() as usize).max(1);
     let train = all.split_off(n_val);
     Ok((train, all))
+}
+
+/// The file's own split: the examples marked held out validate.
+fn own_split<T>(name: &str, all: Vec<T>, held_out: &[Option<bool>]) -> Result<(Vec<T>, Vec<T>)> {
+    let (val, train): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .zip(held_out)
+        .partition(|(_, h)| **h == Some(true));
+    if train.is_empty() || val.is_empty() {
+        return Err(Error::Data(format!(
+            "{name} splits its examples {} for training, {} for validation; each needs one",
+            train.len(),
+            val.len()
+        )));
+    }
+    let strip = |v: Vec<(T, &Option<bool>)>| v.into_iter().map(|(x, _)| x).collect();
+    Ok((strip(train), strip(val)))
 }
 
 /// One example as model inputs and targets, both `block` long.
@@ -452,6 +499,22 @@ mod tests {
             msg("x.jsonl", "{\"prompt\":\"a\",\"completion\":\"b\"}\n")
                 .contains("at least one each")
         );
+        // A file's own split is kept as written.
+        let own = "{\"text\":\"a\",\"label\":\"x\",\"split\":\"train\"}\n\
+                   {\"text\":\"b\",\"label\":\"y\",\"split\":\"train\"}\n\
+                   {\"text\":\"c\",\"label\":\"x\",\"split\":\"validation\"}\n";
+        let Examples::Labelled { train, val, .. } = Examples::parse("s.jsonl", own).unwrap() else {
+            panic!("expected labelled")
+        };
+        let texts = |v: &[Labelled]| v.iter().map(|x| x.text.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            (texts(&train), texts(&val)),
+            (vec!["a".into(), "b".into()], vec!["c".to_string()])
+        );
+        let half = "{\"text\":\"a\",\"label\":\"x\",\"split\":\"train\"}\n{\"text\":\"b\",\"label\":\"y\"}\n";
+        assert!(msg("h.jsonl", half).contains("some lines name their split"));
+        let bad = "{\"text\":\"a\",\"label\":\"x\",\"split\":\"dev2\"}\n";
+        assert!(msg("b.jsonl", bad).contains("line 1: split is \"dev2\""));
         assert!(
             msg(
                 "x.jsonl",

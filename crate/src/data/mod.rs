@@ -1,6 +1,7 @@
 //! From file bytes to batches of token ids: `corpus` (text) or `examples` (finetuning pairs and
 //! labelled texts), together a `dataset` -> `tokenizer` -> `batcher`.
 
+pub mod authorship;
 pub mod batcher;
 pub mod corpus;
 pub mod dataset;

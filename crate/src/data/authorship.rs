@@ -1,0 +1,138 @@
+//! "Who wrote this line, Shakespeare or Milton?": a labelled set built from the two bundled
+//! corpora, for the encoder's classification lesson.
+//!
+//! A line is an example when it is verse or prose a reader could attribute (at least
+//! [`MIN_CHARS`] characters once trimmed; not a bracketed stage direction). Each author's lines
+//! are cut into passages of [`PASSAGE`] consecutive lines; the same number of passages is taken
+//! from each author, spread evenly over the text, and every [`HELD_OUT`]th of them validates.
+//! Whole passages stay on one side, so no validation line has its neighbours in training: the
+//! model must recognise the style, not recall the speech. The unlabelled training text (for
+//! pretraining) is the training passages alone.
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+
+/// Shortest line that counts, after trimming: speaker tags ("Ham.") and short replies carry
+/// little style.
+pub const MIN_CHARS: usize = 30;
+/// Consecutive lines per passage.
+pub const PASSAGE: usize = 40;
+/// One passage in this many validates.
+pub const HELD_OUT: usize = 10;
+
+/// The two authors' labels, as the classifier names its classes.
+pub const AUTHORS: [&str; 2] = ["milton", "shakespeare"];
+
+/// The labelled set and the text to pretrain on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Authorship {
+    /// `{"text", "label", "split"}` per line: the file a user can train a classifier on.
+    pub jsonl: String,
+    /// The training passages' lines of both authors, one per line.
+    pub text: String,
+}
+
+/// The lines of `text` that count as examples, trimmed.
+fn lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| l.chars().count() >= MIN_CHARS && !l.starts_with('['))
+        .collect()
+}
+
+/// Builds the set with `passages` passages per author (fewer if an author has fewer).
+pub fn build(shakespeare: &str, milton: &str, passages: usize) -> Result<Authorship> {
+    let by_author = [(AUTHORS[0], milton), (AUTHORS[1], shakespeare)].map(|(label, text)| {
+        let lines = lines(text);
+        let all: Vec<Vec<&str>> = lines.chunks_exact(PASSAGE).map(<[_]>::to_vec).collect();
+        (label, all)
+    });
+    let n = by_author
+        .iter()
+        .map(|(_, p)| p.len())
+        .min()
+        .unwrap_or(0)
+        .min(passages);
+    if n < HELD_OUT {
+        return Err(Error::Data(format!(
+            "the authorship set needs at least {HELD_OUT} passages of {PASSAGE} lines per author, \
+             found {n}"
+        )));
+    }
+    let (mut jsonl, mut text) = (String::new(), String::new());
+    for (label, all) in &by_author {
+        // n passages spread over the whole text.
+        for i in 0..n {
+            let passage = &all[i * all.len() / n];
+            let held_out = i % HELD_OUT == HELD_OUT - 1;
+            let split = if held_out { "validation" } else { "train" };
+            for line in passage {
+                jsonl.push_str(&json!({"text": line, "label": label, "split": split}).to_string());
+                jsonl.push('\n');
+                if !held_out {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    Ok(Authorship { jsonl, text })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::examples::Examples;
+
+    fn corpus(name: &str) -> String {
+        let path = format!("{}/../web/data/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(path).expect("bundled corpus")
+    }
+
+    /// Balanced classes, a tenth of the passages held out whole, no validation line in the
+    /// pretraining text, and no speaker tags or stage directions.
+    #[test]
+    fn the_split_keeps_passages_apart_and_the_classes_balanced() {
+        let set = build(&corpus("shakespeare"), &corpus("milton"), 50).unwrap();
+        let Examples::Labelled {
+            train,
+            val,
+            classes,
+        } = Examples::parse("authorship.jsonl", &set.jsonl).unwrap()
+        else {
+            panic!("expected labelled examples")
+        };
+        assert_eq!(classes, AUTHORS);
+        assert_eq!(
+            (train.len(), val.len()),
+            (2 * 45 * PASSAGE, 2 * 5 * PASSAGE)
+        );
+        for author in AUTHORS {
+            let count = |v: &[crate::data::examples::Labelled]| {
+                v.iter().filter(|x| x.label == author).count()
+            };
+            assert_eq!((count(&train), count(&val)), (45 * PASSAGE, 5 * PASSAGE));
+        }
+        // A held-out line reaches pretraining only as a repeat of a training line.
+        let pretraining: std::collections::HashSet<&str> = set.text.lines().collect();
+        for x in &val {
+            let repeated = train.iter().any(|t| t.text == x.text);
+            assert!(
+                repeated || !pretraining.contains(x.text.as_str()),
+                "held-out line {:?} is in the pretraining text",
+                x.text
+            );
+        }
+        for x in train.iter().chain(&val) {
+            assert!(x.text.chars().count() >= MIN_CHARS && !x.text.starts_with('['));
+        }
+        // Held-out lines come in whole passages: runs of PASSAGE consecutive lines.
+        let lines: Vec<&str> = set.jsonl.lines().collect();
+        for (i, chunk) in lines.chunks(PASSAGE).enumerate() {
+            let held: Vec<bool> = chunk.iter().map(|l| l.contains("\"validation\"")).collect();
+            assert!(held.iter().all(|&h| h == held[0]), "passage {i} is split");
+        }
+        assert!(build("short", "lines", 50).is_err());
+    }
+}
