@@ -359,10 +359,7 @@ pub async fn fill_async(
             c.block_size
         )));
     }
-    let row: Vec<u32> = encoder_ids(&ids, c.block_size, &specials)
-        .into_iter()
-        .map(|id| id as u32)
-        .collect();
+    let row = encoder_ids(&ids, c.block_size, &specials);
     let blanks: Vec<usize> = (0..row.len())
         .filter(|&i| row[i] == specials.mask)
         .collect();
@@ -423,10 +420,7 @@ pub async fn classify_async(
     let logits = match Layout::of(model.config().arch, tokenizer)? {
         Layout::Causal => last_logits(model.forward(tensor_of(&ids, device), None)?).await?,
         Layout::Encoder(s) => {
-            let row: Vec<u32> = encoder_ids(&ids, model.config().block_size, &s)
-                .into_iter()
-                .map(|id| id as u32)
-                .collect();
+            let row = encoder_ids(&ids, model.config().block_size, &s);
             let logits = model.forward(tensor_of(&row, device), None)?;
             let [_, _, n] = logits.dims();
             read_f32(logits.slice([0..1, 0..1, 0..n])).await?

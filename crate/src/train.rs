@@ -537,18 +537,45 @@ impl Trainer {
 
     /// Mean loss over `eval_steps` fixed validation batches, without gradients or dropout.
     pub async fn evaluate_async(&self) -> Result<f32> {
+        Ok(self.validation_async().await?.0)
+    }
+
+    /// [`Trainer::validation_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn validation(&self) -> Result<(f32, Option<f32>)> {
+        crate::backend::block_on(self.validation_async())
+    }
+
+    /// [`Trainer::evaluate_async`]'s loss and, for an encoder pretraining by masking, the share
+    /// of the masked tokens it guesses right (its most likely token), from the same pass.
+    pub async fn validation_async(&self) -> Result<(f32, Option<f32>)> {
         let c = &self.preset.train;
         let model = self.model.valid();
         let device = self.device.clone().inner();
+        let masked = matches!(self.val, Batches::Masked(_));
         let mut rng = step_rng(c.seed, EVAL_STREAM);
         let mut sum: Option<Tensor<1>> = None;
+        let (mut right, mut counted) = (0usize, 0usize);
         for _ in 0..c.eval_steps {
-            let (x, y, pad) = tensors(self.val.sample(&mut rng), self.pad(), &device);
-            let loss = model.loss(model.forward_padded(x, pad)?, y);
+            let batch = self.val.sample(&mut rng);
+            let targets = masked.then(|| batch.targets.clone());
+            let (x, y, pad) = tensors(batch, self.pad(), &device);
+            let logits = model.forward_padded(x, pad)?;
+            if let Some(targets) = targets {
+                let predicted = read_f32(logits.clone().argmax(2).float()).await?;
+                for (&t, &p) in targets.iter().zip(&predicted) {
+                    if t != IGNORE {
+                        counted += 1;
+                        right += usize::from(p as i64 == t);
+                    }
+                }
+            }
+            let loss = model.loss(logits, y);
             sum = Some(sum.map_or(loss.clone(), |s| s + loss));
         }
         let total = read_f32(sum.expect("eval_steps >= 1 is validated")).await?[0];
-        Ok(total / c.eval_steps as f32)
+        let accuracy = masked.then(|| right as f32 / counted.max(1) as f32);
+        Ok((total / c.eval_steps as f32, accuracy))
     }
 
     /// [`Trainer::classify_validation_async`], blocking (native only).
@@ -583,38 +610,6 @@ impl Trainer {
         Ok(Some(ClassReport::new(classes.clone(), &pairs)))
     }
 
-    /// [`Trainer::masked_accuracy_async`], blocking (native only).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn masked_accuracy(&self) -> Result<Option<f32>> {
-        crate::backend::block_on(self.masked_accuracy_async())
-    }
-
-    /// An encoder's masked-token accuracy over the validation batches of
-    /// [`Trainer::evaluate_async`] (`None` for a model that is not pretraining by masking).
-    pub async fn masked_accuracy_async(&self) -> Result<Option<f32>> {
-        if !matches!(self.val, Batches::Masked(_)) {
-            return Ok(None);
-        }
-        let c = &self.preset.train;
-        let model = self.model.valid();
-        let device = self.device.clone().inner();
-        let mut rng = step_rng(c.seed, EVAL_STREAM);
-        let (mut right, mut counted) = (0usize, 0usize);
-        for _ in 0..c.eval_steps {
-            let batch = self.val.sample(&mut rng);
-            let targets = batch.targets.clone();
-            let (x, _, _) = tensors(batch, None, &device);
-            let predicted = read_f32(model.forward(x, None)?.argmax(2).float()).await?;
-            for (&t, &p) in targets.iter().zip(&predicted) {
-                if t != IGNORE {
-                    counted += 1;
-                    right += usize::from(p as i64 == t);
-                }
-            }
-        }
-        Ok(Some(right as f32 / counted.max(1) as f32))
-    }
-
     /// The `[PAD]` token an encoder's rows may end in (`None` for other models).
     fn pad(&self) -> Option<u32> {
         match self.preset.model.arch {
@@ -633,9 +628,9 @@ impl Trainer {
             let mut m = self.step()?;
             let interval = self.preset.train.eval_interval;
             if m.step == m.max_steps || (interval > 0 && m.step % interval == 0) {
-                m.val_loss = Some(self.evaluate()?);
+                let (loss, masked_accuracy) = self.validation()?;
+                (m.val_loss, m.masked_accuracy) = (Some(loss), masked_accuracy);
                 m.report = self.classify_validation()?;
-                m.masked_accuracy = self.masked_accuracy()?;
             }
             if !on_metrics(&m, self) {
                 break;

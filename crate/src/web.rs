@@ -359,11 +359,10 @@ pub async fn train_step() -> Result<String, JsError> {
 /// the share of masked tokens it guesses (each null otherwise).
 #[wasm_bindgen]
 pub async fn evaluate() -> Result<String, JsError> {
-    let (loss, report, masked) = with_trainer(async |t| {
+    let ((loss, masked), report) = with_trainer(async |t| {
         Ok((
-            t.evaluate_async().await?,
+            t.validation_async().await?,
             t.classify_validation_async().await?,
-            t.masked_accuracy_async().await?,
         ))
     })
     .await?;

@@ -16,9 +16,7 @@ use kiln::{Gpt, Preset, SampleConfig};
 use common::{floats, ids};
 
 fn bert(vocab_size: usize) -> Preset {
-    let mut p = preset("tiny-bert").unwrap();
-    p.model.vocab_size = vocab_size;
-    p
+    common::sized("tiny-bert", vocab_size)
 }
 
 #[test]

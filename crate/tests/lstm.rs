@@ -16,9 +16,7 @@ use kiln::{Gpt, Preset, SampleConfig};
 use common::{floats, ids};
 
 fn lstm(vocab_size: usize) -> Preset {
-    let mut p = preset("tiny-lstm").unwrap();
-    p.model.vocab_size = vocab_size;
-    p
+    common::sized("tiny-lstm", vocab_size)
 }
 
 #[test]

@@ -346,7 +346,10 @@ pub fn labelled_row(
             let last = ids.len() - 1;
             (ids, last, 0)
         }
-        Layout::Encoder(s) => (encoder_ids(&ids, block, &s), 0, s.pad as i64),
+        Layout::Encoder(s) => {
+            let ids = encoder_ids(&ids, block, &s).into_iter().map(i64::from);
+            (ids.collect(), 0, s.pad as i64)
+        }
     };
     let mut row = padded(&ids, block, pad);
     if let Some(class) = class {
@@ -356,12 +359,9 @@ pub fn labelled_row(
 }
 
 /// `[CLS] ids [SEP]`, the ids cut to fit in `block` tokens.
-pub fn encoder_ids(ids: &[u32], block: usize, s: &Specials) -> Vec<i64> {
-    let text = ids.iter().take(block.saturating_sub(2)).map(|&t| t as i64);
-    std::iter::once(s.cls as i64)
-        .chain(text)
-        .chain([s.sep as i64])
-        .collect()
+pub fn encoder_ids(ids: &[u32], block: usize, s: &Specials) -> Vec<u32> {
+    let text = ids.iter().take(block.saturating_sub(2)).copied();
+    std::iter::once(s.cls).chain(text).chain([s.sep]).collect()
 }
 
 /// `ids` padded with `pad` to `block`, all targets [`IGNORE`]. Causal attention keeps the

@@ -98,11 +98,11 @@ impl CharTokenizer {
 
     /// The special token `text` starts with, if the vocabulary has them: its id and length.
     fn special_at(&self, text: &str) -> Option<(u32, usize)> {
-        let n = self.chars.len() as u32;
-        SPECIALS
-            .iter()
-            .position(|s| self.specials && text.starts_with(s))
-            .map(|i| (n + i as u32, SPECIALS[i].len()))
+        if !(self.specials && text.starts_with('[')) {
+            return None;
+        }
+        let i = SPECIALS.iter().position(|s| text.starts_with(s))?;
+        Some((self.chars.len() as u32 + i as u32, SPECIALS[i].len()))
     }
 
     /// One id per character, and one per special token written out (`[MASK]`). An unseen

