@@ -150,10 +150,19 @@ fn main() -> Result<()> {
     }
 }
 
-/// Runs the `kiln` CLI. It is built as part of the workspace, as `cargo test --workspace` builds
-/// it: `-p kiln` alone would unify dependency features differently and rebuild Burn.
+/// Runs the `kiln` CLI. It is built as `cargo test --workspace` builds it: for the whole
+/// workspace (`-p kiln` alone would unify dependency features differently) and with the test
+/// profile, whose settings are dev's; under the dev profile's own name Cargo rebuilt every
+/// dependency, 20 minutes of a cold CI run.
 fn kiln(args: &[&str]) -> Result<()> {
-    cargo(&["build", "--quiet", "--workspace", "--bins"])?;
+    cargo(&[
+        "build",
+        "--quiet",
+        "--profile",
+        "test",
+        "--workspace",
+        "--bins",
+    ])?;
     run(Command::new(target_dir().join("debug/kiln")).args(args))
 }
 
