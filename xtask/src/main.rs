@@ -150,10 +150,11 @@ fn main() -> Result<()> {
     }
 }
 
-/// Runs the `kiln` CLI. It is built as `cargo test --workspace` builds it: for the whole
-/// workspace (`-p kiln` alone would unify dependency features differently) and with the test
-/// profile, whose settings are dev's; under the dev profile's own name Cargo rebuilt every
-/// dependency, 20 minutes of a cold CI run.
+/// Runs the `kiln` CLI. It is built as `cargo test --workspace` builds it, so that after the
+/// tests nothing is compiled again: for the whole workspace with its tests (the tests'
+/// dev-dependencies change the features of shared dependencies, and `-p kiln` alone unifies them
+/// differently again) and with the test profile, whose settings are dev's. Any difference made
+/// Cargo rebuild every dependency: 20 minutes of a cold CI run.
 fn kiln(args: &[&str]) -> Result<()> {
     cargo(&[
         "build",
@@ -162,6 +163,7 @@ fn kiln(args: &[&str]) -> Result<()> {
         "test",
         "--workspace",
         "--bins",
+        "--tests",
     ])?;
     run(Command::new(target_dir().join("debug/kiln")).args(args))
 }
