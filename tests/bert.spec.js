@@ -1,6 +1,7 @@
 // The encoder family in the page: masked-LM pretraining on WebGPU (the bidirectional attention
 // kernels under the browser's WGSL compiler) with the fill-in-the-blank panel in place of
-// generation; then the pretrained encoder finetuned into a [CLS] classifier.
+// generation; then the pretrained encoder finetuned into a [CLS] classifier; WordPiece; and the
+// one-button "who wrote this line" demo.
 import { expect, file, kiln, open, setField, test, train } from './helpers.js';
 
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -55,4 +56,39 @@ test('a pretrained encoder finetunes into a [CLS] classifier', async ({ page }) 
   await page.fill('#predict-text', 'abcabc');
   await page.click('#predict');
   await expect(page.locator('#prediction li').first()).toContainText('early:');
+});
+
+test('an encoder on WordPiece, chosen by the shared link, fills blanks with word pieces', async ({ page }) => {
+  await open(page, '?backend=cpu&preset=tiny-bert&tokenizer=wordpiece&vocab=400');
+  await expect(page.locator('#tok-kind')).toHaveValue('wordpiece');
+  await expect(page.locator('#tok-stats')).toHaveText('400 tokens');
+  await train(page, 10);
+  await page.fill('#fill-text', 'to be or not to [MASK]');
+  await page.click('#fill-run');
+  const [{ guesses }] = await kiln(page, 'fill');
+  expect(guesses).toHaveLength(5);
+  // Pieces of words: letters (a "##" prefix continues a word) or punctuation, no specials.
+  for (const [piece] of guesses) expect(piece).toMatch(/^(##)?[^\s[]+$/);
+});
+
+/** The demo's steps per phase, and the held-out accuracy its pretrained encoder must reach. */
+const AUTHORSHIP_STEPS = 100;
+const AUTHORSHIP_BOUND = 0.6;
+
+test('the authorship demo tells Shakespeare from Milton on held-out passages', async ({ page }) => {
+  await open(page, '?backend=cpu&preset=authorship-bert');
+  await setField(page, 'train.max_steps', AUTHORSHIP_STEPS);
+  await setField(page, 'train.eval_interval', 0);
+  await page.fill('#authorship-passages', '20');
+  await page.click('#demo-authorship');
+  await expect(page.locator('#authorship-result')).toContainText('then finetuned', { timeout: 6 * 60_000 });
+  const { scratch, pretrained } = await kiln(page, 'authorship');
+  // 20 passages per author: 2 of 40 lines each held out.
+  expect([scratch.examples, pretrained.examples]).toEqual([160, 160]);
+  expect(pretrained.accuracy).toBeGreaterThanOrEqual(AUTHORSHIP_BOUND);
+  expect(await kiln(page, 'task')).toEqual({ kind: 'classify', classes: ['milton', 'shakespeare'], pooling: 'cls' });
+  await expect(page.locator('#classifier')).toBeVisible();
+  await page.fill('#predict-text', 'Of Man\'s first disobedience, and the fruit');
+  await page.click('#predict');
+  await expect(page.locator('#prediction li')).toHaveCount(2);
 });

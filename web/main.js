@@ -10,7 +10,7 @@ import { registerSW } from 'virtual:pwa-register';
 import * as storage from './storage.js';
 
 const $ = (id) => document.getElementById(id);
-const PRESETS = ['tiny', 'shakespeare-baby', 'shakespeare-char', 'tiny-lstm', 'shakespeare-lstm', 'tiny-bert', 'shakespeare-bert'];
+const PRESETS = ['tiny', 'shakespeare-baby', 'shakespeare-char', 'tiny-lstm', 'shakespeare-lstm', 'tiny-bert', 'shakespeare-bert', 'authorship-bert'];
 /** The model and training fields: `data-key` names a key of the preset. */
 const fields = [...document.querySelectorAll('[data-key]')];
 /** The settings the page address gives (a shared link), checked. */
@@ -384,7 +384,7 @@ async function buildTokenizer() {
   await describe();
 }
 $('build-tok').onclick = action(buildTokenizer);
-$('tok-kind').onchange = () => { $('bpe-vocab').disabled = $('tok-kind').value !== 'bpe'; };
+$('tok-kind').onchange = () => { $('bpe-vocab').disabled = $('tok-kind').value === 'char'; };
 
 // ---- model configuration ----------------------------------------------------------------------
 
@@ -794,6 +794,42 @@ $('demo-milton').onclick = action(async () => {
     result(`Milton validation loss: ${before.toFixed(3)} before finetuning, ${after.toFixed(3)} after.`);
   } finally {
     $('demo-milton').disabled = false;
+  }
+});
+
+// ---- demo: who wrote this line, Shakespeare or Milton? ------------------------------------------
+
+/** Trains the configured classifier to its last step and returns its validation report. */
+async function classifierReport() {
+  await trainToEnd();
+  return (await call(Request.evaluate)).report;
+}
+
+$('demo-authorship').onclick = action(async () => {
+  $('demo-authorship').disabled = true;
+  const result = (text) => { $('authorship-result').textContent = text; };
+  const scores = (r) => `accuracy ${(100 * r.accuracy).toFixed(1)}%, macro-F1 ${r.macro_f1.toFixed(3)}`;
+  try {
+    if ($('preset').value !== 'authorship-bert') await usePreset('authorship-bert');
+    const [shakespeare, milton] = await Promise.all([defaultCorpusUrl, miltonUrl]
+      .map(async (url) => new TextDecoder().decode(await fetchBytes(url))));
+    const set = await call(Request.authorship, { shakespeare, milton, passages: Number($('authorship-passages').value) });
+    const file = (name, text) => [{ name, bytes: new TextEncoder().encode(text) }];
+    result('Training the encoder on the labels from scratch…');
+    await loadCorpus(file('authorship.jsonl', set.jsonl), false);
+    const scratch = await classifierReport();
+    result(`From scratch: ${scores(scratch)}. Pretraining by masking on the training passages…`);
+    // Characters only held-out lines use become [UNK], as in BERT.
+    await loadCorpus(file('authorship.txt', set.text), false);
+    await trainToEnd();
+    result(`From scratch: ${scores(scratch)}. Finetuning the pretrained encoder on the labels…`);
+    await loadCorpus(file('authorship.jsonl', set.jsonl), true);
+    const pretrained = await classifierReport();
+    page.authorship = { scratch, pretrained };
+    result(`On ${pretrained.examples} held-out lines: from scratch ${scores(scratch)}; ` +
+      `pretrained by masking, then finetuned ${scores(pretrained)}.`);
+  } finally {
+    $('demo-authorship').disabled = false;
   }
 });
 

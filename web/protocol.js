@@ -17,8 +17,14 @@ export const Request = Object.freeze({
    * character it knows) replaces characters a char tokenizer never saw.
    */
   loadCorpus: 'loadCorpus',
-  /** {kind: 'char'} | {kind: 'bpe', vocab_size} → {vocabSize} */
+  /** {kind: 'char'} | {kind: 'bpe' | 'wordpiece', vocab_size} → {vocabSize} */
   buildTokenizer: 'buildTokenizer',
+  /**
+   * {shakespeare, milton, passages} → {jsonl, text}: the authorship set built from the two texts
+   * (labelled lines with their split, `passages` passages per author) and the training passages'
+   * text to pretrain on.
+   */
+  authorship: 'authorship',
   /** {name} → preset ({model, train}) */
   preset: 'preset',
   /**

@@ -4,7 +4,7 @@
 
 /** Settings kept in elements by id: URL name → [element id, kind]. */
 const ELEMENTS = {
-  tokenizer: ['tok-kind', ['char', 'bpe']],
+  tokenizer: ['tok-kind', ['char', 'bpe', 'wordpiece']],
   vocab: ['bpe-vocab', 'integer'],
   temperature: ['temperature', 'number'],
   top_k: ['top-k', 'integer'],

@@ -84,7 +84,8 @@ const handlers = {
   [Request.classify]: async ({ text }) => parse(await kiln.classify(text)),
   [Request.fill]: async ({ text, k }) => parse(await kiln.fill(text, k)),
   [Request.buildTokenizer]: ({ kind, vocab_size }) =>
-    parse(kiln.buildTokenizer(JSON.stringify(kind === 'bpe' ? { kind, vocab_size } : { kind }))),
+    parse(kiln.buildTokenizer(JSON.stringify(kind === 'char' ? { kind } : { kind, vocab_size }))),
+  [Request.authorship]: ({ shakespeare, milton, passages }) => parse(kiln.authorship(shakespeare, milton, passages)),
   [Request.preset]: ({ name }) => parse(kiln.presetJson(name)),
   [Request.describe]: ({ preset }) => parse(kiln.describe(JSON.stringify(preset))),
   [Request.configure]({ preset }) {

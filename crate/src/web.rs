@@ -263,8 +263,8 @@ pub async fn load_corpus(
     json(&stats)
 }
 
-/// Builds a tokenizer on the corpus from `{"kind":"char"}` or `{"kind":"bpe","vocab_size":N}`.
-/// Returns `{vocabSize}` as JSON.
+/// Builds a tokenizer on the corpus from `{"kind":"char"}` or
+/// `{"kind":"bpe"|"wordpiece","vocab_size":N}`. Returns `{vocabSize}` as JSON.
 #[wasm_bindgen(js_name = buildTokenizer)]
 pub fn build_tokenizer(kind_json: &str) -> Result<String, JsError> {
     let kind: TokenizerKind = serde_json::from_str(kind_json).map_err(js)?;

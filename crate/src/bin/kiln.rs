@@ -281,7 +281,7 @@ struct AuthorshipArgs {
     #[arg(long)]
     out: PathBuf,
     /// The encoder's preset; the GPT is the same shape with arch = gpt.
-    #[arg(long, default_value = "tiny-bert")]
+    #[arg(long, default_value = "authorship-bert")]
     preset: String,
     /// Override a model or training setting of every run, e.g. --set n_embd=64.
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -678,8 +678,11 @@ fn authorship(a: AuthorshipArgs) -> Result<()> {
         text.stats()["chars"]
     );
     let device = backend::open(a.backend)?;
-    // Every character of both sides, so no validation line has one the model cannot read.
-    let tokenizer = Tokenizer::train(TokenizerKind::Char, &examples.text())?;
+    // Every character of both books, so no line has one the model cannot read.
+    let tokenizer = Tokenizer::train(
+        TokenizerKind::Char,
+        &format!("{}{}", text.text(), examples.text()),
+    )?;
     let run = |arch: Arch, seed: u64, pretrain: bool| -> Result<kiln::train::ClassReport> {
         let mut p = config::preset(&a.preset)?;
         p.model.arch = arch;

@@ -6,8 +6,8 @@
 //! are cut into passages of [`PASSAGE`] consecutive lines; the same number of passages is taken
 //! from each author, spread evenly over the text, and every [`HELD_OUT`]th of them validates.
 //! Whole passages stay on one side, so no validation line has its neighbours in training: the
-//! model must recognise the style, not recall the speech. The unlabelled training text (for
-//! pretraining) is the training passages alone.
+//! model must recognise the style, not recall the speech. The unlabelled text to pretrain on is
+//! both books without the held-out passages: far more text than labels, as in BERT's recipe.
 
 use serde_json::json;
 
@@ -29,7 +29,7 @@ pub const AUTHORS: [&str; 2] = ["milton", "shakespeare"];
 pub struct Authorship {
     /// `{"text", "label", "split"}` per line: the file a user can train a classifier on.
     pub jsonl: String,
-    /// The training passages' lines of both authors, one per line.
+    /// Every counted line of both authors outside the held-out passages, one per line.
     pub text: String,
 }
 
@@ -43,14 +43,13 @@ fn lines(text: &str) -> Vec<&str> {
 
 /// Builds the set with `passages` passages per author (fewer if an author has fewer).
 pub fn build(shakespeare: &str, milton: &str, passages: usize) -> Result<Authorship> {
-    let by_author = [(AUTHORS[0], milton), (AUTHORS[1], shakespeare)].map(|(label, text)| {
-        let lines = lines(text);
-        let all: Vec<Vec<&str>> = lines.chunks_exact(PASSAGE).map(<[_]>::to_vec).collect();
-        (label, all)
-    });
+    let by_author = [
+        (AUTHORS[0], lines(milton)),
+        (AUTHORS[1], lines(shakespeare)),
+    ];
     let n = by_author
         .iter()
-        .map(|(_, p)| p.len())
+        .map(|(_, l)| l.len() / PASSAGE)
         .min()
         .unwrap_or(0)
         .min(passages);
@@ -61,16 +60,24 @@ pub fn build(shakespeare: &str, milton: &str, passages: usize) -> Result<Authors
         )));
     }
     let (mut jsonl, mut text) = (String::new(), String::new());
-    for (label, all) in &by_author {
-        // n passages spread over the whole text.
-        for i in 0..n {
-            let passage = &all[i * all.len() / n];
-            let held_out = i % HELD_OUT == HELD_OUT - 1;
+    for (label, lines) in &by_author {
+        let passages: Vec<&[&str]> = lines.chunks(PASSAGE).collect();
+        let whole = lines.len() / PASSAGE;
+        // n whole passages spread over the text; every HELD_OUT-th validates.
+        let chosen: Vec<(usize, bool)> = (0..n)
+            .map(|i| (i * whole / n, i % HELD_OUT == HELD_OUT - 1))
+            .collect();
+        for &(p, held_out) in &chosen {
             let split = if held_out { "validation" } else { "train" };
-            for line in passage {
+            for line in passages[p] {
                 jsonl.push_str(&json!({"text": line, "label": label, "split": split}).to_string());
                 jsonl.push('\n');
-                if !held_out {
+            }
+        }
+        let held: Vec<usize> = chosen.iter().filter(|c| c.1).map(|c| c.0).collect();
+        for (p, passage) in passages.iter().enumerate() {
+            if !held.contains(&p) {
+                for line in *passage {
                     text.push_str(line);
                     text.push('\n');
                 }
@@ -114,16 +121,33 @@ mod tests {
             };
             assert_eq!((count(&train), count(&val)), (45 * PASSAGE, 5 * PASSAGE));
         }
-        // A held-out line reaches pretraining only as a repeat of a training line.
-        let pretraining: std::collections::HashSet<&str> = set.text.lines().collect();
+        // A held-out line reaches pretraining only where the same words recur elsewhere; the
+        // rest of both books does, labelled or not.
+        let (shakespeare, milton) = (corpus("shakespeare"), corpus("milton"));
+        let count = |lines: Vec<&str>| {
+            let mut counts = std::collections::HashMap::<String, usize>::new();
+            for l in lines {
+                *counts.entry(l.to_string()).or_default() += 1;
+            }
+            counts
+        };
+        let all = count(
+            lines(&shakespeare)
+                .into_iter()
+                .chain(lines(&milton))
+                .collect(),
+        );
+        let pretraining = count(set.text.lines().collect());
         for x in &val {
-            let repeated = train.iter().any(|t| t.text == x.text);
             assert!(
-                repeated || !pretraining.contains(x.text.as_str()),
+                pretraining.get(&x.text).unwrap_or(&0) < &all[&x.text],
                 "held-out line {:?} is in the pretraining text",
                 x.text
             );
         }
+        assert!(train.iter().all(|x| pretraining.contains_key(&x.text)));
+        let total = |c: &std::collections::HashMap<String, usize>| c.values().sum::<usize>();
+        assert_eq!(total(&pretraining), total(&all) - val.len());
         for x in train.iter().chain(&val) {
             assert!(x.text.chars().count() >= MIN_CHARS && !x.text.starts_with('['));
         }
