@@ -1,6 +1,7 @@
 // The page's benchmark (run by `cargo xtask bench` after it builds dist/): in Debian's Chromium,
 // the time from navigation to "ready to train" and to the first finished training step, and the
-// training speed of `tiny` on each backend. Prints a table and writes bench-web.json.
+// training speed of each model family at one size (`tiny`, `tiny-bert`, `tiny-lstm`) on each
+// backend. Prints a table and writes bench-web.json.
 // `node web/bench.js kernels` (run by `cargo xtask bench kernels`) instead times the WGSL kernels
 // against Burn's ops on WebGPU, plus the FMA peak and matmul, and writes bench-kernels-web.json.
 import { writeFileSync } from 'node:fs';
@@ -15,10 +16,13 @@ const stopServer = startPreview(PORT);
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-/** Opens the page on `backend`, trains `tiny` for STEPS steps right when it is ready. */
-async function measure(browser, backend) {
+/** The families' presets of one size. */
+const PRESETS = ['tiny', 'tiny-bert', 'tiny-lstm'];
+
+/** Opens the page on `backend`, trains `preset` for STEPS steps right when it is ready. */
+async function measure(browser, backend, preset) {
   const page = await browser.newPage();
-  await page.goto(`http://127.0.0.1:${PORT}/?backend=${backend}&preset=tiny`);
+  await page.goto(`http://127.0.0.1:${PORT}/?backend=${backend}&preset=${preset}`);
   await page.waitForSelector('body[data-ready=true]', { timeout: 120_000 });
   await page.fill('[data-key="train.max_steps"]', String(STEPS));
   await page.fill('[data-key="train.eval_interval"]', '0');
@@ -34,6 +38,7 @@ async function measure(browser, backend) {
   // Steady state: the first steps compile shaders.
   const steady = r.history.slice(2);
   return {
+    preset,
     backend: backend === 'wgpu' ? `WebGPU (${r.adapter})` : 'CPU (wasm)',
     ready_ms: Math.round(r.ready),
     first_step_ms: Math.round(r.firstStep),
@@ -87,10 +92,12 @@ try {
     await kernels(browser);
   } else {
     const rows = [];
-    for (const backend of ['wgpu', 'cpu']) rows.push(await measure(browser, backend));
-    console.log('\n| page, tiny | load → ready | load → first step done | ms/step | tokens/s |\n|---|---|---|---|---|');
+    for (const preset of PRESETS) {
+      for (const backend of ['wgpu', 'cpu']) rows.push(await measure(browser, backend, preset));
+    }
+    console.log('\n| page | backend | load → ready | load → first step done | ms/step | tokens/s |\n|---|---|---|---|---|---|');
     for (const r of rows) {
-      console.log(`| ${r.backend} | ${r.ready_ms} ms | ${r.first_step_ms} ms | ${r.ms_per_step} | ${r.tokens_per_sec} |`);
+      console.log(`| ${r.preset} | ${r.backend} | ${r.ready_ms} ms | ${r.first_step_ms} ms | ${r.ms_per_step} | ${r.tokens_per_sec} |`);
     }
     writeFileSync('bench-web.json', JSON.stringify(rows, null, 2));
   }
