@@ -292,6 +292,10 @@ struct AuthorshipArgs {
     pretrain_steps: usize,
     #[arg(long, default_value_t = 300)]
     finetune_steps: usize,
+    /// Peak learning rate when finetuning a pretrained model (default: the preset's, as
+    /// training from scratch uses).
+    #[arg(long)]
+    finetune_lr: Option<f64>,
     /// Passages of 40 lines per author.
     #[arg(long, default_value_t = 50)]
     passages: usize,
@@ -700,6 +704,7 @@ fn authorship(a: AuthorshipArgs) -> Result<()> {
             p.model = ckpt.meta.model.clone();
             p.model.task = classify;
             p.train.max_steps = a.finetune_steps;
+            p.train.lr = a.finetune_lr.unwrap_or(p.train.lr);
             ckpt.finetune(&examples, p, &device)?
         } else {
             p.model.task = classify;
