@@ -818,7 +818,7 @@ $('demo-authorship').onclick = action(async () => {
     result('Training the encoder on the labels from scratch…');
     await loadCorpus(file('authorship.jsonl', set.jsonl), false);
     const scratch = await classifierReport();
-    result(`From scratch: ${scores(scratch)}. Pretraining by masking on the training passages…`);
+    result(`From scratch: ${scores(scratch)}. Pretraining by masking on both books, the held-out passages excepted…`);
     // Characters only held-out lines use become [UNK], as in BERT.
     await loadCorpus(file('authorship.txt', set.text), false);
     await trainToEnd();
