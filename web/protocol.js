@@ -21,8 +21,8 @@ export const Request = Object.freeze({
   buildTokenizer: 'buildTokenizer',
   /**
    * {shakespeare, milton, passages} → {jsonl, text}: the authorship set built from the two texts
-   * (labelled lines with their split, `passages` passages per author) and the training passages'
-   * text to pretrain on.
+   * (labelled lines with their split, `passages` passages per author) and the text to pretrain on
+   * (both books without the held-out passages).
    */
   authorship: 'authorship',
   /** {name} → preset ({model, train}) */
