@@ -90,9 +90,10 @@ fn cross_entropy_step(x: &Tensor<2>, t: &Tensor<1, Int>, fused: bool) -> Tensor<
 /// Forward + backward of a LayerNorm of width `c` on `[n, c]`.
 fn norm_step(norm: &burn::nn::LayerNorm, x: &Tensor<2>, fused: bool) -> Tensor<1> {
     let x = x.clone().require_grad();
-    let grads = crate::kernels::norm::layer_norm(norm, x.clone(), fused)
-        .sum()
-        .backward();
+    let grads =
+        crate::kernels::norm::layer_norm(norm, x.clone(), crate::config::LAYER_NORM_EPS, fused)
+            .sum()
+            .backward();
     x.grad(&grads)
         .map_or_else(|| Tensor::zeros([1], &x.device()), |g| g.sum())
 }

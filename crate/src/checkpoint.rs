@@ -125,7 +125,7 @@ struct Load<'a> {
 
 /// Whether the parameter at `path` is one that finetuning may add to a model.
 fn is_new_part(path: &str) -> bool {
-    path.starts_with("score.") || crate::lora::is_adapter(path)
+    crate::model::is_classifier_head(path) || crate::lora::is_adapter(path)
 }
 
 impl ModuleMapper for Load<'_> {

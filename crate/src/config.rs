@@ -186,6 +186,15 @@ pub struct ModelConfig {
     pub mlp: Mlp,
     /// Share the token embedding with the output head.
     pub tie_weights: bool,
+    /// The ε of every LayerNorm (BERT's files say 1e-12; GPT-2's and Kiln's default 1e-5).
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    /// An encoder's heads as BERT has them: a prediction transform (dense, GELU, LayerNorm) and
+    /// an output bias around the masked-LM head, and a tanh pooler before a classifier's head
+    /// (transformers' `BertForMaskedLM` and `BertForSequenceClassification`). Off in encoders
+    /// saved before Kiln had them, which keep their plain heads.
+    #[serde(default)]
+    pub bert_heads: bool,
     /// Run Kiln's WGSL kernels on the wgpu backend (fused attention, cross-entropy, norms and
     /// AdamW; in the browser also the matmul); `false` runs plain Burn ops everywhere. Both
     /// compute the same function, to float rounding.
@@ -206,6 +215,13 @@ pub struct ModelConfig {
 
 fn enabled() -> bool {
     true
+}
+
+/// LayerNorm's ε unless a config says otherwise (PyTorch's, GPT-2's).
+pub const LAYER_NORM_EPS: f64 = 1e-5;
+
+fn default_layer_norm_eps() -> f64 {
+    LAYER_NORM_EPS
 }
 
 /// How the learning rate falls from its peak after the warmup.
@@ -321,6 +337,7 @@ fn bert(mut p: Preset) -> Preset {
         arch: Arch::Bert,
         bias: true,
         norm_first: false,
+        bert_heads: true,
         ..p.model
     };
     p.train.decay = Decay::Linear;
@@ -368,6 +385,8 @@ pub fn preset(name: &str) -> Result<Preset> {
         norm_first: true,
         mlp: Mlp::Gelu,
         tie_weights: true,
+        layer_norm_eps: LAYER_NORM_EPS,
+        bert_heads: false,
         kernels: true,
         mixed_precision: false,
         task: Task::Text,
@@ -492,6 +511,15 @@ impl ModelConfig {
                 "a classifier of {} classes is too many",
                 classes.len()
             ));
+        }
+        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps < 1.0) {
+            return fail(format!(
+                "layer_norm_eps must be in (0, 1), got {}",
+                self.layer_norm_eps
+            ));
+        }
+        if self.bert_heads && self.arch != Arch::Bert {
+            return fail("bert_heads are an encoder's (arch = bert)".into());
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return fail(format!("dropout must be in [0, 1), got {}", self.dropout));

@@ -9,64 +9,13 @@
 
 use std::collections::BTreeMap;
 
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::{Dtype, tensor::TensorView};
 use serde_json::{Value, json};
 
 use crate::checkpoint::{Checkpoint, FORMAT, FORMAT_VERSION, Meta, bad, stored_name};
-use crate::config::{self, Arch, Mlp, ModelConfig, Norm, Position};
-use crate::error::{Error, Result};
-
-pub const CONFIG_FILE: &str = "config.json";
-pub const TOKENIZER_FILE: &str = "tokenizer.json";
-pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
-/// Makes `AutoTokenizer` load `tokenizer.json` as it is (GPT-2's own tokenizer class would
-/// assume GPT-2's byte-level pipeline, which a character vocabulary does not have), and decode
-/// without transformers' clean-up of spaces before punctuation, which would change the text.
-pub const TOKENIZER_CONFIG: &str =
-    r#"{"tokenizer_class": "PreTrainedTokenizerFast", "clean_up_tokenization_spaces": false}"#;
-
-/// GPT-2's LayerNorm ε, which Kiln's LayerNorm also uses.
-const LAYER_NORM_EPS: f64 = 1e-5;
-
-/// The files of a `transformers` GPT-2 model (with [`TOKENIZER_CONFIG`] beside them).
-#[derive(Clone, Debug)]
-pub struct Gpt2Files {
-    /// `model.safetensors`, GPT-2's tensor names.
-    pub weights: Vec<u8>,
-    /// `config.json` (GPT2Config).
-    pub config: String,
-    /// `tokenizer.json` in Hugging Face's format: byte-level BPE, or a character vocabulary.
-    pub tokenizer: String,
-}
-
-impl Gpt2Files {
-    /// Writes the files into `dir` (`transformers`' `from_pretrained(dir)` reads it).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn save_dir(&self, dir: &std::path::Path) -> Result<()> {
-        std::fs::create_dir_all(dir)?;
-        crate::checkpoint::write_atomic(dir, crate::checkpoint::WEIGHTS_FILE, &self.weights)?;
-        crate::checkpoint::write_atomic(dir, TOKENIZER_FILE, self.tokenizer.as_bytes())?;
-        crate::checkpoint::write_atomic(dir, TOKENIZER_CONFIG_FILE, TOKENIZER_CONFIG.as_bytes())?;
-        crate::checkpoint::write_atomic(dir, CONFIG_FILE, self.config.as_bytes())
-    }
-
-    /// Reads a directory holding `model.safetensors`, `config.json` and `tokenizer.json`.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn load_dir(dir: &std::path::Path) -> Result<Self> {
-        use crate::checkpoint::read_file;
-        let text = |name: &str| {
-            String::from_utf8(read_file(dir, name)?)
-                .map_err(|_| bad(format!("{name} is not UTF-8 text")))
-        };
-        // config.json first: a directory without one is not a transformers model at all.
-        let config = text(CONFIG_FILE)?;
-        Ok(Self {
-            tokenizer: text(TOKENIZER_FILE)?,
-            weights: read_file(dir, crate::checkpoint::WEIGHTS_FILE)?,
-            config,
-        })
-    }
-}
+use crate::config::{self, Arch, LAYER_NORM_EPS, Mlp, ModelConfig, Norm, Position};
+use crate::error::Result;
+use crate::hf::{CONFIG_FILE, HfFiles, Tensors, parse, refuse_differences, serialize};
 
 /// Whether `c` is GPT-2's architecture; the sentence says what differs.
 pub fn check(c: &ModelConfig) -> Result<()> {
@@ -91,17 +40,7 @@ pub fn check(c: &ModelConfig) -> Result<()> {
             "a language-model head",
         ),
     ];
-    if c.lora.is_some() {
-        return Err(Error::Config(
-            "merge the LoRA adapters into the weights first (Checkpoint::merged)".into(),
-        ));
-    }
-    match differs.iter().find(|(d, _)| *d) {
-        Some((_, what)) => Err(Error::Config(format!(
-            "GPT-2 has {what}; this model does not, so transformers' GPT2LMHeadModel cannot load it"
-        ))),
-        None => Ok(()),
-    }
+    refuse_differences(c, &differs, "GPT-2", "GPT2LMHeadModel")
 }
 
 /// GPT-2's tensor name for a tensor of a checkpoint in format `version`.
@@ -123,27 +62,8 @@ fn from_hf(name: &str) -> Option<String> {
     (!dropped).then(|| name.to_string())
 }
 
-/// f32 tensors by name, as owned shapes and little-endian bytes.
-pub(crate) type Tensors = BTreeMap<String, (Vec<usize>, Vec<u8>)>;
-
-pub(crate) fn serialize(tensors: &Tensors) -> Result<Vec<u8>> {
-    let views = tensors
-        .iter()
-        .map(|(name, (shape, data))| {
-            TensorView::new(Dtype::F32, shape.clone(), data)
-                .map(|view| (name.clone(), view))
-                .map_err(|e| bad(format!("tensor {name}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, None).map_err(|e| bad(e.to_string()))
-}
-
-pub(crate) fn parse<'a>(bytes: &'a [u8], what: &str) -> Result<SafeTensors<'a>> {
-    SafeTensors::deserialize(bytes).map_err(|e| bad(format!("{what} is not safetensors: {e}")))
-}
-
 /// Kiln's model config for a transformers GPT-2 `config.json`; what GPT-2 allows and Kiln does
-/// not compute (exact GELU, another LayerNorm ε or attention scaling, an untied head) is refused.
+/// not compute (exact GELU, another attention scaling, an untied head) is refused.
 pub fn model_config(config: &str) -> Result<ModelConfig> {
     let config: Value =
         serde_json::from_str(config).map_err(|e| bad(format!("{CONFIG_FILE} is not JSON: {e}")))?;
@@ -162,11 +82,6 @@ pub fn model_config(config: &str) -> Result<ModelConfig> {
     let eps = config["layer_norm_epsilon"]
         .as_f64()
         .unwrap_or(LAYER_NORM_EPS);
-    if (eps - LAYER_NORM_EPS).abs() > 1e-12 {
-        return Err(bad(format!(
-            "layer_norm_epsilon {eps}: Kiln's LayerNorm uses {LAYER_NORM_EPS}"
-        )));
-    }
     // GPT2Config's variants of attention that compute another function than Kiln's.
     if config["scale_attn_weights"].as_bool() == Some(false) {
         return Err(bad(
@@ -202,6 +117,8 @@ pub fn model_config(config: &str) -> Result<ModelConfig> {
         norm_first: true,
         mlp: Mlp::Gelu,
         tie_weights: true,
+        layer_norm_eps: eps,
+        bert_heads: false,
         kernels: true,
         mixed_precision: false,
         task: config::Task::Text,
@@ -214,7 +131,7 @@ pub fn model_config(config: &str) -> Result<ModelConfig> {
 impl Checkpoint {
     /// The model as `transformers` GPT-2 files. Only the weights, config and tokenizer go:
     /// the optimizer state and schedule stay Kiln's.
-    pub fn to_gpt2(&self) -> Result<Gpt2Files> {
+    pub fn to_gpt2(&self) -> Result<HfFiles> {
         let c = &self.meta.model;
         check(c)?;
         let mut tensors = Tensors::new();
@@ -259,23 +176,24 @@ impl Checkpoint {
             "resid_pdrop": c.dropout,
             "embd_pdrop": c.dropout,
             "attn_pdrop": c.dropout,
-            "layer_norm_epsilon": LAYER_NORM_EPS,
+            "layer_norm_epsilon": c.layer_norm_eps,
             "initializer_range": 0.02,
             "tie_word_embeddings": true,
             // GPT2Config's defaults name GPT-2's own <|endoftext|> (50256); Kiln has none.
             "bos_token_id": null,
             "eos_token_id": null,
         });
-        Ok(Gpt2Files {
+        Ok(HfFiles {
             weights: serialize(&tensors)?,
             config: serde_json::to_string_pretty(&config).map_err(|e| bad(e.to_string()))?,
             tokenizer: crate::data::Tokenizer::hf_json(&self.meta.tokenizer)?,
+            tokenizer_config: crate::hf::TOKENIZER_CONFIG.into(),
         })
     }
 
     /// A checkpoint (step 0, no optimizer state, `tiny`'s schedule for finetuning) from
     /// `transformers` GPT-2 files. Anything that is not GPT-2 with f32 weights is a clear error.
-    pub fn from_gpt2(files: &Gpt2Files) -> Result<Self> {
+    pub fn from_gpt2(files: &HfFiles) -> Result<Self> {
         let model = model_config(&files.config)?;
         // Renamed views of the file's tensors: GPT-2 small's 500 MB are copied once, into the
         // checkpoint.

@@ -7,12 +7,14 @@
 
 pub mod backend;
 pub mod bench;
+pub mod bert;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod generate;
 pub mod gpt2;
+pub mod hf;
 pub mod inspect;
 pub mod kernels;
 pub mod lora;

@@ -149,7 +149,7 @@ pub fn freeze_base<M: Module>(model: M) -> M {
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let path = self.path.join(".");
-            param.set_require_grad(is_adapter(&path) || path.starts_with("score."))
+            param.set_require_grad(is_adapter(&path) || crate::model::is_classifier_head(&path))
         }
     }
     model.map(&mut Trainable { path: Vec::new() })

@@ -16,7 +16,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::DType;
-use burn::tensor::activation::{gelu, sigmoid, silu};
+use burn::tensor::activation::{gelu, sigmoid, silu, tanh};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -30,6 +30,13 @@ use crate::error::{Error, Result};
 use crate::kernels::attention::Mask;
 use crate::kernels::cross_entropy::cross_entropy;
 use crate::kernels::{self, attention, norm};
+
+/// Whether the parameter at checkpoint path `path` belongs to a classifier's own head (the
+/// score, and an encoder's pooler): parts a finetuned classifier adds to a language model, and
+/// that train beside LoRA adapters.
+pub(crate) fn is_classifier_head(path: &str) -> bool {
+    path.starts_with("score.") || path.starts_with("pooler.")
+}
 
 /// Standard deviation of GPT-2's initialisation.
 const INIT_STD: f64 = 0.02;
@@ -53,6 +60,10 @@ pub struct Gpt {
     lm_head: Option<Linear>,
     /// A classifier's head, `[n_embd, classes]` (GPT2ForSequenceClassification's name).
     score: Option<Linear>,
+    /// BERT's masked-LM prediction transform and output bias (`bert_heads`, a language model).
+    mlm: Option<MlmHead>,
+    /// BERT's pooler, `tanh(dense(x))` before a classifier's head (`bert_heads`, a classifier).
+    pooler: Option<Linear>,
     #[module(skip)]
     config: ModelConfig,
 }
@@ -87,6 +98,15 @@ struct Mlp {
     drop: Dropout,
     /// The exact (erf) GELU, as BERT has it, instead of GPT-2's tanh approximation.
     erf: bool,
+}
+
+/// What BERT puts between the last block and the tied output head: `norm(gelu(dense(x)))`, and
+/// a bias per token on the logits.
+#[derive(Module, Debug)]
+struct MlmHead {
+    dense: Linear,
+    ln: Norm,
+    bias: Param<Tensor<1>>,
 }
 
 /// LayerNorm or RMSNorm, chosen by the config.
@@ -178,7 +198,7 @@ impl Norm {
         match c.norm {
             config::Norm::LayerNorm => Self::Layer(
                 LayerNormConfig::new(c.n_embd)
-                    .with_epsilon(norm::LAYER_NORM_EPS)
+                    .with_epsilon(c.layer_norm_eps)
                     .with_bias(c.bias)
                     .init(device),
             ),
@@ -190,7 +210,7 @@ impl Norm {
 
     fn forward(&self, x: Tensor<3>, run: Run) -> Tensor<3> {
         match self {
-            Self::Layer(n) => norm::layer_norm(n, x, run.kernels),
+            Self::Layer(n) => norm::layer_norm(n, x, run.layer_norm_eps, run.kernels),
             Self::Rms(n) => norm::rms_norm(n, x, run.kernels),
         }
     }
@@ -249,6 +269,15 @@ impl Gpt {
             }),
             _ => None,
         };
+        let bert_heads = c.arch == Arch::Bert && c.bert_heads;
+        let classifier = matches!(c.task, Task::Classify { .. });
+        let pooler =
+            (bert_heads && classifier).then(|| init.linear(c.n_embd, c.n_embd, INIT_STD, c.bias));
+        let mlm = (bert_heads && !classifier).then(|| MlmHead {
+            dense: init.linear(c.n_embd, c.n_embd, INIT_STD, c.bias),
+            ln: Norm::new(c, device),
+            bias: Param::from_tensor(Tensor::zeros([c.vocab_size], device)),
+        });
         let model = Self {
             wte,
             wpe,
@@ -259,6 +288,8 @@ impl Gpt {
             ln_f: (transformer && c.norm_first).then(|| Norm::new(c, device)),
             lm_head,
             score,
+            mlm,
+            pooler,
             config: c.clone(),
         };
         match &c.lora {
@@ -363,11 +394,22 @@ impl Gpt {
                 (Pooling::Mean, false) => causal_mean(x),
                 (Pooling::Mean, true) => padded_mean(x, pad),
             };
+            let x = match &self.pooler {
+                Some(pooler) => tanh(linear(pooler, x, run)),
+                None => x,
+            };
             return Ok(linear(score, x, run));
         }
-        Ok(match &self.lm_head {
+        if let Some(mlm) = &self.mlm {
+            x = mlm.ln.forward(gelu(linear(&mlm.dense, x, run)), run);
+        }
+        let logits = match &self.lm_head {
             Some(head) => linear(head, x, run),
             None => matmul(x, self.wte.weight.val().transpose(), run),
+        };
+        Ok(match &self.mlm {
+            Some(mlm) => logits + mlm.bias.val().unsqueeze_dims(&[0, 1]),
+            None => logits,
         })
     }
 
@@ -434,6 +476,7 @@ impl Gpt {
         let run = Run {
             kernels: self.config.kernels,
             half: self.config.mixed_precision && kernels::supports_f16(&device),
+            layer_norm_eps: self.config.layer_norm_eps,
         };
         if let Some(ln_emb) = &self.ln_emb {
             x = ln_emb.forward(x, run);
@@ -489,12 +532,19 @@ impl Gpt {
             Task::Classify { classes, .. } => (c.n_embd + 1) * classes.len(),
             _ => 0,
         };
+        // BERT's pooler (a classifier) or prediction transform and output bias (masked LM).
+        let bert_heads = match (&c.task, c.arch == Arch::Bert && c.bert_heads) {
+            (_, false) => 0,
+            (Task::Classify { .. }, true) => linear(c.n_embd, c.n_embd),
+            (_, true) => linear(c.n_embd, c.n_embd) + norm + c.vocab_size,
+        };
         c.vocab_size * c.n_embd
             + wpe
             + c.n_layer * block
             + norm
             + head
             + score
+            + bert_heads
             + crate::lora::num_params_of(c)
     }
 }
@@ -613,6 +663,7 @@ pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 struct Run {
     kernels: bool,
     half: bool,
+    layer_norm_eps: f64,
 }
 
 /// Whether the linear layers use the tiled matmul kernel. In the browser Burn's matmul runs
@@ -775,6 +826,7 @@ mod tests {
         let run = Run {
             kernels: false,
             half: false,
+            layer_norm_eps: c.layer_norm_eps,
         };
         for (block, map) in model.h.iter().zip(maps) {
             assert_eq!(map.dims(), [1, h, t, t]);

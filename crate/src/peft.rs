@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::checkpoint::{Checkpoint, bad, f32s};
 use crate::config::{LoraConfig, LoraTarget};
 use crate::error::Result;
-use crate::gpt2::{Tensors, parse, serialize};
+use crate::hf::{Tensors, parse, serialize};
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";

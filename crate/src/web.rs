@@ -560,11 +560,11 @@ pub fn load_checkpoint(
     adopt(Checkpoint::from_parts(meta, weights, optimizer).map_err(js)?)
 }
 
-/// The run as Hugging Face GPT-2 files (LoRA adapters merged in), `{weights: Uint8Array
-/// (model.safetensors), config: string (config.json), tokenizer: string (tokenizer.json)}`, for
-/// transformers.
-#[wasm_bindgen(js_name = exportGpt2)]
-pub async fn export_gpt2() -> Result<Object, JsError> {
+/// The run as Hugging Face files (LoRA adapters merged in): GPT-2's for a GPT, BERT's for an
+/// encoder. `{weights: Uint8Array (model.safetensors), config: string (config.json), tokenizer:
+/// string (tokenizer.json), tokenizerConfig: string (tokenizer_config.json)}`, for transformers.
+#[wasm_bindgen(js_name = exportTransformers)]
+pub async fn export_transformers() -> Result<Object, JsError> {
     let ckpt = with_trainer(async |t| {
         let device = t.device().clone().inner();
         Checkpoint::model_of_async(t)
@@ -573,12 +573,12 @@ pub async fn export_gpt2() -> Result<Object, JsError> {
             .await
     })
     .await?;
-    let files = ckpt.to_gpt2().map_err(js)?;
+    let files = ckpt.to_transformers().map_err(js)?;
     object(vec![
         ("weights", Uint8Array::from(&files.weights[..]).into()),
         ("config", files.config.into()),
         ("tokenizer", files.tokenizer.into()),
-        ("tokenizerConfig", crate::gpt2::TOKENIZER_CONFIG.into()),
+        ("tokenizerConfig", files.tokenizer_config.into()),
     ])
 }
 
@@ -594,15 +594,16 @@ pub async fn export_adapters() -> Result<Object, JsError> {
     ])
 }
 
-/// Loads Hugging Face GPT-2 files as a new run at step 0; returns what [`load_checkpoint`] does.
-#[wasm_bindgen(js_name = importGpt2)]
-pub fn import_gpt2(weights: Vec<u8>, config: String, tokenizer: String) -> Result<String, JsError> {
-    let files = crate::gpt2::Gpt2Files {
-        weights,
-        config,
-        tokenizer,
-    };
-    adopt(Checkpoint::from_gpt2(&files).map_err(js)?)
+/// Loads Hugging Face GPT-2 or BERT files as a new run at step 0; returns what
+/// [`load_checkpoint`] does.
+#[wasm_bindgen(js_name = importTransformers)]
+pub fn import_transformers(
+    weights: Vec<u8>,
+    config: String,
+    tokenizer: String,
+) -> Result<String, JsError> {
+    let files = crate::hf::HfFiles::new(weights, config, tokenizer);
+    adopt(Checkpoint::from_transformers(&files).map_err(js)?)
 }
 
 /// Makes `ckpt` the current run on the current data and backend (as a LoRA run where only that

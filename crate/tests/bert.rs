@@ -1,6 +1,7 @@
 //! The encoder family (BERT): bidirectional attention with and without the fused kernels,
 //! padding, masked-LM pretraining on the bundled corpus, filling in `[MASK]`, classification
-//! finetuning from the pretrained encoder, checkpoints, and what an encoder refuses.
+//! finetuning from the pretrained encoder, checkpoints, what an encoder refuses, and
+//! transformers' BERT files both ways.
 
 mod common;
 
@@ -10,6 +11,7 @@ use kiln::backend::{self, BackendKind};
 use kiln::checkpoint::Checkpoint;
 use kiln::config::{Arch, Pooling, Task, preset};
 use kiln::data::{Dataset, Tokenizer, TokenizerKind};
+use kiln::hf::HfFiles;
 use kiln::train::Trainer;
 use kiln::{Gpt, Preset, SampleConfig};
 
@@ -34,14 +36,16 @@ fn parameter_count_matches_the_module_and_the_gpt_of_the_same_size() {
         let model = Gpt::new(&c, 1, &device);
         assert_eq!(Gpt::num_params_of(&c), model.num_params(), "{c:?}");
     }
-    // The same size as the GPT preset it is built from (both with biases).
+    // The size of the GPT preset it is built from (both with biases), plus BERT's masked-LM
+    // head: the prediction transform's dense layer and LayerNorm, and the output bias.
     let size = |name: &str| {
         let mut c = preset(name).unwrap().model;
         c.vocab_size = 70;
         c.bias = true;
-        Gpt::num_params_of(&c)
+        (Gpt::num_params_of(&c), c.n_embd)
     };
-    assert_eq!(size("shakespeare-bert"), size("shakespeare-baby"));
+    let ((bert, d), (gpt, _)) = (size("shakespeare-bert"), size("shakespeare-baby"));
+    assert_eq!(bert, gpt + (d * d + d) + 2 * d + 70);
 }
 
 /// Every position of an encoder sees every token: changing the last token changes the first
@@ -372,4 +376,258 @@ fn an_encoder_trains_on_wordpiece() {
         blanks[0].guesses.iter().all(|(t, _)| !t.starts_with('[')),
         "{blanks:?}"
     );
+}
+
+/// Hugging Face BERT interop against a committed fixture written by transformers itself
+/// (`scripts/bert_fixture.py`, run by `cargo xtask interop`): a random tiny `BertForMaskedLM`
+/// and `BertForSequenceClassification` with a WordPiece tokenizer in BERT's pipeline, and the
+/// logits transformers computes for two 80-token rows.
+const HF_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bert-tiny");
+/// The parity tolerance the issue sets: max |Δ logit| ≤ 1e-4.
+const TOLERANCE: f32 = 1e-4;
+/// The fixture's two models, and the name of their logits in `logits.safetensors`.
+const HF_MODELS: [&str; 2] = ["mlm", "classifier"];
+
+fn hf_files(model: &str) -> HfFiles {
+    HfFiles::load_dir(&std::path::Path::new(HF_FIXTURE).join(model)).unwrap()
+}
+
+fn hf_reference() -> Vec<u8> {
+    std::fs::read(format!("{HF_FIXTURE}/logits.safetensors")).unwrap()
+}
+
+/// Kiln's logits where transformers has them: every position's for the masked-LM, the `[CLS]`
+/// position's for the classifier (`BertForSequenceClassification` gives one row per text).
+fn bert_logits(ckpt: &Checkpoint, rows: &[Vec<i64>], device: &Device) -> Vec<f32> {
+    let logits = common::logits_of(ckpt, rows, device);
+    match &ckpt.meta.model.task {
+        Task::Classify { classes, .. } => {
+            let per_row = logits.len() / rows.len();
+            logits
+                .chunks(per_row)
+                .flat_map(|row| row[..classes.len()].to_vec())
+                .collect()
+        }
+        _ => logits,
+    }
+}
+
+/// Kiln's import of both fixture models gives transformers' logits to 1e-4, on the CPU and on
+/// wgpu (whose fused attention kernel spans two 64-row tiles here); Kiln's data path builds
+/// the tokenizer's `[CLS] … [SEP]` rows; and BERT's exact GELU is told apart from the tanh one.
+#[test]
+fn imported_bert_matches_transformers_logits() {
+    let reference = hf_reference();
+    let rows = common::fixture_rows(&reference, "ids");
+    assert!(rows[0].len() > 64, "longer than one attention tile");
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{HF_FIXTURE}/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let gpu = backend::open(BackendKind::Wgpu).expect("a wgpu adapter (lavapipe without a GPU)");
+    for model in HF_MODELS {
+        let ckpt = Checkpoint::from_transformers(&hf_files(model)).unwrap();
+        assert_eq!(ckpt.meta.model.arch, Arch::Bert);
+        let (_, tokenizer) = ckpt.load_model(&Device::flex()).unwrap();
+        let s = tokenizer.specials().unwrap();
+        for (text, want) in expected["texts"].as_array().unwrap().iter().zip(&rows) {
+            let ids = tokenizer.encode(text.as_str().unwrap()).unwrap();
+            let row: Vec<i64> = std::iter::once(s.cls)
+                .chain(ids[..want.len() - 2].iter().copied())
+                .chain([s.sep])
+                .map(i64::from)
+                .collect();
+            assert_eq!(&row, want, "{model}: {text}");
+        }
+        let want = common::fixture_floats(&reference, model);
+        for (name, device) in [("cpu", Device::flex()), ("wgpu", gpu.clone())] {
+            let worst = common::max_diff(&bert_logits(&ckpt, &rows, &device), &want);
+            eprintln!("{model} parity on {name}: max |Δ logit| = {worst:e}");
+            assert!(worst <= TOLERANCE, "{model} on {name}: {worst:e}");
+        }
+    }
+    // The exact GELU and BERT's LayerNorm ε both matter at this tolerance.
+    for key in ["tanh_gelu_max_delta", "layer_norm_eps_1e-5_max_delta"] {
+        let delta = expected[key].as_f64().unwrap();
+        assert!(delta > 2.0 * f64::from(TOLERANCE), "{key}: {delta}");
+    }
+    let mut files = hf_files("mlm");
+    files.config = files.config.replace("\"gelu\"", "\"gelu_new\"");
+    let err = Checkpoint::from_transformers(&files).unwrap_err();
+    assert!(err.to_string().contains("exact GELU"), "{err}");
+}
+
+/// transformers' files → Kiln → transformers' files: every tensor as it was, but the segment
+/// embedding, which the import folds into the positions and the export writes as zeros.
+#[test]
+fn bert_export_of_an_import_round_trips() {
+    for model in HF_MODELS {
+        let files = hf_files(model);
+        let ckpt = Checkpoint::from_transformers(&files).unwrap();
+        let again = ckpt.to_transformers().unwrap();
+        let original = safetensors::SafeTensors::deserialize(&files.weights).unwrap();
+        let exported = safetensors::SafeTensors::deserialize(&again.weights).unwrap();
+        let names = common::sorted_names(&files.weights);
+        assert_eq!(names, common::sorted_names(&again.weights), "{model}");
+        let values = |file: &[u8], name: &str| common::fixture_floats(file, name);
+        let (types, positions) = (
+            "bert.embeddings.token_type_embeddings.weight",
+            "bert.embeddings.position_embeddings.weight",
+        );
+        for name in &names {
+            let (a, b) = (
+                original.tensor(name).unwrap(),
+                exported.tensor(name).unwrap(),
+            );
+            assert_eq!(a.shape(), b.shape(), "{name}");
+            if name != types && name != positions {
+                assert_eq!(a.data(), b.data(), "{model}: {name}");
+            }
+        }
+        assert!(values(&again.weights, types).iter().all(|&x| x == 0.0));
+        let d = original.tensor(types).unwrap().shape()[1];
+        let type_0 = values(&files.weights, types)[..d].to_vec();
+        let folded: Vec<f32> = values(&files.weights, positions)
+            .chunks(d)
+            .flat_map(|row| {
+                row.iter()
+                    .zip(&type_0)
+                    .map(|(p, t)| p + t)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(values(&again.weights, positions), folded, "{model}");
+        let config: serde_json::Value = serde_json::from_str(&again.config).unwrap();
+        assert_eq!(config["layer_norm_eps"], 1e-12, "{model}");
+        // And back: the same checkpoint.
+        let back = Checkpoint::from_transformers(&again).unwrap();
+        assert_eq!(back.weights, ckpt.weights, "{model}");
+        assert_eq!(back.meta.model, ckpt.meta.model, "{model}");
+    }
+}
+
+/// Encoders Kiln trains export and import with the same logits: a masked-LM without biases
+/// (zeros are written for BERT's) and a classifier, each with a character vocabulary, whose
+/// exported `tokenizer.json` (with BERT's template for transformers) reads back as the same
+/// tokenizer.
+#[test]
+fn kiln_encoders_export_and_import_with_the_same_logits() {
+    let device = Device::flex();
+    let corpus = common::small_corpus(5_000);
+    let tokenizer = common::char_tokenizer(&corpus);
+    let mut p = bert(0);
+    p.model.bias = false;
+    let mut trainer = Trainer::new(p, tokenizer.clone(), &corpus, &device).unwrap();
+    for _ in 0..3 {
+        trainer.step().unwrap();
+    }
+    let trained = Checkpoint::from_trainer(&trainer).unwrap();
+    let mut classifier = bert(0);
+    classifier.model.task = Task::Classify {
+        classes: vec!["no".into(), "yes".into()],
+        pooling: Pooling::Cls,
+    };
+    let classifier = Checkpoint::init(classifier, trainer.tokenizer()).unwrap();
+    let rows = vec![vec![2, 5, 6, 7, 8, 3], vec![2, 9, 10, 11, 12, 3]];
+    for ckpt in [trained, classifier] {
+        let files = ckpt.to_transformers().unwrap();
+        let config: serde_json::Value = serde_json::from_str(&files.config).unwrap();
+        let class = config["architectures"][0].as_str().unwrap().to_owned();
+        let imported = Checkpoint::from_transformers(&files).unwrap();
+        assert_eq!(
+            common::logits_of(&imported, &rows, &device),
+            common::logits_of(&ckpt, &rows, &device),
+            "{class}"
+        );
+        let (_, back) = imported.load_model(&device).unwrap();
+        let text = "to be or [MASK] to be";
+        assert_eq!(
+            back.encode(text).unwrap(),
+            trainer.tokenizer().encode(text).unwrap()
+        );
+        assert!(
+            files.tokenizer.contains("TemplateProcessing"),
+            "{class}: transformers' tokenizer adds [CLS] and [SEP]"
+        );
+        assert!(
+            files.tokenizer_config.contains("\"mask_token\":\"[MASK]\""),
+            "{}",
+            files.tokenizer_config
+        );
+    }
+}
+
+/// What transformers' BERT cannot hold, or Kiln cannot compute, is a clear error.
+#[test]
+fn what_bert_files_cannot_hold_is_a_clear_error() {
+    let corpus = common::small_corpus(5_000);
+    let tokenizer = common::char_tokenizer(&corpus).with_specials().unwrap();
+    let refused = |p: Preset| {
+        Checkpoint::init(p, &tokenizer)
+            .unwrap()
+            .to_transformers()
+            .unwrap_err()
+            .to_string()
+    };
+    let mut mean = bert(0);
+    mean.model.task = Task::Classify {
+        classes: vec!["a".into(), "b".into()],
+        pooling: Pooling::Mean,
+    };
+    assert!(refused(mean).contains("reading [CLS]"));
+    let mut old = bert(0);
+    old.model.bert_heads = false;
+    assert!(refused(old).contains("bert_heads"));
+    assert!(refused(preset("tiny-lstm").unwrap()).contains("an LSTM has no transformers"));
+
+    let change = |model: &str, key: &str, value: serde_json::Value| {
+        let mut files = hf_files(model);
+        let mut config: serde_json::Value = serde_json::from_str(&files.config).unwrap();
+        config[key] = value;
+        files.config = config.to_string();
+        Checkpoint::from_transformers(&files)
+            .unwrap_err()
+            .to_string()
+    };
+    for (model, key, value, says) in [
+        (
+            "mlm",
+            "position_embedding_type",
+            "relative_key".into(),
+            "absolute positions",
+        ),
+        ("mlm", "is_decoder", true.into(), "both directions"),
+        ("mlm", "intermediate_size", 100.into(), "4 · hidden_size"),
+        (
+            "mlm",
+            "model_type",
+            "roberta".into(),
+            "imports gpt2 and bert",
+        ),
+        (
+            "mlm",
+            "max_position_embeddings",
+            1_000_000_000.into(),
+            "Kiln allows at most",
+        ),
+        (
+            "mlm",
+            "max_position_embeddings",
+            50.into(),
+            "position_embeddings.weight has shape",
+        ),
+        (
+            "classifier",
+            "id2label",
+            serde_json::json!({"0": "a", "7": "b"}),
+            "id2label",
+        ),
+    ] {
+        let err = change(model, key, value);
+        assert!(err.contains(says), "{key}: {err}");
+    }
+    let mut files = hf_files("mlm");
+    files.weights.truncate(100);
+    let err = Checkpoint::from_transformers(&files).unwrap_err();
+    assert!(err.to_string().contains("not safetensors"), "{err}");
 }

@@ -13,7 +13,7 @@ use burn::prelude::*;
 use kiln::Preset;
 use kiln::checkpoint::Checkpoint;
 use kiln::data::{Corpus, Dataset, Tokenizer, TokenizerKind};
-use kiln::gpt2::Gpt2Files;
+use kiln::hf::HfFiles;
 
 /// `valid` with each `(position, byte)` edit applied (positions wrap around; a position past the
 /// end appends, a zero byte at an even position deletes there).
@@ -166,7 +166,7 @@ fn gpt2_imports() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/gpt2-tiny"
     ));
-    let valid = Gpt2Files::load_dir(dir).unwrap();
+    let valid = HfFiles::load_dir(dir).unwrap();
     check!()
         .with_type::<(bool, Vec<(u32, u8)>)>()
         .for_each(|(weights, edits)| {

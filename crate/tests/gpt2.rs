@@ -8,14 +8,14 @@ mod common;
 use burn::prelude::*;
 use kiln::backend::{self, BackendKind};
 use kiln::checkpoint::Checkpoint;
-use kiln::gpt2::Gpt2Files;
+use kiln::hf::HfFiles;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gpt2-tiny");
 /// The parity tolerance the issue sets: max |Δ logit| ≤ 1e-4.
 const TOLERANCE: f64 = 1e-4;
 
-fn fixture() -> Gpt2Files {
-    Gpt2Files::load_dir(std::path::Path::new(FIXTURE)).unwrap()
+fn fixture() -> HfFiles {
+    HfFiles::load_dir(std::path::Path::new(FIXTURE)).unwrap()
 }
 
 #[derive(serde::Deserialize)]
@@ -34,45 +34,14 @@ fn expected() -> Expected {
 /// transformers' token ids `[B, T]` and logits (flattened `[B, T, V]`).
 fn reference() -> (Vec<Vec<i64>>, Vec<f32>) {
     let bytes = std::fs::read(format!("{FIXTURE}/logits.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let ids = file.tensor("ids").unwrap();
-    let t = ids.shape()[1];
-    let flat: Vec<i64> = ids
-        .data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    let logits = file.tensor("logits").unwrap().data();
-    let logits = logits
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    (flat.chunks(t).map(<[i64]>::to_vec).collect(), logits)
-}
-
-fn logits_on(ckpt: &Checkpoint, ids: &[Vec<i64>], device: &Device) -> Vec<f32> {
-    let (model, _) = ckpt.load_model(device).unwrap();
-    let (b, t) = (ids.len(), ids[0].len());
-    let flat: Vec<i64> = ids.concat();
-    let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, t]), device);
-    model
-        .forward(ids, None)
-        .unwrap()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap()
+    (
+        common::fixture_rows(&bytes, "ids"),
+        common::fixture_floats(&bytes, "logits"),
+    )
 }
 
 fn logits(ckpt: &Checkpoint, ids: &[Vec<i64>]) -> Vec<f32> {
-    logits_on(ckpt, ids, &Device::flex())
-}
-
-fn max_delta(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    got.iter()
-        .zip(want)
-        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
-        .fold(0.0, f64::max)
+    common::logits_of(ckpt, ids, &Device::flex())
 }
 
 /// Kiln's import of the fixture gives transformers' logits to 1e-4, on the CPU and on wgpu
@@ -95,7 +64,10 @@ fn imported_gpt2_matches_transformers_logits() {
     let gpu = backend::open(BackendKind::Wgpu).expect("a wgpu adapter (lavapipe without a GPU)");
     assert!(kiln::kernels::supported(&gpu), "the kernels run on wgpu");
     for (name, device) in [("cpu", Device::flex()), ("wgpu", gpu)] {
-        let worst = max_delta(&logits_on(&ckpt, &ids, &device), &want);
+        let worst = f64::from(common::max_diff(
+            &common::logits_of(&ckpt, &ids, &device),
+            &want,
+        ));
         eprintln!("parity on {name}: max |Δ logit| = {worst:e}");
         assert!(worst <= TOLERANCE, "{name}: max |Δ logit| = {worst:e}");
     }
@@ -137,11 +109,8 @@ fn export_of_an_import_round_trips_exactly() {
     let again = Checkpoint::from_gpt2(&files).unwrap().to_gpt2().unwrap();
     let original = safetensors::SafeTensors::deserialize(&files.weights).unwrap();
     let exported = safetensors::SafeTensors::deserialize(&again.weights).unwrap();
-    let mut names: Vec<String> = original.names().into_iter().map(String::from).collect();
-    names.sort();
-    let mut out_names: Vec<String> = exported.names().into_iter().map(String::from).collect();
-    out_names.sort();
-    assert_eq!(names, out_names);
+    let names = common::sorted_names(&files.weights);
+    assert_eq!(names, common::sorted_names(&again.weights));
     for name in &names {
         let (a, b) = (
             original.tensor(name).unwrap(),

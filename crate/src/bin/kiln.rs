@@ -409,12 +409,12 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let ckpt = ckpt.merged(&backend::open(BackendKind::Cpu)?)?;
-            ckpt.to_gpt2()?.save_dir(&a.out)?;
-            eprintln!("wrote GPT-2 files to {}", a.out.display());
+            ckpt.to_transformers()?.save_dir(&a.out)?;
+            eprintln!("wrote transformers files to {}", a.out.display());
             Ok(())
         }
         Command::Import(a) => {
-            let ckpt = Checkpoint::from_gpt2(&kiln::gpt2::Gpt2Files::load_dir(&a.from)?)?;
+            let ckpt = Checkpoint::from_transformers(&kiln::hf::HfFiles::load_dir(&a.from)?)?;
             // Loading it once checks the weights against the config before anything is written.
             ckpt.load_model(&backend::open(BackendKind::Cpu)?)?;
             ckpt.save_dir(&a.out)?;

@@ -188,13 +188,15 @@ impl CharTokenizer {
     }
 
     /// A `tokenizer.json` in the form [`CharTokenizer::to_hf`] writes (a merge-free BPE over
-    /// single characters in sorted order, nothing else in the pipeline), as a char tokenizer;
+    /// single characters in sorted order, nothing else in the pipeline but an encoder's export's
+    /// `[CLS] … [SEP]` template, which Kiln's data path applies itself), as a char tokenizer;
     /// `None` for any other file.
     fn from_hf(value: &serde_json::Value) -> Option<Result<Tokenizer>> {
         let model = &value["model"];
-        let plain = ["normalizer", "pre_tokenizer", "post_processor"]
-            .iter()
-            .all(|k| value[k].is_null());
+        let post = &value["post_processor"];
+        let plain = value["normalizer"].is_null()
+            && value["pre_tokenizer"].is_null()
+            && (post.is_null() || post["type"] == "TemplateProcessing");
         let merge_free = model["type"] == "BPE"
             && model["merges"].as_array().is_some_and(Vec::is_empty)
             && value["decoder"]["type"] == "Fuse";

@@ -20,17 +20,20 @@ use burn::tensor::DType;
 use super::Spec;
 use super::{KernelOps, Wgsl, empty, grid, launch};
 
-/// The ε of Burn's `LayerNormConfig` (the model builds its LayerNorms with it; the module keeps
-/// its own copy private).
-pub const LAYER_NORM_EPS: f64 = 1e-5;
 /// Invocations per workgroup.
 const WG: u32 = 64;
 /// Rows summed by one invocation of the parameter-gradient kernel.
 const PARAM_ROWS: usize = 256;
 
 /// `norm(x)` over the last dimension with the module's parameters: the fused kernels when `fused`
-/// is set and they apply, the module's own forward otherwise.
-pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, fused: bool) -> Tensor<D> {
+/// is set and they apply, the module's own forward otherwise. `eps` is the ε the module was built
+/// with (Burn keeps its copy private).
+pub fn layer_norm<const D: usize>(
+    norm: &LayerNorm,
+    x: Tensor<D>,
+    eps: f64,
+    fused: bool,
+) -> Tensor<D> {
     if !(fused && applies(&x)) {
         return norm.forward(x);
     }
@@ -38,7 +41,7 @@ pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, fused: bool) -
         Some(beta) => beta.val(),
         None => norm.gamma.val().zeros_like(),
     };
-    run(x, norm.gamma.val(), beta, LAYER_NORM_EPS, false)
+    run(x, norm.gamma.val(), beta, eps, false)
 }
 
 /// RMSNorm, as [`layer_norm`].

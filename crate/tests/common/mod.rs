@@ -155,3 +155,43 @@ pub fn separable(n: usize) -> String {
     }
     csv
 }
+
+/// A committed fixture's f32 tensor `name` (flattened) from safetensors `bytes`.
+pub fn fixture_floats(bytes: &[u8], name: &str) -> Vec<f32> {
+    let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    file.tensor(name)
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// A committed fixture's i64 `[B, T]` tensor `name` (token ids) as rows.
+pub fn fixture_rows(bytes: &[u8], name: &str) -> Vec<Vec<i64>> {
+    let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let ids = file.tensor(name).unwrap();
+    let t = ids.shape()[1];
+    let flat: Vec<i64> = ids
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    flat.chunks(t).map(<[i64]>::to_vec).collect()
+}
+
+/// A safetensors file's tensor names, sorted.
+pub fn sorted_names(bytes: &[u8]) -> Vec<String> {
+    let file = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let mut names: Vec<String> = file.names().into_iter().map(String::from).collect();
+    names.sort();
+    names
+}
+
+/// A model's logits for rows of token ids, flattened.
+pub fn logits_of(ckpt: &Checkpoint, rows: &[Vec<i64>], device: &Device) -> Vec<f32> {
+    let (model, _) = ckpt.load_model(device).unwrap();
+    let (b, t) = (rows.len(), rows[0].len());
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(rows.concat(), [b, t]), device);
+    floats(model.forward(ids, None).unwrap())
+}
