@@ -1,8 +1,8 @@
 // The encoder family in the page: masked-LM pretraining on WebGPU (the bidirectional attention
 // kernels under the browser's WGSL compiler) with the fill-in-the-blank panel in place of
-// generation; then the pretrained encoder finetuned into a [CLS] classifier; WordPiece; and the
-// one-button "who wrote this line" demo.
-import { expect, file, kiln, open, setField, test, train } from './helpers.js';
+// generation; then the pretrained encoder finetuned into a [CLS] classifier, which goes to
+// transformers' BERT files and back; WordPiece; and the one-button "who wrote this line" demo.
+import { downloads, expect, file, kiln, open, setField, test, train } from './helpers.js';
 
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
@@ -56,6 +56,19 @@ test('a pretrained encoder finetunes into a [CLS] classifier', async ({ page }) 
   await page.fill('#predict-text', 'abcabc');
   await page.click('#predict');
   await expect(page.locator('#prediction li').first()).toContainText('early:');
+  const before = await page.locator('#prediction').textContent();
+
+  // For transformers it is a BertForSequenceClassification, and it uploads back as one.
+  const uploads = await downloads(page, '#download-transformers', 4);
+  const config = JSON.parse(uploads.find((f) => f.name === 'config.json').buffer.toString());
+  expect(config).toMatchObject({ model_type: 'bert', architectures: ['BertForSequenceClassification'],
+    id2label: { 0: 'early', 1: 'late' } });
+  const tokenizer = JSON.parse(uploads.find((f) => f.name === 'tokenizer.json').buffer.toString());
+  expect(tokenizer.post_processor.type).toBe('TemplateProcessing');
+  await page.setInputFiles('#upload', uploads);
+  await expect(page.locator('#ckpt-status')).toHaveText('Loaded the BERT model at step 0.');
+  await page.click('#predict');
+  await expect(page.locator('#prediction')).toHaveText(before);
 });
 
 test('an encoder on WordPiece, chosen by the shared link, fills blanks with word pieces', async ({ page }) => {

@@ -84,7 +84,7 @@ test('LoRA finetunes a trained model; its adapters and its merged model download
   const peft = JSON.parse((await named('adapter_config.json')).toString());
   expect(peft).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 16, fan_in_fan_out: true,
     target_modules: ['attn.c_attn', 'mlp.c_fc', 'mlp.c_proj'], rank_pattern: { 'attn.c_attn': 8 } });
-  await page.click('#download-gpt2');
+  await page.click('#download-transformers');
   await expect.poll(() => files.length).toBe(6);
   expect(files.slice(2).map((d) => d.suggestedFilename()).sort())
     .toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);

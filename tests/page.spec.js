@@ -179,7 +179,7 @@ test('a downloaded checkpoint uploads back and resumes', async ({ page }) => {
 test('a model downloaded for transformers uploads back as GPT-2 files: the same text', async ({ page }) => {
   await open(page, '?backend=cpu');
   await train(page, 4);
-  const uploads = await downloads(page, '#download-gpt2', 4);
+  const uploads = await downloads(page, '#download-transformers', 4);
   expect(uploads.map((f) => f.name).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
   // The character vocabulary is Hugging Face's format: a merge-free BPE joined by a Fuse decoder.
   const tokenizer = JSON.parse(uploads.find((f) => f.name === 'tokenizer.json').buffer.toString());

@@ -953,8 +953,8 @@ $('download').onclick = action(async () => {
 });
 
 // transformers' from_pretrained(dir) wants exactly these names: put the four in one folder.
-$('download-gpt2').onclick = action(async () => {
-  const hf = await call(Request.exportGpt2);
+$('download-transformers').onclick = action(async () => {
+  const hf = await call(Request.exportTransformers);
   downloadFiles([['model.safetensors', hf.weights], ['config.json', hf.config], ['tokenizer.json', hf.tokenizer],
     ['tokenizer_config.json', hf.tokenizerConfig]]);
 });
@@ -978,7 +978,8 @@ async function openModel(fileList) {
       config: await files['config.json'].text(),
       tokenizer: await files['tokenizer.json'].text(),
     };
-    adoptCheckpoint(await call(Request.importGpt2, parts), 'the GPT-2 model');
+    const kind = /"model_type"\s*:\s*"bert"/.test(parts.config) ? 'BERT' : 'GPT-2';
+    adoptCheckpoint(await call(Request.importTransformers, parts), `the ${kind} model`);
     return;
   }
   const parts = {};

@@ -100,14 +100,17 @@ export const Request = Object.freeze({
   /** {meta: Uint8Array, weights: Uint8Array, optimizer?: Uint8Array} → {step, preset, vocabSize, params} */
   load: 'load',
   /**
-   * {} → {weights: Uint8Array, config: string, tokenizer: string}: transformers' GPT-2 files
-   * (LoRA adapters merged in).
+   * {} → {weights: Uint8Array, config: string, tokenizer: string, tokenizerConfig: string}:
+   * transformers' files, GPT-2's or (an encoder) BERT's (LoRA adapters merged in).
    */
-  exportGpt2: 'exportGpt2',
+  exportTransformers: 'exportTransformers',
   /** {} → {weights: Uint8Array, config: string}: the LoRA adapters alone, as PEFT's files. */
   exportAdapters: 'exportAdapters',
-  /** {weights: Uint8Array, config: string, tokenizer: string} → like `load`: a new run at step 0. */
-  importGpt2: 'importGpt2',
+  /**
+   * {weights: Uint8Array, config: string, tokenizer: string} → like `load`: GPT-2's or BERT's
+   * transformers files as a new run at step 0.
+   */
+  importTransformers: 'importTransformers',
   /** {} → never: panics inside the wasm module, so tests can prove the page recovers. */
   debugPanic: 'debugPanic',
   /** {} → {devices}: destroys the module's GPU devices, as a driver reset would (tests). */

@@ -140,10 +140,10 @@ const handlers = {
     devices.forEach((d) => d.destroy());
     return { devices: devices.length };
   },
-  [Request.exportGpt2]: () => kiln.exportGpt2(),
+  [Request.exportTransformers]: () => kiln.exportTransformers(),
   [Request.exportAdapters]: () => kiln.exportAdapters(),
-  [Request.importGpt2]({ weights, config, tokenizer }) {
-    const info = parse(kiln.importGpt2(weights, config, tokenizer));
+  [Request.importTransformers]({ weights, config, tokenizer }) {
+    const info = parse(kiln.importTransformers(weights, config, tokenizer));
     run.evalInterval = info.preset.train.eval_interval;
     return info;
   },
