@@ -192,7 +192,8 @@ pub struct ModelConfig {
     /// An encoder's heads as BERT has them: a prediction transform (dense, GELU, LayerNorm) and
     /// an output bias around the masked-LM head, and a tanh pooler before a classifier's head
     /// (transformers' `BertForMaskedLM` and `BertForSequenceClassification`). Off in encoders
-    /// saved before Kiln had them, which keep their plain heads.
+    /// saved before Kiln had them, which keep their plain heads; the other families ignore it
+    /// (so an encoder preset with `arch = gpt` is its GPT of the same shape).
     #[serde(default)]
     pub bert_heads: bool,
     /// Run Kiln's WGSL kernels on the wgpu backend (fused attention, cross-entropy, norms and
@@ -517,9 +518,6 @@ impl ModelConfig {
                 "layer_norm_eps must be in (0, 1), got {}",
                 self.layer_norm_eps
             ));
-        }
-        if self.bert_heads && self.arch != Arch::Bert {
-            return fail("bert_heads are an encoder's (arch = bert)".into());
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return fail(format!("dropout must be in [0, 1), got {}", self.dropout));

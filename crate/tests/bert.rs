@@ -44,8 +44,15 @@ fn parameter_count_matches_the_module_and_the_gpt_of_the_same_size() {
         c.bias = true;
         (Gpt::num_params_of(&c), c.n_embd)
     };
-    let ((bert, d), (gpt, _)) = (size("shakespeare-bert"), size("shakespeare-baby"));
-    assert_eq!(bert, gpt + (d * d + d) + 2 * d + 70);
+    let ((encoder, d), (gpt, _)) = (size("shakespeare-bert"), size("shakespeare-baby"));
+    assert_eq!(encoder, gpt + (d * d + d) + 2 * d + 70);
+    // Another family ignores BERT's heads: an encoder preset with arch = gpt is its GPT.
+    let mut c = bert(40).model;
+    c.arch = Arch::Gpt;
+    c.validate().unwrap();
+    let model = Gpt::new(&c, 1, &device);
+    c.bert_heads = false;
+    assert_eq!(model.num_params(), Gpt::num_params_of(&c));
 }
 
 /// Every position of an encoder sees every token: changing the last token changes the first
