@@ -37,7 +37,7 @@ pub fn check(c: &ModelConfig) -> Result<()> {
         (c.arch != Arch::Bert, "an encoder (arch = bert)"),
         (
             !c.bert_heads,
-            "BERT's heads (bert_heads: this encoder was made before Kiln had them)",
+            "BERT's heads (bert_heads = true: a prediction transform and a pooler)",
         ),
         (c.norm_first, "post-norm blocks (not pre-norm)"),
         (

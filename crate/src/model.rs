@@ -271,8 +271,16 @@ impl Gpt {
         };
         let bert_heads = c.arch == Arch::Bert && c.bert_heads;
         let classifier = matches!(c.task, Task::Classify { .. });
-        let pooler =
-            (bert_heads && classifier).then(|| init.linear(c.n_embd, c.n_embd, INIT_STD, c.bias));
+        // A new pooler is the identity, so a new classifier's head first reads tanh of the
+        // [CLS] state itself. BERT's own comes pretrained (by next-sentence prediction); a random
+        // one, N(0, 0.02), shrinks the features and the encoder's gradient about tenfold, and
+        // left one authorship classifier in three at chance when trained from scratch.
+        let pooler = (bert_heads && classifier).then(|| Linear {
+            weight: Param::from_tensor(Tensor::eye(c.n_embd, device)),
+            bias: c
+                .bias
+                .then(|| Param::from_tensor(Tensor::zeros([c.n_embd], device))),
+        });
         let mlm = (bert_heads && !classifier).then(|| MlmHead {
             dense: init.linear(c.n_embd, c.n_embd, INIT_STD, c.bias),
             ln: Norm::new(c, device),
