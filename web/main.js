@@ -973,8 +973,9 @@ async function openModel(fileList) {
   if (files['config.json'] && files['tokenizer.json']) {
     const weights = files['model.safetensors'];
     if (!weights) throw new Error('A transformers model needs its model.safetensors beside config.json and tokenizer.json.');
+    // The File itself: the worker streams it into the module (GPT-2 small's is 500 MB).
     const parts = {
-      weights: new Uint8Array(await weights.arrayBuffer()),
+      weights,
       config: await files['config.json'].text(),
       tokenizer: await files['tokenizer.json'].text(),
     };

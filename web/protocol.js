@@ -107,8 +107,8 @@ export const Request = Object.freeze({
   /** {} → {weights: Uint8Array, config: string}: the LoRA adapters alone, as PEFT's files. */
   exportAdapters: 'exportAdapters',
   /**
-   * {weights: Uint8Array, config: string, tokenizer: string} → like `load`: GPT-2's or BERT's
-   * transformers files as a new run at step 0.
+   * {weights: File, config: string, tokenizer: string} → like `load`: GPT-2's or BERT's
+   * transformers files as a new run at step 0; the worker streams `weights` into the module.
    */
   importTransformers: 'importTransformers',
   /** {} → never: panics inside the wasm module, so tests can prove the page recovers. */

@@ -142,8 +142,12 @@ const handlers = {
   },
   [Request.exportTransformers]: () => kiln.exportTransformers(),
   [Request.exportAdapters]: () => kiln.exportAdapters(),
-  [Request.importTransformers]({ weights, config, tokenizer }) {
-    const info = parse(kiln.importTransformers(weights, config, tokenizer));
+  async [Request.importTransformers]({ weights, config, tokenizer }) {
+    // The file streams into wasm memory a piece at a time: JavaScript never holds it whole.
+    kiln.uploadBegin(weights.size);
+    const reader = weights.stream().getReader();
+    for (let piece = await reader.read(); !piece.done; piece = await reader.read()) kiln.uploadChunk(piece.value);
+    const info = parse(kiln.importTransformers(config, tokenizer));
     run.evalInterval = info.preset.train.eval_interval;
     return info;
   },

@@ -28,6 +28,9 @@ struct State {
     data: Option<Dataset>,
     tokenizer: Option<Tokenizer>,
     trainer: Option<Trainer>,
+    /// A `model.safetensors` arriving in pieces ([`upload_begin`], [`upload_chunk`]): the
+    /// file's only whole copy, in wasm memory.
+    upload: Vec<u8>,
 }
 
 thread_local! {
@@ -594,14 +597,43 @@ pub async fn export_adapters() -> Result<Object, JsError> {
     ])
 }
 
-/// Loads Hugging Face GPT-2 or BERT files as a new run at step 0; returns what
-/// [`load_checkpoint`] does.
+/// Starts receiving a `model.safetensors` of `size` bytes. The worker streams the file in
+/// pieces, so JavaScript never holds it whole (GPT-2 small's is 500 MB); a size the wasm32
+/// memory cannot hold is refused here, before any piece is read.
+#[wasm_bindgen(js_name = uploadBegin)]
+pub fn upload_begin(size: f64) -> Result<(), JsError> {
+    let mut upload = Vec::new();
+    let fits = size <= usize::MAX as f64 && upload.try_reserve_exact(size as usize).is_ok();
+    if !fits {
+        return Err(JsError::new(&format!(
+            "model.safetensors is {:.0} MB, more than this page's memory can hold (a wasm32 \
+             module addresses 4 GB in all)",
+            size / 1e6
+        )));
+    }
+    STATE.with_borrow_mut(|s| s.upload = upload);
+    Ok(())
+}
+
+/// Appends the next piece of the file [`upload_begin`] announced.
+#[wasm_bindgen(js_name = uploadChunk)]
+pub fn upload_chunk(piece: &[u8]) -> Result<(), JsError> {
+    STATE.with_borrow_mut(|s| {
+        if s.upload.len() + piece.len() > s.upload.capacity() {
+            return Err(JsError::new(
+                "model.safetensors grew while it was read; choose the files again",
+            ));
+        }
+        s.upload.extend_from_slice(piece);
+        Ok(())
+    })
+}
+
+/// Loads Hugging Face GPT-2 or BERT files as a new run at step 0, the weights being the file
+/// streamed by [`upload_chunk`]; returns what [`load_checkpoint`] does.
 #[wasm_bindgen(js_name = importTransformers)]
-pub fn import_transformers(
-    weights: Vec<u8>,
-    config: String,
-    tokenizer: String,
-) -> Result<String, JsError> {
+pub fn import_transformers(config: String, tokenizer: String) -> Result<String, JsError> {
+    let weights = STATE.with_borrow_mut(|s| std::mem::take(&mut s.upload));
     let files = crate::hf::HfFiles::new(weights, config, tokenizer);
     adopt(Checkpoint::from_transformers(&files).map_err(js)?)
 }
