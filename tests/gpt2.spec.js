@@ -1,6 +1,6 @@
 // A model of GPT-2's vocabulary in the page: GPT-2's real 50,257-token tokenizer with random
 // weights at a small width, as GPT-2 files (`cargo xtask test` writes them with `kiln init` and
-// `kiln export` into tests/.gpt2-shaped/hf before these tests run).
+// `kiln export` into tests/.gpt2-shaped/ before these tests run), and GPT-2 small's own shape.
 import { existsSync, readFileSync } from 'node:fs';
 import { expect, file, generate, kiln, open, safetensorsHeader, setField, test, train } from './helpers.js';
 
@@ -64,3 +64,14 @@ test('a model too large to train in full in wasm opens as a LoRA run at batch 1,
   expect(Math.abs((await kiln(page, 'history'))[0].loss - 10.8)).toBeLessThan(1.5);
 });
 
+
+test('GPT-2 small\'s shape (124.7M parameters, a 498 MB file) streams in, opens as a LoRA run and generates', async ({ page }) => {
+  await open(page, '?backend=cpu');
+  // By path: Playwright hands the browser the file, which the worker streams into the module.
+  await page.setInputFiles('#upload', ['config.json', 'model.safetensors', 'tokenizer.json'].map((n) => `${DIR}-small/${n}`));
+  const status = page.locator('#ckpt-status');
+  await expect(status).toContainText('Loaded the GPT-2 model at step 0.', { timeout: 2 * 60_000 });
+  await expect(status).toContainText('it trains LoRA adapters (q, v; rank 8) at batch size 1 instead');
+  await expect(page.locator('#params')).toHaveText('124.735M parameters');
+  expect((await generate(page, 1, 8)).length).toBeGreaterThan(0);
+});

@@ -491,15 +491,22 @@ const GPT2_SHAPED: &str = "tests/.gpt2-shaped";
 
 /// GPT-2's files for models of GPT-2's vocabulary (its real tokenizer, 50,257 tokens) at a small
 /// width, random weights, by `kiln init` from OpenAI's tokenizer files and `kiln export`: `hf`
-/// with 64 positions, and `hf-long` with 2,048, too many to train all its weights in wasm32.
+/// with 64 positions, `hf-long` with 2,048, too many to train all its weights in wasm32, and
+/// `hf-small`, GPT-2 small's own shape.
 fn gpt2_shaped() -> Result<()> {
     remove_run(GPT2_SHAPED)?;
     std::fs::create_dir_all(GPT2_SHAPED)?;
-    for (name, positions) in [("hf", 64), ("hf-long", 2048)] {
+    // (name, positions, width, layers, heads): two small widths, and GPT-2 small's own shape
+    // (124M parameters, a 498 MB model.safetensors).
+    for (name, positions, width, layers, heads) in [
+        ("hf", 64, 64, 2, 2),
+        ("hf-long", 2048, 64, 2, 2),
+        ("hf-small", 1024, 768, 12, 12),
+    ] {
         let config = format!("{GPT2_SHAPED}/{name}.json");
         let shape = serde_json::json!({
-            "model_type": "gpt2", "vocab_size": 50257, "n_positions": positions, "n_embd": 64,
-            "n_layer": 2, "n_head": 2,
+            "model_type": "gpt2", "vocab_size": 50257, "n_positions": positions,
+            "n_embd": width, "n_layer": layers, "n_head": heads,
         });
         std::fs::write(&config, shape.to_string())?;
         let ckpt = format!("{GPT2_SHAPED}/{name}-kiln");
@@ -520,6 +527,7 @@ fn gpt2_shaped() -> Result<()> {
             "--out",
             &format!("{GPT2_SHAPED}/{name}"),
         ])?;
+        remove_run(&ckpt)?; // the page tests read the export; GPT-2 small's is 498 MB
     }
     Ok(())
 }
