@@ -22,7 +22,9 @@ use crate::config::{self, Arch, Mlp, ModelConfig, Norm, Pooling, Position, Task}
 use crate::data::Tokenizer;
 use crate::data::tokenizer::{SPECIALS, Specials};
 use crate::error::{Error, Result};
-use crate::hf::{CONFIG_FILE, HfFiles, Tensors, parse, refuse_differences, serialize};
+use crate::hf::{
+    CONFIG_FILE, HfFiles, Tensors, config_size, parse, parse_config, refuse_differences, serialize,
+};
 
 /// BERT's segment vocabulary (`type_vocab_size`): sentences A and B.
 const TOKEN_TYPES: usize = 2;
@@ -420,14 +422,8 @@ impl Checkpoint {
 /// Kiln's model config for a transformers BERT `config.json` (a classifier's when the weights
 /// have one); what BERT allows and Kiln does not compute is refused.
 pub fn model_config(config: &str, classifier: bool) -> Result<ModelConfig> {
-    let config: Value =
-        serde_json::from_str(config).map_err(|e| bad(format!("{CONFIG_FILE} is not JSON: {e}")))?;
-    let size = |key: &str| -> Result<usize> {
-        config[key]
-            .as_u64()
-            .map(|n| n as usize)
-            .ok_or_else(|| bad(format!("{CONFIG_FILE} has no number \"{key}\"")))
-    };
+    let config = parse_config(config)?;
+    let size = |key: &str| config_size(&config, key);
     let activation = config["hidden_act"].as_str().unwrap_or("gelu");
     if activation != "gelu" {
         return Err(bad(format!(

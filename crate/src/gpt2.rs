@@ -10,12 +10,14 @@
 use std::collections::BTreeMap;
 
 use safetensors::{Dtype, tensor::TensorView};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::checkpoint::{Checkpoint, FORMAT, FORMAT_VERSION, Meta, bad, stored_name};
 use crate::config::{self, Arch, LAYER_NORM_EPS, Mlp, ModelConfig, Norm, Position};
 use crate::error::Result;
-use crate::hf::{CONFIG_FILE, HfFiles, Tensors, parse, refuse_differences, serialize};
+use crate::hf::{
+    HfFiles, Tensors, config_size, parse, parse_config, refuse_differences, serialize,
+};
 
 /// Whether `c` is GPT-2's architecture; the sentence says what differs.
 pub fn check(c: &ModelConfig) -> Result<()> {
@@ -65,14 +67,8 @@ fn from_hf(name: &str) -> Option<String> {
 /// Kiln's model config for a transformers GPT-2 `config.json`; what GPT-2 allows and Kiln does
 /// not compute (exact GELU, another attention scaling, an untied head) is refused.
 pub fn model_config(config: &str) -> Result<ModelConfig> {
-    let config: Value =
-        serde_json::from_str(config).map_err(|e| bad(format!("{CONFIG_FILE} is not JSON: {e}")))?;
-    let size = |key: &str| -> Result<usize> {
-        config[key]
-            .as_u64()
-            .map(|n| n as usize)
-            .ok_or_else(|| bad(format!("{CONFIG_FILE} has no number \"{key}\"")))
-    };
+    let config = parse_config(config)?;
+    let size = |key: &str| config_size(&config, key);
     let activation = config["activation_function"].as_str().unwrap_or("gelu_new");
     if !matches!(activation, "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast") {
         return Err(bad(format!(

@@ -93,9 +93,7 @@ impl Checkpoint {
     /// A checkpoint (step 0, no optimizer state) from `transformers` files, read as the
     /// `model_type` in `config.json` says (GPT-2 when it names none).
     pub fn from_transformers(files: &HfFiles) -> Result<Self> {
-        let config: serde_json::Value = serde_json::from_str(&files.config)
-            .map_err(|e| bad(format!("{CONFIG_FILE} is not JSON: {e}")))?;
-        match config["model_type"].as_str() {
+        match parse_config(&files.config)?["model_type"].as_str() {
             None | Some("gpt2") => Self::from_gpt2(files),
             Some("bert") => Self::from_bert(files),
             Some(other) => Err(bad(format!(
@@ -125,6 +123,19 @@ pub(crate) fn refuse_differences(
         ))),
         None => Ok(()),
     }
+}
+
+/// `config.json`'s text as JSON.
+pub(crate) fn parse_config(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| bad(format!("{CONFIG_FILE} is not JSON: {e}")))
+}
+
+/// A size `config.json` must give.
+pub(crate) fn config_size(config: &serde_json::Value, key: &str) -> Result<usize> {
+    config[key]
+        .as_u64()
+        .map(|n| n as usize)
+        .ok_or_else(|| bad(format!("{CONFIG_FILE} has no number \"{key}\"")))
 }
 
 /// f32 tensors by name, as owned shapes and little-endian bytes.
