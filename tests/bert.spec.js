@@ -78,6 +78,7 @@ test('an encoder on WordPiece, chosen by the shared link, fills blanks with word
   await train(page, 10);
   await page.fill('#fill-text', 'to be or not to [MASK]');
   await page.click('#fill-run');
+  await expect(page.locator('#fill-results li')).toHaveCount(1);
   const [{ guesses }] = await kiln(page, 'fill');
   expect(guesses).toHaveLength(5);
   // Pieces of words: letters (a "##" prefix continues a word) or punctuation, no specials.
