@@ -330,7 +330,8 @@ impl Gpt {
     }
 
     /// Logits `[batch, time, vocab]` for token ids `[batch, time]`; a classifier's are
-    /// `[batch, time, classes]`, position `t` classifying the text up to `t`.
+    /// `[batch, time, classes]`, position `t` classifying the text up to `t`, or `[batch, 1,
+    /// classes]` for a `[CLS]` classifier, which reads the first position only.
     ///
     /// With a cache, `idx` continues the cached sequence: its keys and values are appended and
     /// positions start at `cache.len()`. A context longer than `block_size` (cache included) is
@@ -396,9 +397,14 @@ impl Gpt {
         }
         if let (Some(score), Task::Classify { pooling, .. }) = (&self.score, &self.config.task) {
             let x = match (pooling, encoder) {
-                // Every position's own state; the label sits on the one to read ([CLS] for
-                // an encoder, the text's last token for a GPT).
-                (Pooling::Last | Pooling::Cls, _) => x,
+                // The head reads [CLS] alone, first in every row, so only its state goes on.
+                (Pooling::Cls, _) => {
+                    let [b, _, c] = x.dims();
+                    x.slice([0..b, 0..1, 0..c])
+                }
+                // Every position's own state: the label sits on the text's last token, which
+                // is at a different position in each row.
+                (Pooling::Last, _) => x,
                 (Pooling::Mean, false) => causal_mean(x),
                 (Pooling::Mean, true) => padded_mean(x, pad),
             };
@@ -492,12 +498,13 @@ impl Gpt {
         Ok((self.drop.forward(x), rope, run))
     }
 
-    /// Mean cross-entropy of `logits [B, T, V]` against `targets [B, T]` over the targets that
-    /// are not [`IGNORE`] (their rows get exactly zero gradient).
+    /// Mean cross-entropy of `logits [B, T', V]` against `targets [B, T]` over the targets that
+    /// are not [`IGNORE`] (their rows get exactly zero gradient). A `[CLS]` classifier's logits
+    /// cover the first position only (`T' = 1`): the targets past them are all `IGNORE`.
     pub fn loss(&self, logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
         let [b, t, v] = logits.dims();
         let rows = logits.reshape([b * t, v]);
-        let targets = targets.reshape([b * t]);
+        let targets = targets.slice([0..b, 0..t]).reshape([b * t]);
         let counted = targets.clone().greater_elem(IGNORE).float();
         let losses = cross_entropy(rows, targets.clamp_min(0), self.config.kernels);
         (losses * counted.clone()).sum() / counted.sum().clamp_min(1.0)

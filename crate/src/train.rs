@@ -597,9 +597,11 @@ impl Trainer {
         let mut pairs = Vec::new();
         for chunk in rows.rows().chunks(self.preset.train.batch_size) {
             let batch = Rows::batch(&chunk.iter().collect::<Vec<_>>());
-            let block = batch.block;
             let (x, _, pad) = tensors(batch, self.pad(), &device);
-            let predicted = read_f32(model.forward_padded(x, pad)?.argmax(2).float()).await?;
+            let logits = model.forward_padded(x, pad)?;
+            // Positions per row: the block, or 1 for a [CLS] classifier.
+            let block = logits.dims()[1];
+            let predicted = read_f32(logits.argmax(2).float()).await?;
             for (r, row) in chunk.iter().enumerate() {
                 // The label sits where the classifier reads, the only target that counts.
                 if let Some((t, &class)) = row.targets.iter().enumerate().find(|&(_, &c)| c >= 0) {

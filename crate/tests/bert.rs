@@ -35,6 +35,14 @@ fn parameter_count_matches_the_module_and_the_gpt_of_the_same_size() {
         }
         let model = Gpt::new(&c, 1, &device);
         assert_eq!(Gpt::num_params_of(&c), model.num_params(), "{c:?}");
+        if classify {
+            let logits = model.forward(ids(&[2, 5, 6, 3], &device), None);
+            assert_eq!(
+                logits.unwrap().dims(),
+                [1, 1, 2],
+                "only [CLS] is classified"
+            );
+        }
     }
     // The size of the GPT preset it is built from (both with biases), plus BERT's masked-LM
     // head: the prediction transform's dense layer and LayerNorm, and the output bias.
