@@ -2,13 +2,26 @@
 // SwiftShader emulates the GPU on the CPU.
 import { customText, downloads, expect, generate, kiln, open, setField, test, train } from './helpers.js';
 
-test('the adapter is WebGPU on SwiftShader', async ({ page }) => {
+test('the adapter is WebGPU on SwiftShader; the matmul is chosen by timing on it', async ({ page }) => {
   await open(page);
   await expect(page.locator('#adapter')).toContainText(/swiftshader/i);
   expect(await kiln(page, 'adapter.name')).toMatch(/swiftshader/i);
   expect(await kiln(page, 'adapter.software')).toBe(true);
   expect(await kiln(page, 'backend')).toBe('wgpu');
   await expect(page.locator('#fallback-notice')).toBeHidden();
+  // The matmul for this adapter: each variant timed at the model's shape and checked against
+  // Burn's, the fastest used; a reload reuses the choice without timing again.
+  const tuning = await kiln(page, 'kernels');
+  expect(tuning.timings.map((t) => t.variant)).toEqual(['burn', 'registers-32', 'staged-64']);
+  for (const t of tuning.timings) expect(t.error).toBeLessThan(1e-5);
+  expect(tuning.chosen).toBe(tuning.timings.reduce((a, b) => (b.ms < a.ms ? b : a)).variant);
+  await expect(page.locator('#kernel-choice')).toContainText(
+    new RegExp(`^matmul: ${tuning.chosen} chosen, .* at ${tuning.shape[0]}×${tuning.shape[1]} · .*\\(timed just now\\)$`));
+  console.log(`SwiftShader matmul at ${tuning.shape.join('×')}: ${tuning.timings.map((t) => `${t.variant} ${t.ms.toFixed(1)} ms`).join(', ')}`);
+  await page.reload();
+  await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
+  expect(await kiln(page, 'kernels')).toEqual({ ...tuning, cached: true });
+  await expect(page.locator('#kernel-choice')).toContainText('(remembered for this adapter)');
   // The fields are checked as they are typed: the parameter count, or why the model is invalid.
   await expect(page.locator('#params')).toHaveText(/^0\.028M parameters; training needs about \d+ MB$/);
   await setField(page, 'model.n_head', 3);

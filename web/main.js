@@ -178,6 +178,38 @@ async function pickFasterBackend() {
     `WebGPU ${ms.wgpu.toFixed(0)} ms/step, CPU ${ms.cpu.toFixed(0)} ms/step: using ${faster === 'cpu' ? 'CPU' : 'WebGPU'}`;
 }
 
+/** Where the matmul variant chosen on this adapter is remembered. */
+const kernelsKey = () => `kiln.kernels:${page.adapter.name}`;
+
+/**
+ * The matmul for this adapter's linear layers: the worker times each variant at the model's
+ * shape on first use and keeps the fastest that computes right; later visits (and new workers)
+ * reuse the choice.
+ */
+async function ensureKernels() {
+  if (!page.adapter.name || page.untrusted || page.kernelsWorker === worker) return;
+  page.kernelsWorker = worker;
+  let tuning = JSON.parse(localStorage.getItem(kernelsKey()) ?? 'null');
+  try {
+    if (tuning) await call(Request.useKernels, { matmul: tuning.chosen });
+  } catch {
+    tuning = null; // a name an older build wrote: time them again
+  }
+  const cached = Boolean(tuning);
+  if (!tuning) {
+    $('kernel-choice').textContent = 'timing the matmul kernels…';
+    tuning = await call(Request.tuneKernels);
+    localStorage.setItem(kernelsKey(), JSON.stringify(tuning));
+  }
+  page.kernels = { ...tuning, cached };
+  const chosen = tuning.timings.find((t) => t.variant === tuning.chosen);
+  const others = tuning.timings.filter((t) => t !== chosen).map((t) => (t.error > 1e-4
+    ? `${t.variant} computed wrong` : `${t.variant} ${t.ms.toFixed(1)} ms`));
+  const [m, k, n] = tuning.shape;
+  $('kernel-choice').textContent = `matmul: ${chosen.variant} chosen, ${chosen.ms.toFixed(1)} ms vs ` +
+    `${others.join(', ')} at ${m}×${k} · ${k}×${n} (${cached ? 'remembered for this adapter' : 'timed just now'})`;
+}
+
 /**
  * WebGPU against the CPU on one fixed forward and backward pass (at start, and again on demand):
  * a GPU that computes wrong is not used.
@@ -215,6 +247,7 @@ page.verifyGpu = verifyGpu;
 
 $('backend').onchange = action(async () => {
   await chooseBackend($('backend').value);
+  if (page.backend === 'wgpu') await ensureKernels();
   $('backend-timing').textContent = 'chosen by hand';
 });
 
@@ -1023,6 +1056,7 @@ async function start() {
   await useSharedFields();
   await ensureConfigured();
   refreshSaved().catch((e) => ckptStatus(e.message));
+  if (page.backend === 'wgpu' || (!forced && page.adapter.software)) await ensureKernels();
   // The backend is chosen before anything can run on it (a run started on one backend would
   // otherwise move to the other under it).
   if (!forced && page.adapter.software && !page.untrusted) {
@@ -1061,6 +1095,7 @@ async function recover(reason) {
   if (page.files) await loadCorpus(page.files, false);
   page.configured = false;
   await ensureConfigured();
+  if (page.backend === 'wgpu') await ensureKernels();
   const newest = (await storage.list()).sort((a, b) => a.date.localeCompare(b.date)).at(-1);
   if (newest) {
     $('recover').textContent = `Load "${newest.name}" (step ${newest.step})`;

@@ -123,6 +123,11 @@ const handlers = {
   [Request.nextTokens]: async ({ prompt, k }) => parse(await kiln.nextTokens(prompt, k)),
   [Request.attention]: async ({ prompt, maxTokens }) => parse(await kiln.attention(prompt, maxTokens)),
   [Request.embeddings]: async () => parse(await kiln.embeddings()),
+  [Request.tuneKernels]: async () => parse(await kiln.tuneKernels()),
+  [Request.useKernels]({ matmul }) {
+    kiln.useKernels(matmul);
+    return {};
+  },
   async [Request.benchKernels]({ name, vocab, batch, reps, matmul, stepReps }) {
     const preset = parse(kiln.presetJson(name));
     preset.model.vocab_size = vocab;

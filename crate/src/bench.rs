@@ -1,17 +1,18 @@
 //! Kernel benchmarks (`kiln bench-kernels`, and the page's `benchKernels`): each fused kernel
-//! against the plain Burn ops it replaces, and matmul throughput (Burn's and the tiled kernel's)
-//! against the adapter's peak. A training step's profile by kernel comes from CubeCL's profiler
+//! against the plain Burn ops it replaces, and matmul throughput (Burn's and each kernel's)
+//! against the adapter's peak; and the page's choice of matmul on its adapter ([`tune_matmul`]). A training step's profile by kernel comes from CubeCL's profiler
 //! instead (`cargo xtask bench kernels`). Asynchronous because the browser cannot block
 //! on the GPU; timings wait for the device by reading one number back.
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
 use crate::backend::read_f32;
 use crate::config::ModelConfig;
 use crate::error::Result;
+use crate::kernels::matmul::Variant;
 use crate::kernels::{adamw, attention, cross_entropy, matmul, peak};
 
 /// One kernel against the ops it replaces (forward + backward where the op is differentiable).
@@ -25,15 +26,42 @@ pub struct KernelRow {
     pub speedup: f64,
 }
 
-/// Burn's matmul and the tiled kernel at `n³`, against the measured peak.
+/// Each matmul variant at `n³`, against the measured peak.
 #[derive(Clone, Debug, Serialize)]
 pub struct MatmulRow {
     pub n: usize,
-    pub burn_gflops: f64,
-    pub tiled_gflops: f64,
-    pub burn_percent_of_peak: f64,
-    pub tiled_percent_of_peak: f64,
+    pub variants: Vec<MatmulSpeed>,
 }
+
+/// One variant's throughput.
+#[derive(Clone, Debug, Serialize)]
+pub struct MatmulSpeed {
+    pub variant: Variant,
+    pub gflops: f64,
+    pub percent_of_peak: f64,
+}
+
+/// One variant at the tuning shape: its time, and how far its product is from Burn's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VariantTiming {
+    pub variant: Variant,
+    pub ms: f64,
+    /// Largest |difference| from Burn's matmul, relative to the largest |value|.
+    pub error: f64,
+}
+
+/// What [`tune_matmul`] measured, and the variant it chose.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MatmulTuning {
+    /// `[M, K, N]`: the model's MLP input layer over 64 to 128 positions.
+    pub shape: [usize; 3],
+    pub timings: Vec<VariantTiming>,
+    pub chosen: Variant,
+}
+
+/// The relative error past which a variant computes wrong: f32 products over a few thousand
+/// terms differ from one another by ~1e-6 of their scale.
+const TUNE_TOLERANCE: f64 = 1e-4;
 
 /// Waits for `out` (and everything queued before it) by reading its sum back.
 async fn wait<const D: usize>(out: Tensor<D>) -> Result<()> {
@@ -43,8 +71,13 @@ async fn wait<const D: usize>(out: Tensor<D>) -> Result<()> {
 /// Milliseconds per call of `f`, after three warm-up calls (shader compilation; Burn's autotuner
 /// tries its variants over the first calls). The calls' results are summed and read once, so no
 /// call's work can be skipped.
-async fn time(reps: usize, mut f: impl FnMut() -> Tensor<1>) -> Result<f64> {
-    for _ in 0..3 {
+async fn time(reps: usize, f: impl FnMut() -> Tensor<1>) -> Result<f64> {
+    time_after(3, reps, f).await
+}
+
+/// [`time`] after `warmups` warm-up calls.
+async fn time_after(warmups: usize, reps: usize, mut f: impl FnMut() -> Tensor<1>) -> Result<f64> {
+    for _ in 0..warmups {
         wait(f()).await?;
     }
     let start = Instant::now();
@@ -153,19 +186,23 @@ pub async fn kernels(
 
     let x = random([n, c], &ad);
     let w = random([c, 4 * c], &ad);
-    let linear = |fused: bool| {
+    let linear = |variant: Variant| {
         let (x, w) = (x.clone().require_grad(), w.clone().require_grad());
-        let grads = matmul::matmul(x.clone(), w.clone(), fused).sum().backward();
+        let grads = matmul::matmul(x.clone(), w.clone(), variant)
+            .sum()
+            .backward();
         x.grad(&grads).unwrap().sum() + w.grad(&grads).unwrap().sum()
     };
-    let unfused = time(reps, || linear(false)).await?;
-    let fused = time(reps, || linear(true)).await?;
-    row(
-        "matmul fwd+bwd (mlp c_fc)",
-        format!("{n}×{c} · {c}×{}", 4 * c),
-        unfused,
-        fused,
-    );
+    let unfused = time(reps, || linear(Variant::Burn)).await?;
+    for variant in [Variant::Registers, Variant::Staged] {
+        let fused = time(reps, || linear(variant)).await?;
+        row(
+            &format!("matmul fwd+bwd (mlp c_fc), {}", variant.name()),
+            format!("{n}×{c} · {c}×{}", 4 * c),
+            unfused,
+            fused,
+        );
+    }
 
     let params = crate::Gpt::num_params_of(model);
     let (p, g) = (random([params], device), random([params], device));
@@ -206,7 +243,15 @@ pub async fn peak_gflops(device: &Device) -> Result<Option<f64>> {
     }
 }
 
-/// Burn's matmul at `n³` for each `n`, against `peak` GFLOP/s.
+/// One element of `a · b` by `variant`: what the timings wait for (the whole product is
+/// computed; reading one number back is what makes the wait cheap).
+fn corner(a: &Tensor<2>, b: &Tensor<2>, variant: Variant) -> Tensor<1> {
+    matmul::matmul(a.clone(), b.clone(), variant)
+        .slice([0..1, 0..1])
+        .reshape([1])
+}
+
+/// Every matmul variant at `n³` for each `n`, against `peak` GFLOP/s.
 pub async fn matmul(
     sizes: &[usize],
     peak: f64,
@@ -216,23 +261,70 @@ pub async fn matmul(
     let mut rows = Vec::new();
     for &n in sizes {
         let (a, b) = (random([n, n], device), random([n, n], device));
-        let mut gflops = Vec::new();
-        for fused in [false, true] {
-            let ms = time(reps, || {
-                matmul::matmul(a.clone(), b.clone(), fused)
-                    .slice([0..1, 0..1])
-                    .reshape([1])
-            })
-            .await?;
-            gflops.push(2.0 * (n as f64).powi(3) / (ms * 1e6));
+        let mut variants = Vec::new();
+        for variant in Variant::ALL {
+            let ms = time(reps, || corner(&a, &b, variant)).await?;
+            let gflops = 2.0 * (n as f64).powi(3) / (ms * 1e6);
+            variants.push(MatmulSpeed {
+                variant,
+                gflops,
+                percent_of_peak: 100.0 * gflops / peak,
+            });
         }
-        rows.push(MatmulRow {
-            n,
-            burn_gflops: gflops[0],
-            tiled_gflops: gflops[1],
-            burn_percent_of_peak: 100.0 * gflops[0] / peak,
-            tiled_percent_of_peak: 100.0 * gflops[1] / peak,
-        });
+        rows.push(MatmulRow { n, variants });
     }
     Ok(rows)
+}
+
+/// Times every matmul variant at the shape of `model`'s MLP input layer on `device` and picks
+/// the fastest whose product agrees with Burn's (a kernel the adapter's compiler gets wrong is
+/// never chosen). Each variant runs once to compile and check, then timed over enough calls
+/// (2 to 64) for about 0.2 GFLOP, so that one read-back's latency does not decide; on
+/// SwiftShader this takes about two seconds at `shakespeare-baby`'s shape. The caller applies
+/// the choice ([`matmul::choose`]).
+pub async fn tune_matmul(model: &ModelConfig, device: &Device) -> Result<MatmulTuning> {
+    let (m, k, n) = (
+        model.block_size.clamp(64, 128),
+        model.n_embd,
+        4 * model.n_embd,
+    );
+    let reps = (2e8 / (2 * m * k * n) as f64).ceil().clamp(2.0, 64.0) as usize;
+    let (a, b) = (random([m, k], device), random([k, n], device));
+    let reference = read_f32(a.clone().matmul(b.clone())).await?;
+    let scale = reference
+        .iter()
+        .fold(0f32, |s, x| s.max(x.abs()))
+        .max(1e-30);
+    let mut timings = Vec::new();
+    for variant in Variant::ALL {
+        let product = read_f32(matmul::matmul(a.clone(), b.clone(), variant)).await?;
+        let error = product
+            .iter()
+            .zip(&reference)
+            .fold(0f32, |e, (x, r)| e.max((x - r).abs()))
+            / scale;
+        // Natively Burn's autotuner tries its candidates over the first calls.
+        let warmups = if cfg!(target_arch = "wasm32") { 0 } else { 3 };
+        let ms = time_after(warmups, reps, || corner(&a, &b, variant)).await?;
+        timings.push(VariantTiming {
+            variant,
+            ms,
+            // NaN (a kernel that wrote garbage) counts as wrong.
+            error: if error.is_nan() {
+                f64::INFINITY
+            } else {
+                f64::from(error)
+            },
+        });
+    }
+    let chosen = timings
+        .iter()
+        .filter(|t| t.error <= TUNE_TOLERANCE)
+        .min_by(|x, y| x.ms.total_cmp(&y.ms))
+        .map_or(Variant::Burn, |t| t.variant);
+    Ok(MatmulTuning {
+        shape: [m, k, n],
+        timings,
+        chosen,
+    })
 }

@@ -29,6 +29,7 @@ use crate::data::examples::IGNORE;
 use crate::error::{Error, Result};
 use crate::kernels::attention::Mask;
 use crate::kernels::cross_entropy::cross_entropy;
+use crate::kernels::matmul::Variant;
 use crate::kernels::{self, attention, norm};
 
 /// Whether the parameter at checkpoint path `path` belongs to a classifier's own head (the
@@ -491,6 +492,10 @@ impl Gpt {
             kernels: self.config.kernels,
             half: self.config.mixed_precision && kernels::supports_f16(&device),
             layer_norm_eps: self.config.layer_norm_eps,
+            matmul: match self.config.kernels {
+                true => kernels::matmul::chosen(),
+                false => Variant::Burn,
+            },
         };
         if let Some(ln_emb) = &self.ln_emb {
             x = ln_emb.forward(x, run);
@@ -679,15 +684,13 @@ struct Run {
     kernels: bool,
     half: bool,
     layer_norm_eps: f64,
+    /// The linear layers' matmul: the adapter's chosen variant with the kernels on
+    /// ([`kernels::matmul::chosen`]), Burn's otherwise.
+    matmul: Variant,
 }
 
-/// Whether the linear layers use the tiled matmul kernel. In the browser Burn's matmul runs
-/// untuned (the wasm build has no autotune) and the kernel measured 6× faster on SwiftShader;
-/// natively Burn's autotuned matmul is faster (docs/kernels.md).
-const TILED_MATMUL: bool = cfg!(target_arch = "wasm32");
-
 /// `x [B, T, K] · w [K, N]`: in f16 with mixed precision (f32 in and out, so the weights stay
-/// f32), on the tiled kernel where it wins, else Burn's matmul.
+/// f32), else by the run's matmul variant.
 fn matmul(x: Tensor<3>, w: Tensor<2>, run: Run) -> Tensor<3> {
     let [b, t, k] = x.dims();
     let n = w.dims()[1];
@@ -695,8 +698,8 @@ fn matmul(x: Tensor<3>, w: Tensor<2>, run: Run) -> Tensor<3> {
         x.cast(DType::F16)
             .matmul(w.cast(DType::F16).unsqueeze_dim(0))
             .cast(DType::F32)
-    } else if run.kernels && TILED_MATMUL {
-        kernels::matmul::matmul(x.reshape([b * t, k]), w, true).reshape([b, t, n])
+    } else if run.matmul != Variant::Burn {
+        kernels::matmul::matmul(x.reshape([b * t, k]), w, run.matmul).reshape([b, t, n])
     } else {
         x.matmul(w.unsqueeze_dim(0))
     }
@@ -704,7 +707,7 @@ fn matmul(x: Tensor<3>, w: Tensor<2>, run: Run) -> Tensor<3> {
 
 /// A linear layer: Burn's own, or its weights through [`matmul`] where that differs.
 fn linear(layer: &Linear, x: Tensor<3>, run: Run) -> Tensor<3> {
-    if !(run.half || run.kernels && TILED_MATMUL) {
+    if !(run.half || run.matmul != Variant::Burn) {
         return layer.forward(x);
     }
     let y = matmul(x, layer.weight.val(), run);
@@ -842,6 +845,7 @@ mod tests {
             kernels: false,
             half: false,
             layer_norm_eps: c.layer_norm_eps,
+            matmul: Variant::Burn,
         };
         for (block, map) in model.h.iter().zip(maps) {
             assert_eq!(map.dims(), [1, h, t, t]);

@@ -424,6 +424,32 @@ pub async fn time_step(kind: String, steps: usize) -> Result<f64, JsError> {
     probe.time_steps_async(1, steps).await.map_err(js)
 }
 
+/// Times the matmul variants at the configured model's shape on WebGPU and uses the fastest
+/// that computes right from now on: a [`crate::bench::MatmulTuning`] as JSON. The page runs it
+/// once per adapter and caches the choice ([`use_kernels`]).
+#[wasm_bindgen(js_name = tuneKernels)]
+pub async fn tune_kernels() -> Result<String, JsError> {
+    let (model, device) = STATE.with_borrow(|s| {
+        let trainer = s.trainer.as_ref().ok_or_else(|| missing("model"))?;
+        Ok::<_, JsError>((
+            trainer.preset().model.clone(),
+            device_of(s, BackendKind::Wgpu)?,
+        ))
+    })?;
+    let tuning = crate::bench::tune_matmul(&model, &device)
+        .await
+        .map_err(js)?;
+    crate::kernels::matmul::choose(tuning.chosen);
+    json(&tuning)
+}
+
+/// Uses the matmul variant named `matmul` (an earlier [`tune_kernels`]'s choice on this adapter).
+#[wasm_bindgen(js_name = useKernels)]
+pub fn use_kernels(matmul: String) -> Result<(), JsError> {
+    crate::kernels::matmul::choose(matmul.parse().map_err(js)?);
+    Ok(())
+}
+
 /// The kernel benchmark on WebGPU (see [`crate::bench`]): each WGSL kernel against the Burn ops
 /// it replaces at the shapes of the preset `preset_json` with `batch` sequences, the FMA peak,
 /// matmul at `n³` for each of `matmul`, and (`step_reps` > 0) a training step with the kernels

@@ -15,6 +15,7 @@ use kiln::Gpt;
 use kiln::backend::{self, BackendKind};
 use kiln::config::{Norm, Position};
 use kiln::kernels::attention::Mask;
+use kiln::kernels::matmul::Variant;
 use kiln::kernels::{adamw, attention, cross_entropy, matmul, norm};
 use kiln::model::KvCache;
 use kiln::train::Trainer;
@@ -529,57 +530,105 @@ fn kv_cache_with_kernels_matches_plain_full_pass() {
     }
 }
 
-/// (M, K, N): one element, sizes that are not multiples of the 64 × 64 tile or the 16-deep K
-/// slice, and a long thin product like a linear layer's.
+/// (M, K, N): one element, sizes that are not multiples of the tiles (32 and 64) or of the
+/// staged kernel's 16-deep K slice, whole slices over two rows of 64-tiles, and a long thin
+/// product like a linear layer's.
 const MATMUL_SHAPES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
     (3, 17, 5),
     (65, 33, 130),
+    (130, 64, 70),
     (200, 128, 512),
     (1, 300, 64),
 ];
 
+/// Kiln's two matmul kernels.
+const KERNELS: [Variant; 2] = [Variant::Registers, Variant::Staged];
+
+/// `t`'s values on `device`.
+fn on<const D: usize>(t: &Tensor<D>, device: &Device) -> Tensor<D> {
+    Tensor::from_data(t.to_data(), device)
+}
+
+/// Against Burn's matmul on the CPU backend (on lavapipe Burn autotunes every new shape, which
+/// would take most of the test's time).
 #[test]
-fn matmul_matches_burn_including_transposed_views() {
-    let device = wgpu();
+fn matmul_kernels_match_burn_including_transposed_views() {
+    let (device, cpu) = (wgpu(), Device::flex());
     for &(m, k, n) in MATMUL_SHAPES {
-        let (a, b) = (random([m, k], &device), random([k, n], &device));
-        assert_close(
-            &format!("matmul {m}x{k}x{n}"),
-            values(matmul::matmul(a.clone(), b.clone(), true)),
-            values(a.clone().matmul(b.clone())),
-        );
+        let (a, b) = (random([m, k], &cpu), random([k, n], &cpu));
         // Aᵀ and Bᵀ as views (swapped strides), as the backward pass reads them.
-        let (at, bt) = (a.clone().transpose(), b.clone().transpose());
-        assert_close(
-            &format!("matmul of transposes {m}x{k}x{n}"),
-            values(matmul::matmul(bt.clone(), at.clone(), true)),
-            values(bt.matmul(at)),
-        );
+        let (at, bt) = (on(&a, &device).transpose(), on(&b, &device).transpose());
+        for variant in KERNELS {
+            assert_close(
+                &format!("{variant:?} {m}x{k}x{n}"),
+                values(matmul::matmul(on(&a, &device), on(&b, &device), variant)),
+                values(a.clone().matmul(b.clone())),
+            );
+            assert_close(
+                &format!("{variant:?} of transposes {m}x{k}x{n}"),
+                values(matmul::matmul(bt.clone(), at.clone(), variant)),
+                values(b.clone().transpose().matmul(a.clone().transpose())),
+            );
+        }
     }
 }
 
 #[test]
-fn matmul_grad_matches_burn() {
-    let device = wgpu().autodiff();
+fn matmul_kernel_grads_match_burn() {
+    let (device, cpu) = (wgpu().autodiff(), Device::flex().autodiff());
     for &(m, k, n) in MATMUL_SHAPES {
         let (a, b, w) = (
-            random([m, k], &device),
-            random([k, n], &device),
-            random([m, n], &device),
+            random([m, k], &cpu),
+            random([k, n], &cpu),
+            random([m, n], &cpu),
         );
-        let grads = |fused: bool| {
-            let (a, b) = (a.clone().require_grad(), b.clone().require_grad());
-            let g = (matmul::matmul(a.clone(), b.clone(), fused) * w.clone())
+        let grads = |variant: Variant, device: &Device| {
+            let (a, b) = (on(&a, device).require_grad(), on(&b, device).require_grad());
+            let g = (matmul::matmul(a.clone(), b.clone(), variant) * on(&w, device))
                 .sum()
                 .backward();
             [values(a.grad(&g).unwrap()), values(b.grad(&g).unwrap())]
         };
-        let [da, db] = grads(true);
-        let [da_ref, db_ref] = grads(false);
-        assert_close(&format!("d a {m}x{k}x{n}"), da, da_ref);
-        assert_close(&format!("d b {m}x{k}x{n}"), db, db_ref);
+        let [da_ref, db_ref] = grads(Variant::Burn, &cpu);
+        for variant in KERNELS {
+            let [da, db] = grads(variant, &device);
+            assert_close(&format!("d a {variant:?} {m}x{k}x{n}"), da, da_ref.clone());
+            assert_close(&format!("d b {variant:?} {m}x{k}x{n}"), db, db_ref.clone());
+        }
     }
+}
+
+/// The tuner times every variant at the model's shape, finds them all right on lavapipe, and
+/// chooses the fastest; it leaves the choice to the caller.
+#[test]
+fn matmul_tuning_times_every_variant_and_picks_the_fastest() {
+    let device = wgpu();
+    let before = matmul::chosen();
+    let model = common::tiny(65).model;
+    let t = backend::block_on(kiln::bench::tune_matmul(&model, &device)).unwrap();
+    assert_eq!(
+        t.shape,
+        [
+            model.block_size.clamp(64, 128),
+            model.n_embd,
+            4 * model.n_embd
+        ]
+    );
+    let variants: Vec<Variant> = t.timings.iter().map(|t| t.variant).collect();
+    assert_eq!(variants, Variant::ALL);
+    for v in &t.timings {
+        eprintln!("{:?}: {:.2} ms, error {:e}", v.variant, v.ms, v.error);
+        assert!(v.ms > 0.0 && v.error < 1e-5, "{v:?}");
+    }
+    let fastest = t.timings.iter().min_by(|x, y| x.ms.total_cmp(&y.ms));
+    assert_eq!(t.chosen, fastest.unwrap().variant);
+    assert_eq!(matmul::chosen(), before);
+    // The page caches the choice by name.
+    for v in Variant::ALL {
+        assert_eq!(v.name().parse::<Variant>(), Ok(v));
+    }
+    assert!("tiled".parse::<Variant>().is_err());
 }
 
 /// Mixed precision on lavapipe (it offers shader-f16): 30 steps of `tiny` follow the f32 run.

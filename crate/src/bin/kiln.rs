@@ -849,13 +849,17 @@ fn bench_kernels(a: BenchKernelsArgs) -> Result<()> {
         .context("the FMA probe needs wgpu")?;
     let matmul = backend::block_on(kiln::bench::matmul(&a.matmul, peak, a.reps, &device))?;
     println!("\nFMA peak: {peak:.1} GFLOP/s\n");
-    println!("| matmul n³ | Burn GFLOP/s | % of peak | tiled kernel GFLOP/s | % of peak |");
-    println!("|---|---|---|---|---|");
+    println!("| matmul n³ | variant | GFLOP/s | % of peak |\n|---|---|---|---|");
     for r in &matmul {
-        println!(
-            "| {} | {:.1} | {:.0}% | {:.1} | {:.0}% |",
-            r.n, r.burn_gflops, r.burn_percent_of_peak, r.tiled_gflops, r.tiled_percent_of_peak
-        );
+        for v in &r.variants {
+            println!(
+                "| {} | {} | {:.1} | {:.0}% |",
+                r.n,
+                v.variant.name(),
+                v.gflops,
+                v.percent_of_peak
+            );
+        }
     }
     if let Some(path) = a.json {
         let json = serde_json::json!({

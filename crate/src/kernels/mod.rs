@@ -154,9 +154,10 @@ pub trait KernelOps: Backend {
         h: adamw::Hyper,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-    /// `a [M, K] · b [K, N]` on the tiled kernel; `a` and `b` may be strided views (transposes).
+    /// `a [M, K] · b [K, N]` on the register-blocked kernel, or with `staged` the workgroup-memory
+    /// one; `a` and `b` may be strided views (transposes).
     #[fusion(meta = matmul::meta)]
-    fn tiled_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn tiled_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>, staged: bool) -> FloatTensor<Self>;
 
     /// The throughput probe of [`peak::fma`].
     #[fusion(dtype = x, shape = x)]
@@ -232,8 +233,8 @@ impl KernelOps for CubeBackend {
         adamw::step_cube(param, grad, exp_avg, exp_avg_sq, h)
     }
 
-    fn tiled_matmul(a: CubeTensor, b: CubeTensor) -> CubeTensor {
-        matmul::forward_cube(a, b)
+    fn tiled_matmul(a: CubeTensor, b: CubeTensor, staged: bool) -> CubeTensor {
+        matmul::forward_cube(a, b, staged)
     }
 
     fn fma_peak(x: CubeTensor, iters: u32) -> CubeTensor {
@@ -371,8 +372,8 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         )
     }
 
-    fn tiled_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
-        matmul::autodiff::<B, C>(a, b)
+    fn tiled_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>, staged: bool) -> FloatTensor<Self> {
+        matmul::autodiff::<B, C>(a, b, staged)
     }
 
     fn fma_peak(x: FloatTensor<Self>, iters: u32) -> FloatTensor<Self> {
