@@ -2,27 +2,30 @@
 // SwiftShader emulates the GPU on the CPU.
 import { customText, downloads, expect, generate, kiln, open, setField, test, train } from './helpers.js';
 
-test('the adapter is WebGPU on SwiftShader; the matmul is chosen by timing on it', async ({ page }) => {
+test('the adapter is WebGPU on SwiftShader; the kernel variants are chosen by timing on it', async ({ page }) => {
   await open(page);
   await expect(page.locator('#adapter')).toContainText(/swiftshader/i);
   expect(await kiln(page, 'adapter.name')).toMatch(/swiftshader/i);
   expect(await kiln(page, 'adapter.software')).toBe(true);
   expect(await kiln(page, 'backend')).toBe('wgpu');
   await expect(page.locator('#fallback-notice')).toBeHidden();
-  // The matmul for this adapter: each variant timed at the model's shape and checked against
-  // Burn's, the fastest used; a reload reuses the choice without timing again.
+  // The kernels for this adapter: each matmul variant and attention tile timed at the model's
+  // shapes and checked against the plain ops, the fastest used; a reload reuses the choice.
   const tuning = await kiln(page, 'kernels');
-  expect(tuning.timings.map((t) => t.variant)).toEqual(['burn', 'registers-32', 'staged-64']);
-  for (const t of tuning.timings) expect(t.error).toBeLessThan(1e-5);
-  expect(tuning.chosen).toBe(tuning.timings.reduce((a, b) => (b.ms < a.ms ? b : a)).variant);
-  await expect(page.locator('#kernel-choice')).toContainText(
-    new RegExp(`^matmul: ${tuning.chosen} chosen, .* at ${tuning.shape[0]}×${tuning.shape[1]} · .*\\(timed just now\\)$`));
-  console.log(`SwiftShader matmul at ${tuning.shape.join('×')}: ${tuning.timings.map((t) => `${t.variant} ${t.ms.toFixed(1)} ms`).join(', ')}`);
+  expect(tuning.matmul.timings.map((t) => t.variant)).toEqual(['burn', 'registers-32', 'staged-64']);
+  expect(tuning.attention.timings.map((t) => t.variant)).toEqual([64, 32, 16]);
+  for (const kernel of [tuning.matmul, tuning.attention]) {
+    for (const t of kernel.timings) expect(t.error).toBeLessThan(1e-5);
+    expect(kernel.chosen).toBe(kernel.timings.reduce((a, b) => (b.ms < a.ms ? b : a)).variant);
+    console.log(`SwiftShader at ${kernel.shape.join('×')}: ${kernel.timings.map((t) => `${t.variant} ${t.ms.toFixed(1)} ms`).join(', ')}`);
+  }
+  await expect(page.locator('#kernel-choice')).toContainText(new RegExp(
+    `^matmul: ${tuning.matmul.chosen} chosen, .*; attention: ${tuning.attention.chosen}-key tiles chosen, .*\\(timed just now\\)$`));
   await page.reload();
   await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
-  expect(await kiln(page, 'kernels')).toEqual({ ...tuning, cached: true });
+  expect(await kiln(page, 'kernels')).toMatchObject({ key: tuning.key, remembered: true });
+  expect(await kiln(page, 'kernels.matmul.chosen')).toBe(tuning.matmul.chosen);
   await expect(page.locator('#kernel-choice')).toContainText('(remembered for this adapter)');
-  // The fields are checked as they are typed: the parameter count, or why the model is invalid.
   await expect(page.locator('#params')).toHaveText(/^0\.028M parameters; training needs about \d+ MB$/);
   await setField(page, 'model.n_head', 3);
   await expect(page.locator('#config-error')).toContainText('n_head');
@@ -48,7 +51,13 @@ test('the adapter is WebGPU on SwiftShader; the matmul is chosen by timing on it
     new RegExp(`needs about \\d+ MB and the device has ${Math.round(gb * 2 ** 30 / 1e6)} MB \\(navigator\\.deviceMemory\\)`));
   await setField(page, 'model.n_layer', 2);
   await setField(page, 'train.batch_size', 8);
+  // A model of another width is another shape: its matmul is timed when it first trains.
+  await setField(page, 'model.n_embd', 48);
   await train(page, 2);
+  expect(await kiln(page, 'kernels.matmul.shape')).toEqual([tuning.matmul.shape[0], 48, 192]);
+  expect(await kiln(page, 'kernels.remembered')).toBe(false);
+  const remembered = await page.evaluate((key) => JSON.parse(localStorage.getItem(key)), `kiln.kernels:${await kiln(page, 'adapter.name')}`);
+  expect(Object.keys(remembered).sort()).toEqual([tuning.key, await kiln(page, 'kernels.key')].sort());
 });
 
 test('training tiny on WebGPU lowers the loss, draws the charts, stays responsive, and generates', async ({ page }) => {

@@ -44,12 +44,12 @@ export const Request = Object.freeze({
   /** {} → {cpu?, wgpu?} ms per step of the configured model on each backend. */
   timeBackends: 'timeBackends',
   /**
-   * {} → {shape: [m, k, n], timings: [{variant, ms, error}], chosen}: each matmul variant timed
-   * on WebGPU at the configured model's shape; the fastest that computes right is used from now on.
+   * {known: {key: tuning}} → {key, matmul, attention?, remembered}, each kernel's part
+   * {shape, timings: [{variant, ms, error}], chosen}: the kernel variants for the configured
+   * model on WebGPU, from `known` at its shapes or else each variant timed now; the fastest that
+   * computes right is used from now on.
    */
   tuneKernels: 'tuneKernels',
-  /** {matmul} → {}: use the matmul variant named (one an earlier tuneKernels chose). */
-  useKernels: 'useKernels',
   /**
    * {name, vocab, batch, reps, matmul: [n], stepReps} → {kernels, peak_gflops, matmul, step_ms}:
    * the WGSL kernels against Burn's ops on WebGPU at the shapes of preset `name`, and (stepReps

@@ -123,11 +123,7 @@ const handlers = {
   [Request.nextTokens]: async ({ prompt, k }) => parse(await kiln.nextTokens(prompt, k)),
   [Request.attention]: async ({ prompt, maxTokens }) => parse(await kiln.attention(prompt, maxTokens)),
   [Request.embeddings]: async () => parse(await kiln.embeddings()),
-  [Request.tuneKernels]: async () => parse(await kiln.tuneKernels()),
-  [Request.useKernels]({ matmul }) {
-    kiln.useKernels(matmul);
-    return {};
-  },
+  [Request.tuneKernels]: async ({ known }) => parse(await kiln.tuneKernels(JSON.stringify(known))),
   async [Request.benchKernels]({ name, vocab, batch, reps, matmul, stepReps }) {
     const preset = parse(kiln.presetJson(name));
     preset.model.vocab_size = vocab;

@@ -1,6 +1,6 @@
 //! Kernel benchmarks (`kiln bench-kernels`, and the page's `benchKernels`): each fused kernel
 //! against the plain Burn ops it replaces, and matmul throughput (Burn's and each kernel's)
-//! against the adapter's peak; and the page's choice of matmul on its adapter ([`tune_matmul`]). A training step's profile by kernel comes from CubeCL's profiler
+//! against the adapter's peak; and the page's choice of kernel variants on its adapter ([`tune`]). A training step's profile by kernel comes from CubeCL's profiler
 //! instead (`cargo xtask bench kernels`). Asynchronous because the browser cannot block
 //! on the GPU; timings wait for the device by reading one number back.
 
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
 use crate::backend::read_f32;
-use crate::config::ModelConfig;
+use crate::config::{Arch, ModelConfig};
 use crate::error::Result;
 use crate::kernels::matmul::Variant;
 use crate::kernels::{adamw, attention, cross_entropy, matmul, peak};
@@ -41,27 +41,100 @@ pub struct MatmulSpeed {
     pub percent_of_peak: f64,
 }
 
-/// One variant at the tuning shape: its time, and how far its product is from Burn's.
+/// One variant of a kernel at its tuning shape: its time, and how far its result is from the
+/// reference's.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct VariantTiming {
-    pub variant: Variant,
+pub struct Timing<V> {
+    pub variant: V,
     pub ms: f64,
-    /// Largest |difference| from Burn's matmul, relative to the largest |value|.
+    /// Largest |difference| from the reference, relative to the largest |value|.
     pub error: f64,
 }
 
-/// What [`tune_matmul`] measured, and the variant it chose.
+/// One kernel's variants timed at a shape of the model, and the one chosen.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MatmulTuning {
-    /// `[M, K, N]`: the model's MLP input layer over 64 to 128 positions.
-    pub shape: [usize; 3],
-    pub timings: Vec<VariantTiming>,
-    pub chosen: Variant,
+pub struct Tuning<V> {
+    pub shape: Vec<usize>,
+    pub timings: Vec<Timing<V>>,
+    pub chosen: V,
 }
 
-/// The relative error past which a variant computes wrong: f32 products over a few thousand
+/// What [`tune`] chose for a model on an adapter: the matmul variant, and the attention
+/// kernels' key tile (`None` where they do not run: an LSTM, heads over 128 wide).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KernelTuning {
+    /// The model's shapes the choice holds for ([`tuning_key`]).
+    pub key: String,
+    pub matmul: Tuning<Variant>,
+    pub attention: Option<Tuning<u32>>,
+    /// Whether this comes from an earlier tuning rather than from timing now.
+    #[serde(default)]
+    pub remembered: bool,
+}
+
+/// The relative error past which a variant computes wrong: f32 results over a few thousand
 /// terms differ from one another by ~1e-6 of their scale.
 const TUNE_TOLERANCE: f64 = 1e-4;
+
+/// The matmul shape the variants are timed at for `model`: its MLP input layer,
+/// `[M, n_embd] · [n_embd, 4·n_embd]`, over `M` = 64 to 128 of its positions.
+fn matmul_shape(model: &ModelConfig) -> [usize; 3] {
+    [
+        model.block_size.clamp(64, 128),
+        model.n_embd,
+        4 * model.n_embd,
+    ]
+}
+
+/// The attention shape `[H, T, D]` the tiles are timed at: one sequence of up to 128 positions.
+fn attention_shape(model: &ModelConfig) -> [usize; 3] {
+    let h = model.n_head.max(1);
+    [h, model.block_size.min(128), model.n_embd / h]
+}
+
+/// What a [`KernelTuning`] depends on in `model`: its two tuning shapes and mask.
+pub fn tuning_key(model: &ModelConfig) -> String {
+    let [m, k, n] = matmul_shape(model);
+    let [h, t, d] = attention_shape(model);
+    let mask = if model.arch == Arch::Bert {
+        "bidirectional"
+    } else {
+        "causal"
+    };
+    format!("matmul {m}x{k}x{n}, attention {h}x{t}x{d} {mask}")
+}
+
+/// Largest |x − r| over the largest |r|; NaN (a kernel that wrote garbage) counts as infinite.
+fn relative_error(x: &[f32], reference: &[f32]) -> f64 {
+    let scale = reference
+        .iter()
+        .fold(0f32, |s, r| s.max(r.abs()))
+        .max(1e-30);
+    let worst = x
+        .iter()
+        .zip(reference)
+        .fold(0f32, |e, (x, r)| e.max((x - r).abs()));
+    let error = f64::from(worst / scale);
+    if error.is_nan() { f64::INFINITY } else { error }
+}
+
+/// The fastest variant that computes right (`fallback` if none does).
+fn fastest<V: Copy>(timings: &[Timing<V>], fallback: V) -> V {
+    timings
+        .iter()
+        .filter(|t| t.error <= TUNE_TOLERANCE)
+        .min_by(|x, y| x.ms.total_cmp(&y.ms))
+        .map_or(fallback, |t| t.variant)
+}
+
+/// Calls per timing: enough for about `flops` = 0.2 GFLOP, so that one read-back's latency does
+/// not decide, within `[2, max]`.
+fn reps_for(flops: usize, max: usize) -> usize {
+    ((2e8 / flops as f64).ceil() as usize).clamp(2, max)
+}
+
+/// Natively Burn's autotuner tries its candidates over the first calls; the browser has none.
+const TUNE_WARMUPS: usize = if cfg!(target_arch = "wasm32") { 0 } else { 3 };
 
 /// Waits for `out` (and everything queued before it) by reading its sum back.
 async fn wait<const D: usize>(out: Tensor<D>) -> Result<()> {
@@ -93,15 +166,16 @@ fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
 }
 
-/// Forward + backward of attention on `[b, h, t, d]`: the sum of the three gradients.
-fn attention_step(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, fused: bool) -> Tensor<1> {
+/// Forward + backward of attention on `[b, h, t, d]` (the fused kernels with key tiles of up to
+/// `tile`, or the plain ops): the sum of the three gradients.
+fn attention_step(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, tile: Option<u32>) -> Tensor<1> {
     let [q, k, v] = [q, k, v].map(|x| x.clone().require_grad());
     let y = attention::attention(
         q.clone(),
         k.clone(),
         v.clone(),
         attention::Mask::Causal,
-        fused,
+        tile,
     );
     let grads = y.sum().backward();
     let g = |x: &Tensor<4>| {
@@ -155,8 +229,11 @@ pub async fn kernels(
     };
 
     let [q, k, v] = [0; 3].map(|_| random([batch, h, t, d], &ad));
-    let unfused = time(reps, || attention_step(&q, &k, &v, false)).await?;
-    let fused = time(reps, || attention_step(&q, &k, &v, true)).await?;
+    let unfused = time(reps, || attention_step(&q, &k, &v, None)).await?;
+    let fused = time(reps, || {
+        attention_step(&q, &k, &v, Some(attention::chosen_tile()))
+    })
+    .await?;
     row(
         "attention fwd+bwd",
         format!("B{batch} H{h} T{t} D{d}"),
@@ -276,55 +353,90 @@ pub async fn matmul(
     Ok(rows)
 }
 
-/// Times every matmul variant at the shape of `model`'s MLP input layer on `device` and picks
-/// the fastest whose product agrees with Burn's (a kernel the adapter's compiler gets wrong is
-/// never chosen). Each variant runs once to compile and check, then timed over enough calls
-/// (2 to 64) for about 0.2 GFLOP, so that one read-back's latency does not decide; on
-/// SwiftShader this takes about two seconds at `shakespeare-baby`'s shape. The caller applies
-/// the choice ([`matmul::choose`]).
-pub async fn tune_matmul(model: &ModelConfig, device: &Device) -> Result<MatmulTuning> {
-    let (m, k, n) = (
-        model.block_size.clamp(64, 128),
-        model.n_embd,
-        4 * model.n_embd,
-    );
-    let reps = (2e8 / (2 * m * k * n) as f64).ceil().clamp(2.0, 64.0) as usize;
+/// Times each kernel's variants at `model`'s shapes on `device` and picks, per kernel, the
+/// fastest whose results agree with the reference's (a variant the adapter's compiler gets
+/// wrong is never chosen). Each variant runs once to compile and check, then is timed. The
+/// caller applies the choice ([`matmul::choose`], [`attention::choose_tile`]).
+pub async fn tune(model: &ModelConfig, device: &Device) -> Result<KernelTuning> {
+    Ok(KernelTuning {
+        key: tuning_key(model),
+        matmul: tune_matmul(model, device).await?,
+        attention: tune_attention(model, device).await?,
+        remembered: false,
+    })
+}
+
+/// Every matmul variant at [`matmul_shape`], checked against Burn's matmul.
+async fn tune_matmul(model: &ModelConfig, device: &Device) -> Result<Tuning<Variant>> {
+    let [m, k, n] = matmul_shape(model);
+    let reps = reps_for(2 * m * k * n, 32);
     let (a, b) = (random([m, k], device), random([k, n], device));
     let reference = read_f32(a.clone().matmul(b.clone())).await?;
-    let scale = reference
-        .iter()
-        .fold(0f32, |s, x| s.max(x.abs()))
-        .max(1e-30);
     let mut timings = Vec::new();
     for variant in Variant::ALL {
         let product = read_f32(matmul::matmul(a.clone(), b.clone(), variant)).await?;
-        let error = product
-            .iter()
-            .zip(&reference)
-            .fold(0f32, |e, (x, r)| e.max((x - r).abs()))
-            / scale;
-        // Natively Burn's autotuner tries its candidates over the first calls.
-        let warmups = if cfg!(target_arch = "wasm32") { 0 } else { 3 };
-        let ms = time_after(warmups, reps, || corner(&a, &b, variant)).await?;
-        timings.push(VariantTiming {
+        let ms = time_after(TUNE_WARMUPS, reps, || corner(&a, &b, variant)).await?;
+        timings.push(Timing {
             variant,
             ms,
-            // NaN (a kernel that wrote garbage) counts as wrong.
-            error: if error.is_nan() {
-                f64::INFINITY
-            } else {
-                f64::from(error)
-            },
+            error: relative_error(&product, &reference),
         });
     }
-    let chosen = timings
-        .iter()
-        .filter(|t| t.error <= TUNE_TOLERANCE)
-        .min_by(|x, y| x.ms.total_cmp(&y.ms))
-        .map_or(Variant::Burn, |t| t.variant);
-    Ok(MatmulTuning {
-        shape: [m, k, n],
+    Ok(Tuning {
+        shape: vec![m, k, n],
+        chosen: fastest(&timings, Variant::Burn),
         timings,
-        chosen,
     })
+}
+
+/// Attention's output and its gradients for `q, k, v` and an output gradient `w`, flattened
+/// into one tensor: with key tiles of up to `tile`, or the plain ops.
+fn attention_values(
+    [q, k, v, w]: &[Tensor<4>; 4],
+    mask: &attention::Mask,
+    tile: Option<u32>,
+) -> Tensor<1> {
+    let [q, k, v] = [q, k, v].map(|x| x.clone().require_grad());
+    let y = attention::attention(q.clone(), k.clone(), v.clone(), mask.clone(), tile);
+    let grads = (y.clone() * w.clone()).sum().backward();
+    let flat = |x: Tensor<4>| x.flatten::<1>(0, 3);
+    let g = |x: &Tensor<4>| flat(x.grad(&grads).expect("q, k and v require grad"));
+    Tensor::cat(vec![flat(y), g(&q), g(&k), g(&v)], 0)
+}
+
+/// Every key tile that fits at [`attention_shape`], forward and backward, checked against the
+/// plain ops (`None` where the fused kernels do not run).
+async fn tune_attention(model: &ModelConfig, device: &Device) -> Result<Option<Tuning<u32>>> {
+    let [h, t, d] = attention_shape(model);
+    let runs = model.arch != Arch::Lstm && d <= attention::MAX_HEAD_DIM;
+    if !(runs && crate::kernels::supported(device)) {
+        return Ok(None);
+    }
+    let mask = match model.arch {
+        Arch::Bert => attention::Mask::Bidirectional,
+        _ => attention::Mask::Causal,
+    };
+    let ad = device.clone().autodiff();
+    let inputs = [(); 4].map(|_| random([1, h, t, d], &ad));
+    let reference = read_f32(attention_values(&inputs, &mask, None)).await?;
+    // Forward and backward: about 7 matmuls of [T, D] · [D, T] per head.
+    let reps = reps_for(14 * h * t * t * d, 8);
+    let mut timings = Vec::new();
+    for tile in attention::TILES {
+        let values = read_f32(attention_values(&inputs, &mask, Some(tile))).await?;
+        let ms = time_after(TUNE_WARMUPS, reps, || {
+            attention_values(&inputs, &mask, Some(tile)).narrow(0, 0, 1)
+        })
+        .await?;
+        timings.push(Timing {
+            variant: tile,
+            ms,
+            error: relative_error(&values, &reference),
+        });
+    }
+    Ok(Some(Tuning {
+        shape: vec![h, t, d],
+        chosen: fastest(&timings, attention::TILES[0]),
+        timings,
+    }))
 }

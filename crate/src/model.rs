@@ -496,6 +496,7 @@ impl Gpt {
                 true => kernels::matmul::chosen(),
                 false => Variant::Burn,
             },
+            attention: self.config.kernels.then(attention::chosen_tile),
         };
         if let Some(ln_emb) = &self.ln_emb {
             x = ln_emb.forward(x, run);
@@ -621,7 +622,7 @@ impl Attention {
         } else if run.half {
             attention::half(q, k, v, mask.clone())
         } else {
-            attention::attention(q, k, v, mask.clone(), run.kernels)
+            attention::attention(q, k, v, mask.clone(), run.attention)
         };
         let y = y.swap_dims(1, 2).reshape([b, t, c]);
         self.resid_drop.forward(linear(&self.c_proj, y, run))
@@ -687,6 +688,9 @@ struct Run {
     /// The linear layers' matmul: the adapter's chosen variant with the kernels on
     /// ([`kernels::matmul::chosen`]), Burn's otherwise.
     matmul: Variant,
+    /// The fused attention's key tile, the adapter's chosen one, with the kernels on
+    /// ([`attention::chosen_tile`]); `None` runs the plain ops.
+    attention: Option<u32>,
 }
 
 /// `x [B, T, K] · w [K, N]`: in f16 with mixed precision (f32 in and out, so the weights stay
@@ -846,6 +850,7 @@ mod tests {
             half: false,
             layer_norm_eps: c.layer_norm_eps,
             matmul: Variant::Burn,
+            attention: None,
         };
         for (block, map) in model.h.iter().zip(maps) {
             assert_eq!(map.dims(), [1, h, t, t]);

@@ -424,11 +424,13 @@ pub async fn time_step(kind: String, steps: usize) -> Result<f64, JsError> {
     probe.time_steps_async(1, steps).await.map_err(js)
 }
 
-/// Times the matmul variants at the configured model's shape on WebGPU and uses the fastest
-/// that computes right from now on: a [`crate::bench::MatmulTuning`] as JSON. The page runs it
-/// once per adapter and caches the choice ([`use_kernels`]).
+/// Chooses the kernel variants for the configured model on WebGPU: the choice in `known` for
+/// its shapes (the page's earlier tunings on this adapter, `{key: KernelTuning}` as JSON), or
+/// else the fastest variants that compute right, timed now. Returns the
+/// [`crate::bench::KernelTuning`] as JSON; an unreadable `known` (an older build's) is timed
+/// again.
 #[wasm_bindgen(js_name = tuneKernels)]
-pub async fn tune_kernels() -> Result<String, JsError> {
+pub async fn tune_kernels(known: String) -> Result<String, JsError> {
     let (model, device) = STATE.with_borrow(|s| {
         let trainer = s.trainer.as_ref().ok_or_else(|| missing("model"))?;
         Ok::<_, JsError>((
@@ -436,18 +438,20 @@ pub async fn tune_kernels() -> Result<String, JsError> {
             device_of(s, BackendKind::Wgpu)?,
         ))
     })?;
-    let tuning = crate::bench::tune_matmul(&model, &device)
-        .await
-        .map_err(js)?;
-    crate::kernels::matmul::choose(tuning.chosen);
+    let known: std::collections::HashMap<String, crate::bench::KernelTuning> =
+        serde_json::from_str(&known).unwrap_or_default();
+    let tuning = match known.get(&crate::bench::tuning_key(&model)) {
+        Some(t) => crate::bench::KernelTuning {
+            remembered: true,
+            ..t.clone()
+        },
+        None => crate::bench::tune(&model, &device).await.map_err(js)?,
+    };
+    crate::kernels::matmul::choose(tuning.matmul.chosen);
+    if let Some(attention) = &tuning.attention {
+        crate::kernels::attention::choose_tile(attention.chosen);
+    }
     json(&tuning)
-}
-
-/// Uses the matmul variant named `matmul` (an earlier [`tune_kernels`]'s choice on this adapter).
-#[wasm_bindgen(js_name = useKernels)]
-pub fn use_kernels(matmul: String) -> Result<(), JsError> {
-    crate::kernels::matmul::choose(matmul.parse().map_err(js)?);
-    Ok(())
 }
 
 /// The kernel benchmark on WebGPU (see [`crate::bench`]): each WGSL kernel against the Burn ops

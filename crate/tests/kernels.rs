@@ -69,6 +69,9 @@ const ATTENTION_SHAPES: &[(usize, usize, usize, usize, usize)] = &[
 /// Both masks the fused kernels take: a GPT's and an encoder's.
 const MASKS: [Mask; 2] = [Mask::Causal, Mask::Bidirectional];
 
+/// The default key tile, and the smaller ones the page's tuning may choose.
+const TILES: [u32; 3] = attention::TILES;
+
 #[test]
 fn attention_forward_matches_reference() {
     let device = wgpu();
@@ -77,31 +80,38 @@ fn attention_forward_matches_reference() {
             let q = random([b, h, t_q, d], &device);
             let k = random([b, h, t_k, d], &device);
             let v = random([b, h, t_k, d], &device);
-            let fused = attention::attention(q.clone(), k.clone(), v.clone(), mask.clone(), true);
-            let reference = attention::reference(q, k, v, mask.clone());
-            assert_close(
-                &format!("{mask:?} attention {b}x{h}x{t_q}x{t_k}x{d}"),
-                values(fused),
-                values(reference),
-            );
+            let reference = values(attention::reference(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                mask.clone(),
+            ));
+            for tile in TILES {
+                let (q, k, v) = (q.clone(), k.clone(), v.clone());
+                assert_close(
+                    &format!("{mask:?} attention {b}x{h}x{t_q}x{t_k}x{d}, tile {tile}"),
+                    values(attention::attention(q, k, v, mask.clone(), Some(tile))),
+                    reference.clone(),
+                );
+            }
         }
     }
 }
 
-/// Gradients of `Σ w ⊙ attention(q, k, v)` for q, k and v.
+/// Gradients of `Σ w ⊙ attention(q, k, v)` for q, k and v: the fused kernels with key tiles
+/// of up to `tile`, or (`None`) the reference.
 fn attention_grads(
     q: &Tensor<4>,
     k: &Tensor<4>,
     v: &Tensor<4>,
     w: &Tensor<4>,
     mask: &Mask,
-    fused: bool,
+    tile: Option<u32>,
 ) -> [Vec<f32>; 3] {
     let [q, k, v] = [q, k, v].map(|x| x.clone().require_grad());
-    let y = if fused {
-        attention::attention(q.clone(), k.clone(), v.clone(), mask.clone(), true)
-    } else {
-        attention::reference(q.clone(), k.clone(), v.clone(), mask.clone())
+    let y = match tile {
+        Some(_) => attention::attention(q.clone(), k.clone(), v.clone(), mask.clone(), tile),
+        None => attention::reference(q.clone(), k.clone(), v.clone(), mask.clone()),
     };
     let grads = (y * w.clone()).sum().backward();
     [q, k, v].map(|x| values(x.grad(&grads).expect("a gradient")))
@@ -116,17 +126,19 @@ fn attention_grad_matches_reference() {
             let k = random([b, h, t_k, d], &device);
             let v = random([b, h, t_k, d], &device);
             let w = random([b, h, t_q, d], &device);
-            let fused = attention_grads(&q, &k, &v, &w, &mask, true);
-            let reference = attention_grads(&q, &k, &v, &w, &mask, false);
-            for (name, (got, want)) in ["dq", "dk", "dv"]
-                .iter()
-                .zip(fused.into_iter().zip(reference))
-            {
-                assert_close(
-                    &format!("{mask:?} {name} {b}x{h}x{t_q}x{t_k}x{d}"),
-                    got,
-                    want,
-                );
+            let reference = attention_grads(&q, &k, &v, &w, &mask, None);
+            for tile in TILES {
+                let fused = attention_grads(&q, &k, &v, &w, &mask, Some(tile));
+                for (name, (got, want)) in ["dq", "dk", "dv"]
+                    .iter()
+                    .zip(fused.into_iter().zip(reference.clone()))
+                {
+                    assert_close(
+                        &format!("{mask:?} {name} {b}x{h}x{t_q}x{t_k}x{d}, tile {tile}"),
+                        got,
+                        want,
+                    );
+                }
             }
         }
     }
@@ -180,10 +192,10 @@ fn attention_grad_matches_finite_differences_for(mask: Mask) {
         &tensor(&v, &autodiff),
         &tensor(&w, &autodiff),
         &mask,
-        true,
+        Some(TILES[0]),
     );
     let loss = |q: Tensor<4>, k: Tensor<4>, v: Tensor<4>| -> f32 {
-        let y = attention::attention(q, k, v, mask.clone(), true) * tensor(&w, &plain);
+        let y = attention::attention(q, k, v, mask.clone(), Some(TILES[0])) * tensor(&w, &plain);
         y.sum().into_scalar()
     };
     let (tq, tk, tv) = (tensor(&q, &plain), tensor(&k, &plain), tensor(&v, &plain));
@@ -599,36 +611,62 @@ fn matmul_kernel_grads_match_burn() {
     }
 }
 
-/// The tuner times every variant at the model's shape, finds them all right on lavapipe, and
-/// chooses the fastest; it leaves the choice to the caller.
+/// The tuner times every matmul variant and attention tile at the model's shapes, finds them
+/// all right on lavapipe, and chooses the fastest of each; it leaves the choice to the caller.
 #[test]
-fn matmul_tuning_times_every_variant_and_picks_the_fastest() {
+fn kernel_tuning_times_every_variant_and_picks_the_fastest() {
     let device = wgpu();
-    let before = matmul::chosen();
+    let before = (matmul::chosen(), attention::chosen_tile());
     let model = common::tiny(65).model;
-    let t = backend::block_on(kiln::bench::tune_matmul(&model, &device)).unwrap();
-    assert_eq!(
-        t.shape,
-        [
-            model.block_size.clamp(64, 128),
-            model.n_embd,
-            4 * model.n_embd
-        ]
-    );
-    let variants: Vec<Variant> = t.timings.iter().map(|t| t.variant).collect();
+    let t = backend::block_on(kiln::bench::tune(&model, &device)).unwrap();
+    assert!(!t.remembered);
+    assert_eq!(t.key, kiln::bench::tuning_key(&model));
+    let (m, h) = (model.block_size.clamp(64, 128), model.n_head);
+    assert_eq!(t.matmul.shape, [m, model.n_embd, 4 * model.n_embd]);
+    let variants: Vec<Variant> = t.matmul.timings.iter().map(|t| t.variant).collect();
     assert_eq!(variants, Variant::ALL);
-    for v in &t.timings {
-        eprintln!("{:?}: {:.2} ms, error {:e}", v.variant, v.ms, v.error);
+    let attention = t
+        .attention
+        .as_ref()
+        .expect("tiny's attention runs the fused kernels");
+    let t_attn = model.block_size.min(128);
+    assert_eq!(attention.shape, [h, t_attn, model.n_embd / h]);
+    let tiles: Vec<u32> = attention.timings.iter().map(|t| t.variant).collect();
+    assert_eq!(tiles, TILES);
+    for v in &t.matmul.timings {
+        eprintln!(
+            "matmul {:?}: {:.2} ms, error {:e}",
+            v.variant, v.ms, v.error
+        );
         assert!(v.ms > 0.0 && v.error < 1e-5, "{v:?}");
     }
-    let fastest = t.timings.iter().min_by(|x, y| x.ms.total_cmp(&y.ms));
-    assert_eq!(t.chosen, fastest.unwrap().variant);
-    assert_eq!(matmul::chosen(), before);
-    // The page caches the choice by name.
-    for v in Variant::ALL {
-        assert_eq!(v.name().parse::<Variant>(), Ok(v));
+    for v in &attention.timings {
+        eprintln!(
+            "attention tile {}: {:.2} ms, error {:e}",
+            v.variant, v.ms, v.error
+        );
+        assert!(v.ms > 0.0 && v.error < 1e-5, "{v:?}");
     }
-    assert!("tiled".parse::<Variant>().is_err());
+    let fastest = t.matmul.timings.iter().min_by(|x, y| x.ms.total_cmp(&y.ms));
+    assert_eq!(t.matmul.chosen, fastest.unwrap().variant);
+    let fastest = attention
+        .timings
+        .iter()
+        .min_by(|x, y| x.ms.total_cmp(&y.ms));
+    assert_eq!(attention.chosen, fastest.unwrap().variant);
+    assert_eq!((matmul::chosen(), attention::chosen_tile()), before);
+    // The page shows and caches the choice by name.
+    for v in Variant::ALL {
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            format!("\"{}\"", v.name())
+        );
+    }
+    // An LSTM has no attention to tune.
+    let mut lstm = model.clone();
+    lstm.arch = kiln::config::Arch::Lstm;
+    let t = backend::block_on(kiln::bench::tune(&lstm, &device)).unwrap();
+    assert!(t.attention.is_none());
 }
 
 /// Mixed precision on lavapipe (it offers shader-f16): 30 steps of `tiny` follow the f32 run.

@@ -71,7 +71,7 @@ async function generate(page, seed) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const relative = (a, b) => Math.abs(a - b) / Math.abs(b);
 
-test('WebGPU in Firefox: kernels compiled by naga (every matmul variant right) train like the CPU; f16 mixed precision tracks f32; generate, save, reload, load', async () => {
+test('WebGPU in Firefox: kernels compiled by naga (every matmul and attention variant right) train like the CPU; f16 mixed precision tracks f32; generate, save, reload, load', async () => {
   const browser = await firefox();
   try {
     const cpu = await train(await open(browser, `?backend=cpu&${RUN}`));
@@ -81,12 +81,16 @@ test('WebGPU in Firefox: kernels compiled by naga (every matmul variant right) t
     assert.equal(await kiln(page, 'backend'), 'wgpu');
     assert.equal(adapter.f16, true, `the adapter has shader-f16: ${JSON.stringify(adapter)}`);
     assert.match(await text(page, '#adapter'), /shader-f16/);
-    // naga compiles every matmul variant, each computes right, and the fastest is used.
+    // naga compiles every matmul variant and attention tile, each computes right, and the
+    // fastest is used.
     const tuning = await kiln(page, 'kernels');
-    assert.deepEqual(tuning.timings.map((t) => t.variant), ['burn', 'registers-32', 'staged-64']);
-    tuning.timings.forEach((t) => assert.ok(t.error < 1e-5, JSON.stringify(t)));
-    assert.match(await text(page, '#kernel-choice'), new RegExp(`^matmul: ${tuning.chosen} chosen`));
-    console.log(`Firefox matmul at ${tuning.shape.join('×')}: ${tuning.timings.map((t) => `${t.variant} ${t.ms.toFixed(1)} ms`).join(', ')}`);
+    assert.deepEqual(tuning.matmul.timings.map((t) => t.variant), ['burn', 'registers-32', 'staged-64']);
+    assert.deepEqual(tuning.attention.timings.map((t) => t.variant), [64, 32, 16]);
+    for (const kernel of [tuning.matmul, tuning.attention]) {
+      kernel.timings.forEach((t) => assert.ok(t.error < 1e-5, JSON.stringify(t)));
+      console.log(`Firefox at ${kernel.shape.join('×')}: ${kernel.timings.map((t) => `${t.variant} ${t.ms.toFixed(1)} ms`).join(', ')}`);
+    }
+    assert.match(await text(page, '#kernel-choice'), new RegExp(`^matmul: ${tuning.matmul.chosen} chosen`));
     const gpu = await train(page);
     assert.equal(await kiln(page, 'preset.model.kernels'), true);
     // The same seed and data: WebGPU's losses are the CPU's, to float rounding.

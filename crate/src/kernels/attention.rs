@@ -2,6 +2,8 @@
 //! the score matrix), `attention_backward_dq.wgsl` and `attention_backward_dkv.wgsl` (gradients,
 //! recomputing the probabilities from the log-sum-exp).
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use burn::backend::Dispatch;
 use burn::backend::autodiff::{
     Autodiff,
@@ -23,6 +25,23 @@ use super::{KernelOps, Wgsl, empty, launch, shared_memory};
 pub const MAX_HEAD_DIM: usize = 128;
 /// Query (or key) rows per workgroup, one per invocation.
 const ROWS: u32 = 64;
+/// The key tiles (rows staged in workgroup memory at a time) the page's tuning tries: larger
+/// tiles mean fewer barriers, smaller ones less workgroup memory per group.
+pub const TILES: [u32; 3] = [64, 32, 16];
+
+/// Keys per tile the model's attention uses (at most: a tile must fit the adapter's workgroup
+/// memory): one adapter per process, so one choice.
+static TILE: AtomicU32 = AtomicU32::new(TILES[0]);
+
+/// Makes the model's attention use tiles of up to `keys` keys from its next forward pass on.
+pub fn choose_tile(keys: u32) {
+    TILE.store(keys, Ordering::Relaxed);
+}
+
+/// The tile [`choose_tile`] last set (64 until then).
+pub fn chosen_tile() -> u32 {
+    TILE.load(Ordering::Relaxed)
+}
 
 /// Which keys each query may see.
 #[derive(Clone, Debug)]
@@ -49,12 +68,19 @@ impl Mask {
 }
 
 /// Self-attention `softmax(q kᵀ / √D + mask) v` of `q [B, H, T_q, D]` over `k, v [B, H, T_k, D]`.
-/// Runs the fused kernels when `fused` is set and they apply, the reference otherwise.
-pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Mask, fused: bool) -> Tensor<4> {
+/// Runs the fused kernels with key tiles of up to `tile` keys where they apply, the reference
+/// otherwise (and with `tile = None`).
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: Mask,
+    tile: Option<u32>,
+) -> Tensor<4> {
     let d = q.dims()[3];
     let applies = d <= MAX_HEAD_DIM && q.dtype() == DType::F32 && super::supported(&q.device());
-    let causal = match mask.causal() {
-        Some(causal) if fused && applies => causal,
+    let (causal, tile) = match (mask.causal(), tile) {
+        (Some(causal), Some(tile)) if applies => (causal, tile),
         _ => return reference(q, k, v, mask),
     };
     let scale = 1.0 / (d as f32).sqrt();
@@ -64,6 +90,7 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Mask, fused: bo
         v.into_dispatch(),
         scale,
         causal,
+        tile,
     ));
     // Tests only: a device that computes wrong (see `verify::inject_fault`).
     let fault = crate::verify::fault();
@@ -110,10 +137,11 @@ fn masked_softmax(scores: Tensor<4>, d: usize, mask: Mask) -> Tensor<4> {
     softmax(scores.mask_fill(hidden, f32::NEG_INFINITY), 3)
 }
 
-/// Keys (or queries) per tile in workgroup memory: the backward's dK/dV kernel holds two tiles
-/// of D floats and two of one float per row, and the adapter's limit must hold them.
-fn tile_rows(d: usize, shared_bytes: usize) -> u32 {
-    let mut rows = 64;
+/// Keys (or queries) per tile in workgroup memory, up to `max`: the backward's dK/dV kernel
+/// holds two tiles of D floats and two of one float per row, and the adapter's limit must hold
+/// them.
+fn tile_rows(d: usize, shared_bytes: usize, max: u32) -> u32 {
+    let mut rows = max as usize;
     while rows > 1 && 2 * rows * (d + 1) * 4 > shared_bytes {
         rows /= 2;
     }
@@ -125,6 +153,7 @@ fn kernel(
     source: &'static str,
     d: usize,
     causal: bool,
+    tile: u32,
     like: &CubeTensor,
 ) -> Wgsl {
     Wgsl {
@@ -134,7 +163,7 @@ fn kernel(
             ("d", d as u32),
             ("causal", causal as u32),
             ("br", ROWS),
-            ("bc", tile_rows(d, shared_memory(like))),
+            ("bc", tile_rows(d, shared_memory(like), tile)),
         ],
     }
 }
@@ -153,6 +182,7 @@ pub(super) fn forward_cube(
     v: CubeTensor,
     scale: f32,
     causal: bool,
+    tile: u32,
 ) -> (CubeTensor, CubeTensor) {
     let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
     let [b, h, t_q, d] = q.meta.shape().dims::<4>();
@@ -166,6 +196,7 @@ pub(super) fn forward_cube(
             shader!("attention_forward", "uniform_sizes"),
             d,
             causal,
+            tile,
             &q,
         ),
         ROWS,
@@ -186,6 +217,7 @@ pub(super) fn backward_cube(
     lse: CubeTensor,
     scale: f32,
     causal: bool,
+    tile: u32,
 ) -> (CubeTensor, CubeTensor, CubeTensor) {
     let [q, k, v, o, d_o, lse] = [q, k, v, o, d_o, lse].map(into_contiguous);
     let [b, h, t_q, d] = q.meta.shape().dims::<4>();
@@ -203,6 +235,7 @@ pub(super) fn backward_cube(
             shader!("attention_backward_dq", "uniform_sizes"),
             d,
             causal,
+            tile,
             &q,
         ),
         ROWS,
@@ -218,6 +251,7 @@ pub(super) fn backward_cube(
             shader!("attention_backward_dkv", "uniform_sizes"),
             d,
             causal,
+            tile,
             &q,
         ),
         ROWS,
@@ -236,6 +270,7 @@ pub(super) fn forward_meta(
     _v: &Spec,
     _scale: &f32,
     _causal: &bool,
+    _tile: &u32,
 ) -> (Spec, Spec) {
     let [b, h, t, _] = q.shape.dims::<4>();
     let lse = Spec::new([b, h, t].into(), q.dtype);
@@ -254,6 +289,7 @@ pub(super) fn backward_meta(
     _lse: &Spec,
     _scale: &f32,
     _causal: &bool,
+    _tile: &u32,
 ) -> (Spec, Spec, Spec) {
     (q.clone(), k.clone(), v.clone())
 }
@@ -265,12 +301,13 @@ pub(super) fn autodiff<B: KernelOps, C: CheckpointStrategy>(
     v: FloatTensor<Autodiff<B, C>>,
     scale: f32,
     causal: bool,
+    tile: u32,
 ) -> FloatTensor<Autodiff<B, C>> {
     #[derive(Debug)]
     struct AttentionBackward;
 
     impl<B: KernelOps> Backward<B, 3> for AttentionBackward {
-        /// q, k, v, o, lse, scale, causal.
+        /// q, k, v, o, lse, scale, causal, tile.
         type State = (
             FloatTensor<B>,
             FloatTensor<B>,
@@ -279,12 +316,14 @@ pub(super) fn autodiff<B: KernelOps, C: CheckpointStrategy>(
             FloatTensor<B>,
             f32,
             bool,
+            u32,
         );
 
         fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
             let d_o = grads.consume::<B>(&ops.node);
-            let (q, k, v, o, lse, scale, causal) = ops.state;
-            let (dq, dk, dv) = B::flash_attention_backward(q, k, v, o, d_o, lse, scale, causal);
+            let (q, k, v, o, lse, scale, causal, tile) = ops.state;
+            let (dq, dk, dv) =
+                B::flash_attention_backward(q, k, v, o, d_o, lse, scale, causal, tile);
             for (parent, grad) in ops.parents.into_iter().zip([dq, dk, dv]) {
                 if let Some(node) = parent {
                     grads.register::<B>(node.id, grad);
@@ -301,9 +340,9 @@ pub(super) fn autodiff<B: KernelOps, C: CheckpointStrategy>(
     match prep {
         OpsKind::Tracked(prep) => {
             let (o, lse) =
-                B::flash_attention_forward(q.clone(), k.clone(), v.clone(), scale, causal);
-            prep.finish((q, k, v, o.clone(), lse, scale, causal), o)
+                B::flash_attention_forward(q.clone(), k.clone(), v.clone(), scale, causal, tile);
+            prep.finish((q, k, v, o.clone(), lse, scale, causal, tile), o)
         }
-        OpsKind::UnTracked(prep) => prep.finish(B::flash_attention(q, k, v, scale, causal)),
+        OpsKind::UnTracked(prep) => prep.finish(B::flash_attention(q, k, v, scale, causal, tile)),
     }
 }

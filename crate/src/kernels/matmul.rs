@@ -46,24 +46,13 @@ pub enum Variant {
 impl Variant {
     pub const ALL: [Variant; 3] = [Variant::Burn, Variant::Registers, Variant::Staged];
 
-    /// The name the page shows and caches.
+    /// The name tables and the page show (as serde writes it).
     pub fn name(self) -> &'static str {
         match self {
             Variant::Burn => "burn",
             Variant::Registers => "registers-32",
             Variant::Staged => "staged-64",
         }
-    }
-}
-
-impl std::str::FromStr for Variant {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Variant::ALL
-            .into_iter()
-            .find(|v| v.name() == s)
-            .ok_or_else(|| format!("no matmul variant is called {s:?}"))
     }
 }
 

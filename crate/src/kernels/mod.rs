@@ -48,8 +48,8 @@ use burn::tensor::{DType, Shape};
 #[backend_extension(Cube, Fusion: cfg(not(target_arch = "wasm32")), Autodiff)]
 pub trait KernelOps: Backend {
     /// Attention of `q [B, H, T_q, D]` over `k, v [B, H, T_k, D]`, causal (`T_q ≤ T_k`, queries
-    /// are the last `T_q` positions) or bidirectional: the output `[B, H, T_q, D]` and the
-    /// log-sum-exp `[B, H, T_q]`.
+    /// are the last `T_q` positions) or bidirectional, staging up to `tile` keys at a time in
+    /// workgroup memory: the output `[B, H, T_q, D]` and the log-sum-exp `[B, H, T_q]`.
     #[fusion(meta = attention::forward_meta)]
     fn flash_attention_forward(
         q: FloatTensor<Self>,
@@ -57,6 +57,7 @@ pub trait KernelOps: Backend {
         v: FloatTensor<Self>,
         scale: f32,
         causal: bool,
+        tile: u32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// Gradients `(dq, dk, dv)` of [`KernelOps::flash_attention_forward`] given its output `o`, `lse`
@@ -72,6 +73,7 @@ pub trait KernelOps: Backend {
         lse: FloatTensor<Self>,
         scale: f32,
         causal: bool,
+        tile: u32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// The differentiable op: attention's output alone.
@@ -82,8 +84,9 @@ pub trait KernelOps: Backend {
         v: FloatTensor<Self>,
         scale: f32,
         causal: bool,
+        tile: u32,
     ) -> FloatTensor<Self> {
-        Self::flash_attention_forward(q, k, v, scale, causal).0
+        Self::flash_attention_forward(q, k, v, scale, causal, tile).0
     }
 
     /// Softmax cross-entropy of each row of `logits [N, V]` against `targets [N]`: the per-row
@@ -172,8 +175,9 @@ impl KernelOps for CubeBackend {
         v: CubeTensor,
         scale: f32,
         causal: bool,
+        tile: u32,
     ) -> (CubeTensor, CubeTensor) {
-        attention::forward_cube(q, k, v, scale, causal)
+        attention::forward_cube(q, k, v, scale, causal, tile)
     }
 
     fn flash_attention_backward(
@@ -185,8 +189,9 @@ impl KernelOps for CubeBackend {
         lse: CubeTensor,
         scale: f32,
         causal: bool,
+        tile: u32,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        attention::backward_cube(q, k, v, o, d_o, lse, scale, causal)
+        attention::backward_cube(q, k, v, o, d_o, lse, scale, causal, tile)
     }
 
     fn cross_entropy_forward(logits: CubeTensor, targets: CubeTensor) -> (CubeTensor, CubeTensor) {
@@ -251,6 +256,7 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         v: FloatTensor<Self>,
         scale: f32,
         causal: bool,
+        tile: u32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let (o, lse) = B::flash_attention_forward(
             Self::inner(q),
@@ -258,6 +264,7 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
             Self::inner(v),
             scale,
             causal,
+            tile,
         );
         (Self::from_inner(o), Self::from_inner(lse))
     }
@@ -271,9 +278,10 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         lse: FloatTensor<Self>,
         scale: f32,
         causal: bool,
+        tile: u32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let [q, k, v, o, d_o, lse] = [q, k, v, o, d_o, lse].map(Self::inner);
-        let (dq, dk, dv) = B::flash_attention_backward(q, k, v, o, d_o, lse, scale, causal);
+        let (dq, dk, dv) = B::flash_attention_backward(q, k, v, o, d_o, lse, scale, causal, tile);
         (
             Self::from_inner(dq),
             Self::from_inner(dk),
@@ -287,8 +295,9 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         v: FloatTensor<Self>,
         scale: f32,
         causal: bool,
+        tile: u32,
     ) -> FloatTensor<Self> {
-        attention::autodiff::<B, C>(q, k, v, scale, causal)
+        attention::autodiff::<B, C>(q, k, v, scale, causal, tile)
     }
 
     fn cross_entropy_forward(
