@@ -116,7 +116,8 @@ def main():
               f"{r['pytorch_tokens_per_sec']:,.0f} |" for r in per_round]
     if ratio:
         lines += ["", f"Kiln's native CPU throughput is **{ratio['kiln_over_pytorch_tokens_per_sec']:.2f}×** PyTorch's "
-                  f"(medians {ratio['kiln_ms']:.1f} vs {ratio['pytorch_ms']:.1f} ms/step).", ""]
+                  f"(medians {ratio['kiln_ms']:.1f} vs {ratio['pytorch_ms']:.1f} ms/step). "
+                  "Where Kiln's step goes: `docs/cpu.md`.", ""]
     else:
         lines += ["", "No ratio: a round is missing one side.", ""]
     lines += ["## Convergence: the same model trained by both", ""]
