@@ -26,6 +26,14 @@ test('the adapter is WebGPU on SwiftShader; the kernel variants are chosen by ti
   expect(await kiln(page, 'kernels')).toMatchObject({ key: tuning.key, remembered: true });
   expect(await kiln(page, 'kernels.matmul.chosen')).toBe(tuning.matmul.chosen);
   await expect(page.locator('#kernel-choice')).toContainText('(remembered for this adapter)');
+  // A remembered choice that cannot be read is timed again, not an error.
+  const key = `kiln.kernels:${await kiln(page, 'adapter.name')}`;
+  const stored = await page.evaluate((k) => localStorage.getItem(k), key);
+  await page.evaluate((k) => localStorage.setItem(k, '{not json'), key);
+  await page.reload();
+  await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
+  expect(await kiln(page, 'kernels.remembered')).toBe(false);
+  await page.evaluate(([k, v]) => localStorage.setItem(k, v), [key, stored]);
   await expect(page.locator('#params')).toHaveText(/^0\.028M parameters; training needs about \d+ MB$/);
   await setField(page, 'model.n_head', 3);
   await expect(page.locator('#config-error')).toContainText('n_head');
@@ -56,7 +64,7 @@ test('the adapter is WebGPU on SwiftShader; the kernel variants are chosen by ti
   await train(page, 2);
   expect(await kiln(page, 'kernels.matmul.shape')).toEqual([tuning.matmul.shape[0], 48, 192]);
   expect(await kiln(page, 'kernels.remembered')).toBe(false);
-  const remembered = await page.evaluate((key) => JSON.parse(localStorage.getItem(key)), `kiln.kernels:${await kiln(page, 'adapter.name')}`);
+  const remembered = await page.evaluate((k) => JSON.parse(localStorage.getItem(k)), key);
   expect(Object.keys(remembered).sort()).toEqual([tuning.key, await kiln(page, 'kernels.key')].sort());
 });
 

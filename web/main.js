@@ -181,6 +181,15 @@ async function pickFasterBackend() {
 /** Where the kernel variants chosen on this adapter are remembered, by the model's shapes. */
 const kernelsKey = () => `kiln.kernels:${page.adapter.name}`;
 
+/** The remembered choices: a cache, so an unreadable one is as good as none. */
+function rememberedKernels() {
+  try {
+    return JSON.parse(localStorage.getItem(kernelsKey())) ?? {};
+  } catch {
+    return {};
+  }
+}
+
 /** "staged-64 chosen, 3.1 ms vs registers-32 5.4 ms, burn 9.0 ms at 64×128×512" */
 function describeTuning({ shape, timings, chosen }, name) {
   const best = timings.find((t) => t.variant === chosen);
@@ -197,10 +206,16 @@ function describeTuning({ shape, timings, chosen }, name) {
  */
 async function ensureKernels() {
   if (page.backend !== 'wgpu' || page.untrusted) return;
-  const known = JSON.parse(localStorage.getItem(kernelsKey()) ?? '{}');
+  const known = rememberedKernels();
   $('kernel-choice').textContent ||= 'timing the kernels…';
   const tuning = await call(Request.tuneKernels, { known });
-  if (!tuning.remembered) localStorage.setItem(kernelsKey(), JSON.stringify({ ...known, [tuning.key]: tuning }));
+  if (!tuning.remembered) {
+    try {
+      localStorage.setItem(kernelsKey(), JSON.stringify({ ...known, [tuning.key]: tuning }));
+    } catch {
+      // Storage full or refused: the choice holds for this visit and is timed again next time.
+    }
+  }
   page.kernels = tuning;
   const parts = [`matmul: ${describeTuning(tuning.matmul, String)}`];
   if (tuning.attention) parts.push(`attention: ${describeTuning(tuning.attention, (keys) => `${keys}-key tiles`)}`);
