@@ -376,7 +376,7 @@ fn an_encoder_trains_on_wordpiece() {
         trainer.step().unwrap();
     }
     let after = trainer.evaluate().unwrap();
-    // Measured: 5.94 -> 5.47.
+    // Measured: 5.99 -> 5.54, the same on every run (WordPiece training is deterministic).
     assert!(after < before - 0.3, "masked val loss {before} -> {after}");
     let blanks = kiln::generate::fill(
         &trainer.model().valid(),

@@ -13,10 +13,14 @@ use tokenizers::decoders::fuse::Fuse;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainer, Vocab};
-use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{
+    NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer,
+    Trainer,
+};
 
 use crate::error::{Error, Result};
 
@@ -295,23 +299,15 @@ impl Tokenizer {
                         SPECIALS.len()
                     )));
                 }
-                let mut tokenizer = tokenizers::Tokenizer::new(WordPiece::default());
-                // Cased, accents kept: the corpus' own spelling.
+                let mut tokenizer = tokenizers::Tokenizer::new(train_wordpiece(text, vocab_size)?);
                 tokenizer
-                    .with_normalizer(Some(BertNormalizer::new(true, true, Some(false), false)))
+                    .with_normalizer(Some(wordpiece_normalizer()))
                     .map_err(|e| Error::Tokenizer(e.to_string()))?;
                 tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
                 tokenizer.with_decoder(Some(WordPieceDecoder::default()));
-                let mut trainer = TrainerWrapper::from(
-                    WordPieceTrainer::builder()
-                        .vocab_size(vocab_size)
-                        .special_tokens(SPECIALS.map(|s| AddedToken::from(s, true)).to_vec())
-                        .show_progress(false)
-                        .build(),
-                );
                 tokenizer
-                    .train(&mut trainer, text.lines())
-                    .map_err(|e| Error::Tokenizer(format!("WordPiece training failed: {e}")))?;
+                    .add_special_tokens(SPECIALS.map(|s| AddedToken::from(s, true)))
+                    .map_err(|e| Error::Tokenizer(e.to_string()))?;
                 Ok(Self::Bpe(Box::new(tokenizer)))
             }
         }
@@ -525,6 +521,92 @@ fn add_specials(t: &mut tokenizers::Tokenizer) -> Result<()> {
         .map_err(|e| Error::Tokenizer(format!("adding the special tokens: {e}")))
 }
 
+/// The normalizer of Kiln's WordPiece: cased, accents kept (the corpus' own spelling), CJK
+/// characters spaced, control characters dropped.
+fn wordpiece_normalizer() -> BertNormalizer {
+    BertNormalizer::new(true, true, Some(false), false)
+}
+
+/// Trains a WordPiece vocabulary of `vocab_size` tokens ([`SPECIALS`] first) on `text`, the
+/// same on every run.
+///
+/// Why not `tokenizers`' `WordPieceTrainer` as it is: it numbers the `##` continuation pieces
+/// in the order of a hash map that is seeded anew in each process, and breaks ties between
+/// equally frequent merges by those numbers, so one text gave a different vocabulary on every
+/// run (and a seeded run a different model). Here each continuation character is written as a
+/// placeholder character of its own before the library's BPE trainer learns the merges: every
+/// initial piece is then a character, numbered in sorted order, and ties break the same way
+/// each time. The placeholders become `##` pieces again in the vocabulary, which is what the
+/// WordPiece trainer keeps of its BPE (greedy longest-match encoding needs no merges).
+fn train_wordpiece(text: &str, vocab_size: usize) -> Result<WordPiece> {
+    let err = |e: tokenizers::Error| Error::Tokenizer(format!("WordPiece training failed: {e}"));
+    let normalizer = wordpiece_normalizer();
+    let mut words = Vec::new();
+    for line in text.lines() {
+        let mut normalized = NormalizedString::from(line);
+        normalizer.normalize(&mut normalized).map_err(err)?;
+        let mut split = PreTokenizedString::from(normalized);
+        BertPreTokenizer.pre_tokenize(&mut split).map_err(err)?;
+        words.extend(
+            split
+                .get_splits(OffsetReferential::Original, OffsetType::Byte)
+                .into_iter()
+                .map(|(word, _, _)| word.to_owned()),
+        );
+    }
+    // Placeholders from the private-use planes, skipping any character the text has.
+    let used: std::collections::BTreeSet<char> = words.iter().flat_map(|w| w.chars()).collect();
+    let continuing: std::collections::BTreeSet<char> =
+        words.iter().flat_map(|w| w.chars().skip(1)).collect();
+    let mut free = (0xF_0000..=0x10_FFFD)
+        .filter_map(char::from_u32)
+        .filter(|c| !used.contains(c));
+    let mut placeholder = std::collections::BTreeMap::new();
+    for &c in &continuing {
+        let p = free.next().ok_or_else(|| {
+            Error::Tokenizer("WordPiece training: the text uses too many characters".into())
+        })?;
+        placeholder.insert(c, p);
+    }
+    let original: std::collections::HashMap<char, char> =
+        placeholder.iter().map(|(&c, &p)| (p, c)).collect();
+
+    let mut trainer = BpeTrainer::builder()
+        .vocab_size(vocab_size)
+        .special_tokens(SPECIALS.map(|s| AddedToken::from(s, true)).to_vec())
+        .show_progress(false)
+        .build();
+    trainer
+        .feed(words.iter(), |word| {
+            let mut chars = word.chars();
+            let first = chars.next().into_iter();
+            Ok(vec![first.chain(chars.map(|c| placeholder[&c])).collect()])
+        })
+        .map_err(err)?;
+    let mut bpe = BPE::default();
+    trainer.train(&mut bpe).map_err(err)?;
+    let vocab: ahash::AHashMap<String, u32> = bpe
+        .get_vocab()
+        .into_iter()
+        .map(|(token, id)| {
+            let unplaced: String = token
+                .chars()
+                .map(|c| *original.get(&c).unwrap_or(&c))
+                .collect();
+            match token.chars().next() {
+                Some(c) if original.contains_key(&c) => (format!("##{unplaced}"), id),
+                _ => (unplaced, id),
+            }
+        })
+        .collect();
+    WordPiece::builder()
+        .vocab(vocab)
+        .unk_token(SPECIALS[1].into())
+        .continuing_subword_prefix("##".into())
+        .build()
+        .map_err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,6 +620,41 @@ mod tests {
         let again = Tokenizer::from_json(&t.to_json().unwrap()).unwrap();
         assert_eq!(again.encode(TEXT).unwrap(), ids);
         assert_eq!(again.vocab_size(), t.vocab_size());
+    }
+
+    /// WordPiece training gives one vocabulary for one text (`tokenizers`' own trainer gave a
+    /// different one on each call, see [`train_wordpiece`]), made of BERT's pieces: the
+    /// specials first, whole-word pieces and `##` continuations of the text's characters, no
+    /// placeholder left over.
+    #[test]
+    fn wordpiece_is_the_same_on_every_run() {
+        let text = TEXT.repeat(5) + "the theme thereof; whether tis nobler in the mind to suffer";
+        let kind = TokenizerKind::WordPiece { vocab_size: 80 };
+        let first = Tokenizer::train(kind, &text).unwrap().to_json().unwrap();
+        for _ in 0..4 {
+            assert_eq!(
+                Tokenizer::train(kind, &text).unwrap().to_json().unwrap(),
+                first
+            );
+        }
+        let t = Tokenizer::train(kind, &text).unwrap();
+        assert_eq!(t.vocab_size(), 80);
+        let Tokenizer::Bpe(hf) = &t else {
+            panic!("WordPiece is a Hugging Face tokenizer")
+        };
+        let vocab = hf.get_vocab(false);
+        for (id, special) in SPECIALS.iter().enumerate() {
+            assert_eq!(vocab[*special], id as u32);
+        }
+        let mut continuing = 0;
+        for token in vocab.keys().filter(|t| !SPECIALS.contains(&t.as_str())) {
+            let piece = token.strip_prefix("##").unwrap_or(token);
+            continuing += usize::from(piece.len() < token.len());
+            assert!(piece.chars().all(|c| text.contains(c)), "{token:?}");
+        }
+        assert!(continuing > 10, "{vocab:?}");
+        let ids = t.encode("whether tis nobler").unwrap();
+        assert_eq!(t.decode(&ids).unwrap(), "whether tis nobler");
     }
 
     #[test]
