@@ -299,6 +299,20 @@ struct AuthorshipArgs {
     /// Passages of 40 lines per author.
     #[arg(long, default_value_t = 50)]
     passages: usize,
+    /// Training passages per author that keep their labels (default: all); the held-out
+    /// passages and the pretraining text stay the same.
+    #[arg(long)]
+    labelled: Option<usize>,
+    /// char (every character of both books) or wordpiece (BERT's, trained on the pretraining
+    /// text).
+    #[arg(long, default_value = "char")]
+    tokenizer: String,
+    /// WordPiece vocabulary size, its 5 special tokens included.
+    #[arg(long, default_value_t = 2000)]
+    vocab_size: usize,
+    /// How the encoders pool a line: cls (BERT's) or mean; the GPT reads its last token.
+    #[arg(long, default_value = "cls")]
+    pooling: Pooling,
     #[arg(long, default_value = "cpu")]
     backend: BackendKind,
 }
@@ -460,6 +474,16 @@ fn dataset(paths: &[PathBuf]) -> Result<Dataset> {
     Ok(Dataset::from_files(&read_paths(paths)?)?)
 }
 
+/// The `--tokenizer` named, with `--vocab-size` tokens where it has a size.
+fn tokenizer_kind(name: &str, vocab_size: usize) -> Result<TokenizerKind> {
+    Ok(match name {
+        "char" => TokenizerKind::Char,
+        "bpe" => TokenizerKind::Bpe { vocab_size },
+        "wordpiece" => TokenizerKind::WordPiece { vocab_size },
+        other => bail!("unknown tokenizer \"{other}\"; choose char, bpe or wordpiece"),
+    })
+}
+
 fn train(a: TrainArgs) -> Result<()> {
     let data = dataset(&a.data)?;
     let pooling = |arch| a.pooling.unwrap_or(Pooling::default_for(arch));
@@ -508,17 +532,8 @@ fn train(a: TrainArgs) -> Result<()> {
             preset.set(o)?;
         }
         preset.model.task = data.task(pooling(preset.model.arch));
-        let kind = match a.tokenizer.as_str() {
-            "char" => TokenizerKind::Char,
-            "bpe" => TokenizerKind::Bpe {
-                vocab_size: a.vocab_size,
-            },
-            "wordpiece" => TokenizerKind::WordPiece {
-                vocab_size: a.vocab_size,
-            },
-            other => bail!("unknown tokenizer \"{other}\"; choose char, bpe or wordpiece"),
-        };
-        let tokenizer = Tokenizer::train(kind, &data.text())?;
+        let tokenizer =
+            Tokenizer::train(tokenizer_kind(&a.tokenizer, a.vocab_size)?, &data.text())?;
         Trainer::new(preset, tokenizer, &data, &device)?
     };
     let Preset { model, train } = trainer.preset().clone();
@@ -668,7 +683,12 @@ fn authorship(a: AuthorshipArgs) -> Result<()> {
         std::fs::read_to_string(format!("web/data/{name}.txt"))
             .with_context(|| format!("reading the bundled web/data/{name}.txt"))
     };
-    let set = authorship::build(&read("shakespeare")?, &read("milton")?, a.passages)?;
+    let set = authorship::build(
+        &read("shakespeare")?,
+        &read("milton")?,
+        a.passages,
+        a.labelled,
+    )?;
     std::fs::create_dir_all(&a.out)?;
     std::fs::write(a.out.join("authorship.jsonl"), &set.jsonl)?;
     std::fs::write(a.out.join("authorship.txt"), &set.text)?;
@@ -682,11 +702,16 @@ fn authorship(a: AuthorshipArgs) -> Result<()> {
         text.stats()["chars"]
     );
     let device = backend::open(a.backend)?;
-    // Every character of both books, so no line has one the model cannot read.
-    let tokenizer = Tokenizer::train(
-        TokenizerKind::Char,
-        &format!("{}{}", text.text(), examples.text()),
-    )?;
+    // A character vocabulary takes every character of both books, so no line has one the
+    // model cannot read; a WordPiece one learns from the pretraining text alone (a held-out
+    // word it lacks is [UNK]).
+    let tokenizer = match tokenizer_kind(&a.tokenizer, a.vocab_size)? {
+        TokenizerKind::Char => Tokenizer::train(
+            TokenizerKind::Char,
+            &format!("{}{}", text.text(), examples.text()),
+        )?,
+        kind => Tokenizer::train(kind, &text.text())?,
+    };
     let run = |arch: Arch, seed: u64, pretrain: bool| -> Result<kiln::train::ClassReport> {
         let mut p = config::preset(&a.preset)?;
         p.model.arch = arch;
@@ -695,7 +720,10 @@ fn authorship(a: AuthorshipArgs) -> Result<()> {
         }
         p.train.seed = seed;
         p.train.eval_interval = 0;
-        let classify = examples.task(Pooling::default_for(arch));
+        let classify = examples.task(match arch {
+            Arch::Bert => a.pooling,
+            _ => Pooling::default_for(arch),
+        });
         let mut trainer = if pretrain {
             p.train.max_steps = a.pretrain_steps;
             let mut lm = Trainer::new(p.clone(), tokenizer.clone(), &text, &device)?;

@@ -8,6 +8,9 @@
 //! Whole passages stay on one side, so no validation line has its neighbours in training: the
 //! model must recognise the style, not recall the speech. The unlabelled text to pretrain on is
 //! both books without the held-out passages: far more text than labels, as in BERT's recipe.
+//! Fewer labels than training passages (`labelled`) keep that text and the held-out passages as
+//! they are and label only some training passages, spread the same way: the setting where
+//! pretraining should pay.
 
 use serde_json::json;
 
@@ -41,8 +44,14 @@ fn lines(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Builds the set with `passages` passages per author (fewer if an author has fewer).
-pub fn build(shakespeare: &str, milton: &str, passages: usize) -> Result<Authorship> {
+/// Builds the set with `passages` passages per author (fewer if an author has fewer), of which
+/// `labelled` training passages per author (all if `None`) carry their labels.
+pub fn build(
+    shakespeare: &str,
+    milton: &str,
+    passages: usize,
+    labelled: Option<usize>,
+) -> Result<Authorship> {
     let by_author = [
         (AUTHORS[0], lines(milton)),
         (AUTHORS[1], lines(shakespeare)),
@@ -59,6 +68,14 @@ pub fn build(shakespeare: &str, milton: &str, passages: usize) -> Result<Authors
              found {n}"
         )));
     }
+    let training = n - n / HELD_OUT;
+    let labelled = labelled.unwrap_or(training);
+    if labelled == 0 || labelled > training {
+        return Err(Error::Data(format!(
+            "labelled passages per author must be 1 to {training} (the training passages of \
+             {n}), got {labelled}"
+        )));
+    }
     let (mut jsonl, mut text) = (String::new(), String::new());
     for (label, lines) in &by_author {
         let passages: Vec<&[&str]> = lines.chunks(PASSAGE).collect();
@@ -67,8 +84,17 @@ pub fn build(shakespeare: &str, milton: &str, passages: usize) -> Result<Authors
         let chosen: Vec<(usize, bool)> = (0..n)
             .map(|i| (i * whole / n, i % HELD_OUT == HELD_OUT - 1))
             .collect();
+        // `labelled` of the training passages, spread over them.
+        let with_labels: Vec<usize> = (0..labelled).map(|i| i * training / labelled).collect();
+        let mut trained = 0;
         for &(p, held_out) in &chosen {
             let split = if held_out { "validation" } else { "train" };
+            if !held_out {
+                trained += 1;
+                if !with_labels.contains(&(trained - 1)) {
+                    continue;
+                }
+            }
             for line in passages[p] {
                 jsonl.push_str(&json!({"text": line, "label": label, "split": split}).to_string());
                 jsonl.push('\n');
@@ -101,7 +127,7 @@ mod tests {
     /// pretraining text, and no speaker tags or stage directions.
     #[test]
     fn the_split_keeps_passages_apart_and_the_classes_balanced() {
-        let set = build(&corpus("shakespeare"), &corpus("milton"), 50).unwrap();
+        let set = build(&corpus("shakespeare"), &corpus("milton"), 50, None).unwrap();
         let Examples::Labelled {
             train,
             val,
@@ -157,6 +183,46 @@ mod tests {
             let held: Vec<bool> = chunk.iter().map(|l| l.contains("\"validation\"")).collect();
             assert!(held.iter().all(|&h| h == held[0]), "passage {i} is split");
         }
-        assert!(build("short", "lines", 50).is_err());
+        assert!(build("short", "lines", 50, None).is_err());
+    }
+
+    /// Fewer labels: the same held-out passages and pretraining text, and only the chosen
+    /// number of training passages per author, spread over the text.
+    #[test]
+    fn fewer_labels_keep_the_held_out_passages_and_the_text() {
+        let (shakespeare, milton) = (corpus("shakespeare"), corpus("milton"));
+        let all = build(&shakespeare, &milton, 50, None).unwrap();
+        let few = build(&shakespeare, &milton, 50, Some(5)).unwrap();
+        assert_eq!(few.text, all.text);
+        let split = |set: &Authorship, which: &str| -> Vec<String> {
+            set.jsonl
+                .lines()
+                .filter(|l| l.contains(&format!("\"split\":\"{which}\"")))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(split(&few, "validation"), split(&all, "validation"));
+        let (train, all_train) = (split(&few, "train"), split(&all, "train"));
+        assert_eq!(train.len(), 2 * 5 * PASSAGE);
+        assert!(train.iter().all(|l| all_train.contains(l)));
+        // Spread: Milton's five passages come from across his 45, not the first five.
+        let milton_train: Vec<&String> =
+            all_train.iter().filter(|l| l.contains("milton")).collect();
+        let last = train
+            .iter()
+            .filter(|l| l.contains("milton"))
+            .next_back()
+            .unwrap();
+        let at = milton_train.iter().position(|l| *l == last).unwrap();
+        assert!(
+            at > 30 * PASSAGE,
+            "the last labelled Milton line is number {at}"
+        );
+        for bad in [Some(0), Some(46)] {
+            let err = build(&shakespeare, &milton, 50, bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("1 to 45"), "{err}");
+        }
     }
 }
