@@ -208,11 +208,7 @@ mod tests {
         // Spread: Milton's five passages come from across his 45, not the first five.
         let milton_train: Vec<&String> =
             all_train.iter().filter(|l| l.contains("milton")).collect();
-        let last = train
-            .iter()
-            .filter(|l| l.contains("milton"))
-            .next_back()
-            .unwrap();
+        let last = train.iter().rfind(|l| l.contains("milton")).unwrap();
         let at = milton_train.iter().position(|l| *l == last).unwrap();
         assert!(
             at > 30 * PASSAGE,
