@@ -56,8 +56,8 @@ enum Command {
     Init(InitArgs),
     /// Who wrote this line, Shakespeare or Milton? Build the labelled set from the bundled texts
     /// (written to --out), then compare, over several seeds, an encoder pretrained by masking
-    /// and finetuned, the same encoder finetuned from scratch, and a GPT pretrained and
-    /// finetuned: validation accuracy and macro-F1.
+    /// and finetuned, the same encoder finetuned from scratch, and a GPT of the same shape
+    /// both ways: validation accuracy and macro-F1.
     Authorship(AuthorshipArgs),
     /// Time training steps per preset and backend; print a table and optionally write JSON.
     Bench(BenchArgs),
@@ -748,6 +748,7 @@ fn authorship(a: AuthorshipArgs) -> Result<()> {
         ("encoder, pretrained by masking", Arch::Bert, true),
         ("encoder, from scratch", Arch::Bert, false),
         ("GPT, pretrained on the text", Arch::Gpt, true),
+        ("GPT, from scratch", Arch::Gpt, false),
     ];
     println!("| system | seed | accuracy | macro-F1 |\n|---|---|---|---|");
     let mut summary = Vec::new();
