@@ -93,13 +93,21 @@ test('the authorship demo tells Shakespeare from Milton on held-out passages', a
   await open(page, '?backend=cpu&preset=authorship-bert');
   await setField(page, 'train.max_steps', AUTHORSHIP_STEPS);
   await setField(page, 'train.eval_interval', 0);
+  // The demo's recipe (few labels, word pieces), small: 5 labelled passages of 18 per author.
   await page.fill('#authorship-passages', '20');
+  await page.fill('#authorship-labelled', '5');
+  await page.fill('#authorship-pretrain-steps', String(2 * AUTHORSHIP_STEPS));
   await page.click('#demo-authorship');
   await expect(page.locator('#authorship-result')).toContainText('then finetuned', { timeout: 6 * 60_000 });
   const { scratch, pretrained } = await kiln(page, 'authorship');
   // 20 passages per author: 2 of 40 lines each held out.
   expect([scratch.examples, pretrained.examples]).toEqual([160, 160]);
   expect(pretrained.accuracy).toBeGreaterThanOrEqual(AUTHORSHIP_BOUND);
+  expect(await page.inputValue('#tok-kind')).toBe('wordpiece');
+  // 5 passages of 40 lines per author trained, 2 × 40 validated.
+  await expect(page.locator('#corpus-stats')).toContainText('training on 400, validating on 160');
+  // The pretraining's steps were the demo's; the model's steps are back in the field.
+  expect(await page.inputValue('#steps')).toBe(String(AUTHORSHIP_STEPS));
   expect(await kiln(page, 'task')).toEqual({ kind: 'classify', classes: ['milton', 'shakespeare'], pooling: 'cls' });
   await expect(page.locator('#classifier')).toBeVisible();
   await page.fill('#predict-text', 'Of Man\'s first disobedience, and the fruit');

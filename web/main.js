@@ -853,30 +853,59 @@ async function classifierReport() {
   return (await call(Request.evaluate)).report;
 }
 
+/** The authorship demo's WordPiece vocabulary, as measured in docs/models.md. */
+const AUTHORSHIP_VOCAB = 2000;
+
+/** Sets the run's steps (and the steps field), applied when it next trains. */
+function setSteps(steps) {
+  $('steps').value = steps;
+  readFields();
+  page.scheduled = false;
+}
+
 $('demo-authorship').onclick = action(async () => {
   $('demo-authorship').disabled = true;
   const result = (text) => { $('authorship-result').textContent = text; };
   const scores = (r) => `accuracy ${(100 * r.accuracy).toFixed(1)}%, macro-F1 ${r.macro_f1.toFixed(3)}`;
+  const optional = (id) => (Number($(id).value) > 0 ? Number($(id).value) : null);
+  let steps; // the model's steps, which the pretraining phase changes for a while
   try {
     if ($('preset').value !== 'authorship-bert') await usePreset('authorship-bert');
+    steps = page.preset.train.max_steps;
+    const pretrainSteps = optional('authorship-pretrain-steps') ?? steps;
+    if ($('authorship-wordpiece').checked) {
+      $('tok-kind').value = 'wordpiece';
+      $('bpe-vocab').value = AUTHORSHIP_VOCAB;
+      $('bpe-vocab').disabled = false;
+    }
     const [shakespeare, milton] = await Promise.all([defaultCorpusUrl, miltonUrl]
       .map(async (url) => new TextDecoder().decode(await fetchBytes(url))));
-    const set = await call(Request.authorship, { shakespeare, milton, passages: Number($('authorship-passages').value) });
+    const set = await call(Request.authorship, {
+      shakespeare, milton, passages: Number($('authorship-passages').value), labelled: optional('authorship-labelled'),
+    });
     const file = (name, text) => [{ name, bytes: new TextEncoder().encode(text) }];
     result('Training the encoder on the labels from scratch…');
-    await loadCorpus(file('authorship.jsonl', set.jsonl), false);
+    // Both encoders read with one tokenizer, learnt from the text to pretrain on (training is
+    // deterministic, so loading the text again learns the same one): what only held-out lines
+    // use becomes [UNK], as in BERT. From scratch is a fresh encoder finetuned on the labels.
+    await loadCorpus(file('authorship.txt', set.text), false);
+    await ensureConfigured();
+    await loadCorpus(file('authorship.jsonl', set.jsonl), true);
+    setSteps(steps);
     const scratch = await classifierReport();
     result(`From scratch: ${scores(scratch)}. Pretraining by masking on both books, the held-out passages excepted…`);
-    // Characters only held-out lines use become [UNK], as in BERT.
     await loadCorpus(file('authorship.txt', set.text), false);
+    setSteps(pretrainSteps);
     await trainToEnd();
     result(`From scratch: ${scores(scratch)}. Finetuning the pretrained encoder on the labels…`);
     await loadCorpus(file('authorship.jsonl', set.jsonl), true);
+    setSteps(steps); // the finetuned run kept the pretraining's schedule
     const pretrained = await classifierReport();
     page.authorship = { scratch, pretrained };
     result(`On ${pretrained.examples} held-out lines: from scratch ${scores(scratch)}; ` +
       `pretrained by masking, then finetuned ${scores(pretrained)}.`);
   } finally {
+    if (steps !== undefined && page.preset.train.max_steps !== steps) setSteps(steps);
     $('demo-authorship').disabled = false;
   }
 });

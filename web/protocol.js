@@ -20,8 +20,9 @@ export const Request = Object.freeze({
   /** {kind: 'char'} | {kind: 'bpe' | 'wordpiece', vocab_size} → {vocabSize} */
   buildTokenizer: 'buildTokenizer',
   /**
-   * {shakespeare, milton, passages} → {jsonl, text}: the authorship set built from the two texts
-   * (labelled lines with their split, `passages` passages per author) and the text to pretrain on
+   * {shakespeare, milton, passages, labelled} → {jsonl, text}: the authorship set built from the
+   * two texts (labelled lines with their split, `passages` passages per author, of which
+   * `labelled` training passages keep their labels, all if null) and the text to pretrain on
    * (both books without the held-out passages).
    */
   authorship: 'authorship',

@@ -85,7 +85,8 @@ const handlers = {
   [Request.fill]: async ({ text, k }) => parse(await kiln.fill(text, k)),
   [Request.buildTokenizer]: ({ kind, vocab_size }) =>
     parse(kiln.buildTokenizer(JSON.stringify(kind === 'char' ? { kind } : { kind, vocab_size }))),
-  [Request.authorship]: ({ shakespeare, milton, passages }) => parse(kiln.authorship(shakespeare, milton, passages)),
+  [Request.authorship]: ({ shakespeare, milton, passages, labelled }) =>
+    parse(kiln.authorship(shakespeare, milton, passages, labelled ?? undefined)),
   [Request.preset]: ({ name }) => parse(kiln.presetJson(name)),
   [Request.describe]: ({ preset }) => parse(kiln.describe(JSON.stringify(preset))),
   [Request.configure]({ preset }) {

@@ -385,10 +385,17 @@ pub async fn fill(text: String, k: usize) -> Result<String, JsError> {
 
 /// The Shakespeare-or-Milton set built from the two texts with `passages` passages per author,
 /// as JSON `{jsonl, text}`: the labelled lines with their split, and the training lines to
-/// pretrain on (see [`crate::data::authorship`]). Every training passage is labelled.
+/// pretrain on (see [`crate::data::authorship`]); `labelled` training passages per author keep
+/// their labels (all if undefined).
 #[wasm_bindgen]
-pub fn authorship(shakespeare: &str, milton: &str, passages: usize) -> Result<String, JsError> {
-    let set = crate::data::authorship::build(shakespeare, milton, passages, None).map_err(js)?;
+pub fn authorship(
+    shakespeare: &str,
+    milton: &str,
+    passages: usize,
+    labelled: Option<usize>,
+) -> Result<String, JsError> {
+    let set =
+        crate::data::authorship::build(shakespeare, milton, passages, labelled).map_err(js)?;
     json(&serde_json::json!({ "jsonl": set.jsonl, "text": set.text }))
 }
 
