@@ -8,9 +8,11 @@
 //! `h.0.attn.c_attn.weight`), never by Rust type or variant names, so a refactor of the model
 //! code does not change the format. Format 2 named norms by Burn's fields and Kiln's enum
 //! variant (`h.0.ln_1.Layer.gamma`) and carried two fields nothing read (`rng`, `param_ids`);
-//! it still loads.
+//! it still loads. A parameter the model holds in row parts (the token embedding on a device
+//! with small bindings, `wte.weight.0`, `wte.weight.1`, ...) is stored whole (`wte.weight`), so
+//! a checkpoint does not depend on the device that wrote it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
@@ -71,6 +73,9 @@ pub(crate) fn bad(msg: impl Into<String>) -> Error {
 /// a norm's Burn field and Kiln enum variant (`ln_1.Layer.gamma`) as PyTorch names it
 /// (`ln_1.weight`) from version 3 on.
 pub(crate) fn stored_name(path: &str, version: u32) -> String {
+    if let Some((whole, _)) = row_part(path) {
+        return whole.to_owned();
+    }
     if version < 3 {
         return path.to_owned();
     }
@@ -85,6 +90,43 @@ pub(crate) fn stored_name(path: &str, version: u32) -> String {
     }
     path.to_owned()
 }
+
+/// The whole parameter and the index of the part, for a part of one held in row parts.
+fn row_part(path: &str) -> Option<(&str, usize)> {
+    let (whole, index) = path.rsplit_once('.')?;
+    let index = index.parse().ok()?;
+    (whole == "wte.weight").then_some((whole, index))
+}
+
+/// Flat tensors by module path, with the parts of one held in row parts gathered in order
+/// (sizes along the first dimension added up), each named by `name` of its (whole) path.
+fn gathered(
+    params: Vec<(String, Vec<usize>, Tensor<1>)>,
+    name: impl Fn(&str) -> String,
+) -> Vec<Gathered> {
+    let mut out: Vec<Gathered> = Vec::new();
+    let mut parts: Vec<(String, usize, Vec<usize>, Tensor<1>)> = Vec::new();
+    for (path, shape, flat) in params {
+        match row_part(&path) {
+            Some((whole, index)) => parts.push((name(whole), index, shape, flat)),
+            None => out.push((name(&path), shape, vec![flat])),
+        }
+    }
+    parts.sort_by_key(|(_, index, _, _)| *index);
+    for (whole, _, shape, flat) in parts {
+        match out.iter_mut().find(|(name, _, _)| *name == whole) {
+            Some((_, total, flats)) => {
+                total[0] += shape[0];
+                flats.push(flat);
+            }
+            None => out.push((whole, shape, vec![flat])),
+        }
+    }
+    out
+}
+
+/// A stored tensor: its name, its shape, and its values as the flat parts they are held in.
+type Gathered = (String, Vec<usize>, Vec<Tensor<1>>);
 
 /// Collects every float parameter, flattened, with its dotted module path and shape.
 #[derive(Default)]
@@ -119,7 +161,10 @@ struct Load<'a> {
     /// Finetuning: parts the new model adds (a classifier's head, LoRA adapters) keep their
     /// fresh values where the checkpoint has none of that shape.
     finetune: bool,
-    used: usize,
+    /// The stored tensors read so far.
+    used: HashSet<String>,
+    /// For a tensor held in row parts, the rows read so far.
+    rows_read: HashMap<String, usize>,
     error: Option<String>,
 }
 
@@ -138,11 +183,16 @@ impl ModuleMapper for Load<'_> {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let name = stored_name(&self.path.join("."), self.version);
-        match self.read::<D>(&name, &param) {
+        let path = self.path.join(".");
+        let name = stored_name(&path, self.version);
+        let rows = row_part(&path).map(|_| *self.rows_read.get(&name).unwrap_or(&0));
+        match self.read::<D>(&name, &param, rows) {
             Err(_) if self.finetune && is_new_part(&name) => param,
             Ok(tensor) => {
-                self.used += 1;
+                if rows.is_some() {
+                    *self.rows_read.entry(name.clone()).or_default() += tensor.dims()[0];
+                }
+                self.used.insert(name);
                 let (id, _, mapper) = param.consume();
                 Param::from_mapped_value(id, tensor, mapper)
             }
@@ -155,23 +205,37 @@ impl ModuleMapper for Load<'_> {
 }
 
 impl Load<'_> {
+    /// The stored tensor `name` for `param`, or for a part of one held in row parts, its rows
+    /// from `rows` on.
     fn read<const D: usize>(
         &self,
         name: &str,
         param: &Param<Tensor<D>>,
+        rows: Option<usize>,
     ) -> Result<Tensor<D>, String> {
         let view = self
             .tensors
             .tensor(name)
             .map_err(|_| format!("the weights have no tensor {name}"))?;
         let expected = param.lazy_shape().dims::<D>().to_vec();
-        if view.shape() != expected.as_slice() {
+        let whole = match rows {
+            Some(start) => {
+                let mut whole = expected.clone();
+                whole[0] = view.shape().first().copied().unwrap_or(0);
+                (start + expected[0] <= whole[0]).then_some(whole)
+            }
+            None => Some(expected.clone()),
+        };
+        if whole.as_deref() != Some(view.shape()) {
             return Err(format!(
-                "tensor {name} has shape {:?} in the checkpoint but the model expects {expected:?}",
-                view.shape()
+                "tensor {name} has shape {:?} in the checkpoint but the model expects {:?}",
+                view.shape(),
+                whole.unwrap_or(expected)
             ));
         }
-        let data = f32s(name, &view)?;
+        let row = expected[1..].iter().product::<usize>();
+        let start = rows.unwrap_or(0) * row;
+        let data = f32s_in(name, &view, start..start + expected[0] * row)?;
         let device = param.lazy_device();
         let mut tensor = Tensor::<D>::from_data(TensorData::new(data, expected), &device);
         if device.is_autodiff() {
@@ -584,31 +648,35 @@ pub(crate) fn f32s(
     name: &str,
     view: &safetensors::tensor::TensorView<'_>,
 ) -> Result<Vec<f32>, String> {
+    f32s_in(name, view, 0..view.data().len() / 4)
+}
+
+/// The values `range` (in elements) of an F32 tensor, flattened.
+fn f32s_in(
+    name: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<f32>, String> {
     if view.dtype() != Dtype::F32 {
         return Err(format!(
             "tensor {name} is {:?}; this version reads F32",
             view.dtype()
         ));
     }
-    Ok(view
-        .data()
+    Ok(view.data()[range.start * 4..range.end * 4]
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect())
 }
 
-/// Named tensors as safetensors bytes, read back from the device one at a time.
-async fn encode(
-    named: Vec<(String, Vec<usize>, Tensor<1>)>,
-    metadata: HashMap<String, String>,
-) -> Result<Vec<u8>> {
+/// Named tensors as safetensors bytes, read back from the device one part at a time.
+async fn encode(named: Vec<Gathered>, metadata: HashMap<String, String>) -> Result<Vec<u8>> {
     let mut tensors = Vec::with_capacity(named.len());
-    for (name, shape, flat) in named {
-        let bytes: Vec<u8> = read_f32(flat)
-            .await?
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect();
+    for (name, shape, flats) in named {
+        let mut bytes = Vec::with_capacity(4 * shape.iter().product::<usize>());
+        for flat in flats {
+            bytes.extend(read_f32(flat).await?.iter().flat_map(|x| x.to_le_bytes()));
+        }
         tensors.push((name, shape, bytes));
     }
     let views = tensors
@@ -627,11 +695,18 @@ async fn encode(
 /// The optimizer's moments, named after their parameters (PyTorch's AdamW state names).
 async fn encode_optimizer(optim: &AdamW) -> Result<Vec<u8>> {
     let mut named = Vec::with_capacity(2 * optim.moments.len());
-    for (path, m) in &optim.moments {
-        let name = stored_name(path, FORMAT_VERSION);
-        for (kind, t) in [("exp_avg", &m.exp_avg), ("exp_avg_sq", &m.exp_avg_sq)] {
-            named.push((format!("{name}.{kind}"), t.dims().to_vec(), t.clone()));
-        }
+    for kind in ["exp_avg", "exp_avg_sq"] {
+        let moments = optim.moments.iter().map(|(path, m)| {
+            let t = if kind == "exp_avg" {
+                &m.exp_avg
+            } else {
+                &m.exp_avg_sq
+            };
+            (path.clone(), t.dims().to_vec(), t.clone())
+        });
+        named.extend(gathered(moments.collect(), |path| {
+            format!("{}.{kind}", stored_name(path, FORMAT_VERSION))
+        }));
     }
     let meta = HashMap::from([("steps".to_string(), optim.steps.to_string())]);
     encode(named, meta).await
@@ -651,39 +726,58 @@ fn decode_optimizer(bytes: &[u8], version: u32, model: &Gpt, device: &Device) ->
         .ok_or_else(|| fail("it does not say how many steps it has taken".into()))?;
     let mut collect = Collect::default();
     model.visit(&mut collect);
-    // Stored name -> (Kiln path, number of values).
-    let params: HashMap<String, (String, usize)> = collect
-        .params
-        .into_iter()
-        .map(|(path, shape, _)| (stored_name(&path, version), (path, shape.iter().product())))
-        .collect();
-    let read = |name: &str, kind: &str, size: usize| -> Result<Tensor<1>> {
+    // Stored name -> (Kiln path, number of values) of each part it is held in, in order.
+    let mut params: HashMap<String, Vec<(String, usize)>> = HashMap::new();
+    for (path, shape, _) in collect.params {
+        let size = shape.iter().product();
+        params
+            .entry(stored_name(&path, version))
+            .or_default()
+            .push((path, size));
+    }
+    // The moments of `parts`, read from the stored tensor and cut into the parts.
+    let read = |name: &str, kind: &str, parts: &[(String, usize)]| -> Result<Vec<Tensor<1>>> {
         let name = format!("{name}.{kind}");
         let view = tensors
             .tensor(&name)
             .map_err(|_| fail(format!("{name} is missing")))?;
         let data = f32s(&name, &view).map_err(fail)?;
+        let size: usize = parts.iter().map(|(_, n)| n).sum();
         if data.len() != size {
             return Err(fail(format!(
                 "{name} has {} values but the parameter has {size}",
                 data.len(),
             )));
         }
-        Ok(Tensor::from_data(TensorData::new(data, [size]), device))
+        let mut start = 0;
+        Ok(parts
+            .iter()
+            .map(|&(_, n)| {
+                start += n;
+                let part = data[start - n..start].to_vec();
+                Tensor::from_data(TensorData::new(part, [n]), device)
+            })
+            .collect())
     };
     let mut moments = BTreeMap::new();
     for name in tensors.names() {
-        let (stored, (path, size)) = name
+        let (stored, parts) = name
             .strip_suffix(".exp_avg_sq")
             .or_else(|| name.strip_suffix(".exp_avg"))
             .and_then(|stored| params.get_key_value(stored))
             .ok_or_else(|| fail(format!("{name} belongs to no parameter of this model")))?;
-        if !moments.contains_key(path) {
-            let m = Moments {
-                exp_avg: read(stored, "exp_avg", *size)?,
-                exp_avg_sq: read(stored, "exp_avg_sq", *size)?,
-            };
-            moments.insert(path.clone(), m);
+        if !moments.contains_key(&parts[0].0) {
+            let exp_avg = read(stored, "exp_avg", parts)?;
+            let exp_avg_sq = read(stored, "exp_avg_sq", parts)?;
+            for (((path, _), exp_avg), exp_avg_sq) in parts.iter().zip(exp_avg).zip(exp_avg_sq) {
+                moments.insert(
+                    path.clone(),
+                    Moments {
+                        exp_avg,
+                        exp_avg_sq,
+                    },
+                );
+            }
         }
     }
     Ok(AdamW { steps, moments })
@@ -737,11 +831,7 @@ pub fn fitting_lora(
 async fn encode_weights(model: &Gpt) -> Result<Vec<u8>> {
     let mut collect = Collect::default();
     model.visit(&mut collect);
-    let named = collect
-        .params
-        .into_iter()
-        .map(|(path, shape, flat)| (stored_name(&path, FORMAT_VERSION), shape, flat))
-        .collect();
+    let named = gathered(collect.params, |path| stored_name(path, FORMAT_VERSION));
     let info = HashMap::from([("format".to_string(), "pt".to_string())]);
     encode(named, info).await
 }
@@ -757,18 +847,27 @@ fn decode_weights(model: Gpt, weights: &[u8], version: u32, finetune: bool) -> R
         tensors: &tensors,
         version,
         finetune,
-        used: 0,
+        used: HashSet::new(),
+        rows_read: HashMap::new(),
         error: None,
     };
     let model = model.map(&mut load);
     if let Some(e) = load.error {
         return Err(bad(e));
     }
-    if !finetune && load.used != tensors.len() {
+    for (name, rows) in &load.rows_read {
+        let stored = tensors.tensor(name).map(|v| v.shape()[0]).unwrap_or(0);
+        if *rows != stored {
+            return Err(bad(format!(
+                "tensor {name} has {stored} rows in the checkpoint but the model expects {rows}"
+            )));
+        }
+    }
+    if !finetune && load.used.len() != tensors.len() {
         return Err(bad(format!(
             "the weights hold {} tensors but the model has {} parameters",
             tensors.len(),
-            load.used
+            load.used.len()
         )));
     }
     Ok(model)

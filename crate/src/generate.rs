@@ -58,10 +58,13 @@ pub fn sample_logits(logits: &[f32], cfg: &SampleConfig, rng: &mut impl Rng) -> 
     order[order.len() - 1] as u32
 }
 
-/// Logits of the last position, on the host.
-async fn last_logits(logits: Tensor<3>) -> Result<Vec<f32>> {
-    let [b, t, v] = logits.dims();
-    read_f32(logits.slice([0..b, t - 1..t, 0..v])).await
+/// The logits of the last position of `idx`, on the host.
+async fn last_logits(
+    model: &Gpt,
+    idx: Tensor<2, Int>,
+    cache: Option<&mut KvCache>,
+) -> Result<Vec<f32>> {
+    read_f32(model.forward_last(idx, cache)?).await
 }
 
 pub(crate) fn tensor_of(ids: &[u32], device: &Device) -> Tensor<2, Int> {
@@ -119,8 +122,7 @@ pub async fn generate_async(
             cache = KvCache::default();
             pending = ids[ids.len() - block..].to_vec();
         }
-        let logits =
-            last_logits(model.forward(tensor_of(&pending, device), Some(&mut cache))?).await?;
+        let logits = last_logits(model, tensor_of(&pending, device), Some(&mut cache)).await?;
         let next = sample_logits(&logits, cfg, &mut rng);
         ids.push(next);
         text = tokenizer.decode(&ids[prompt_len..])?;
@@ -218,14 +220,14 @@ pub async fn score_async(
     while scored < last {
         let end = if scored == 0 { block } else { scored + stride }.min(last);
         let start = end.saturating_sub(block);
-        // Inputs ids[start..end] predict ids[start + 1..=end]; the new targets are the last ones.
-        let logits = model.forward(tensor_of(&ids[start..end], device), None)?;
-        let [_, t, v] = logits.dims();
-        let new = end - scored;
-        let logp = burn::tensor::activation::log_softmax(logits.reshape([t, v]), 1);
-        let logp = logp.slice([t - new..t, 0..v]);
-        let targets = tensor_of(&ids[end + 1 - new..=end], device).reshape([new, 1]);
-        log_probs.extend(read_f32(logp.gather(1, targets)).await?);
+        // Inputs ids[start..end] predict ids[start + 1..=end]; the new targets are the last ones,
+        // and a target's log-probability is minus its cross-entropy.
+        let targets = tensor_of(&ids[start + 1..=end], device);
+        let (losses, _) =
+            model.token_losses(tensor_of(&ids[start..end], device), None, targets, false)?;
+        let (t, new) = (end - start, end - scored);
+        let losses = read_f32(losses.slice(t - new..t)).await?;
+        log_probs.extend(losses.into_iter().map(|l| -l));
         scored = end;
     }
     let log_prob = log_probs.iter().map(|&x| x as f64).sum::<f64>();
@@ -286,7 +288,7 @@ pub async fn next_tokens_async(
     text_model(model)?;
     let ids = prompt_ids(tokenizer, prompt)?;
     let window = &ids[ids.len().saturating_sub(model.config().block_size)..];
-    let logits = last_logits(model.forward(tensor_of(window, device), None)?).await?;
+    let logits = last_logits(model, tensor_of(window, device), None).await?;
     ranked(&logits)
         .into_iter()
         .take(k)
@@ -418,7 +420,7 @@ pub async fn classify_async(
     }
     // A GPT reads the text's last token; an encoder its [CLS], first in the row.
     let logits = match Layout::of(model.config().arch, tokenizer)? {
-        Layout::Causal => last_logits(model.forward(tensor_of(&ids, device), None)?).await?,
+        Layout::Causal => last_logits(model, tensor_of(&ids, device), None).await?,
         Layout::Encoder(s) => {
             let row = encoder_ids(&ids, model.config().block_size, &s);
             let logits = model.forward(tensor_of(&row, device), None)?;

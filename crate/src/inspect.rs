@@ -80,20 +80,32 @@ pub fn embeddings(model: &Gpt, tokenizer: &Tokenizer) -> Result<Embeddings> {
 
 /// PCA of the token embedding matrix: the covariance (`n_embd²`, small) is formed on the device
 /// and read back, its top two eigenvectors found on the host, and every token projected on them
-/// on the device — so a 50,257-token vocabulary never comes to the host whole.
+/// on the device — so a 50,257-token vocabulary never comes to the host whole. The matrix is
+/// read in the parts the device holds it in.
 pub async fn embeddings_async(model: &Gpt, tokenizer: &Tokenizer) -> Result<Embeddings> {
-    let w = model.token_embeddings();
-    let [v, c] = w.dims();
-    let centred = w.clone() - w.mean_dim(0);
-    let cov = centred.clone().transpose().matmul(centred.clone()) / v as f64;
+    let parts = model.token_embeddings();
+    let v: usize = parts.iter().map(|p| p.dims()[0]).sum();
+    let c = parts[0].dims()[1];
+    let total_of = |xs: Vec<Tensor<2>>| xs.into_iter().reduce(|a, b| a + b).expect("one part");
+    let mean = total_of(parts.iter().map(|p| p.clone().sum_dim(0)).collect()) / v as f64;
+    let centred: Vec<Tensor<2>> = parts.into_iter().map(|p| p - mean.clone()).collect();
+    let cov = total_of(
+        centred
+            .iter()
+            .map(|p| p.clone().transpose().matmul(p.clone()))
+            .collect(),
+    ) / v as f64;
     let cov: Vec<f64> = read_f32(cov).await?.into_iter().map(f64::from).collect();
     let (axes, variance) = principal_axes(&cov, c);
     let total: f64 = (0..c).map(|i| cov[i * c + i]).sum();
     let axes_data: Vec<f32> = (0..c)
         .flat_map(|i| [axes[0][i] as f32, axes[1][i] as f32])
         .collect();
-    let axes = Tensor::<2>::from_data(TensorData::new(axes_data, [c, 2]), &centred.device());
-    let coords = read_f32(centred.matmul(axes)).await?;
+    let axes = Tensor::<2>::from_data(TensorData::new(axes_data, [c, 2]), &mean.device());
+    let mut coords = Vec::with_capacity(2 * v);
+    for part in centred {
+        coords.extend(read_f32(part.matmul(axes.clone())).await?);
+    }
     let tokens = (0..v as u32)
         .map(|id| tokenizer.decode(&[id]))
         .collect::<Result<_>>()?;

@@ -32,12 +32,18 @@ pub fn need(c: &ModelConfig, train: Option<&TrainConfig>, fused_attention: bool)
         c.mlp_hidden() as f64,
     );
     let all = Gpt::num_params_of(c) as f64;
+    // The token embedding (and a tied head) is held in row parts that fit the device's
+    // bindings, and the loss forms the logits a chunk of rows at a time: one row of each is
+    // all that must fit. An untied head is one tensor.
     let mut largest = vec![
-        ("the token embedding".to_string(), v * e),
+        ("a row of the token embedding".to_string(), e),
         ("the position embedding".to_string(), t * e),
         ("an attention weight".to_string(), e * 3.0 * e),
         ("an MLP weight".to_string(), e * h),
     ];
+    if !c.tie_weights {
+        largest.push(("the output head".to_string(), e * v));
+    }
     let Some(train) = train else {
         return Need::from(largest, all * F32);
     };
@@ -69,7 +75,7 @@ pub fn need(c: &ModelConfig, train: Option<&TrainConfig>, fused_attention: bool)
         _ => v,
     };
     let activations = rows * (c.n_layer as f64 * per_block + 2.0 * e + 2.0 * out) * F32;
-    largest.push(("the logits".to_string(), rows * out));
+    largest.push(("a row of the logits".to_string(), out));
     largest.push(("an MLP activation".to_string(), rows * h));
     if !fused_attention {
         largest.push(("the attention weights".to_string(), rows * heads * t));
@@ -105,8 +111,32 @@ pub fn set_browser_memory(bytes: u64) {
     BROWSER_MEMORY.store(bytes, Ordering::Relaxed);
 }
 
+/// A binding limit (bytes; 0: none) below the device's own, set by [`limit_bindings`].
+static BINDING_CAP: AtomicU64 = AtomicU64::new(0);
+
+/// Treats every device as binding at most `bytes` per tensor, as an adapter with WebGPU's
+/// guaranteed 128 MiB does: models then split what is larger, so a model can be checked to run
+/// on any WebGPU adapter from a device that allows more, the CPU included.
+pub fn limit_bindings(bytes: u64) {
+    BINDING_CAP.store(bytes, Ordering::Relaxed);
+}
+
+/// The largest tensor `device` can hold in one binding, in bytes; `None` when it states none.
+pub fn binding_limit(device: &Device) -> Option<usize> {
+    Room::of(device).buffer.map(|(bytes, _)| bytes as usize)
+}
+
 impl Room {
     pub fn of(device: &Device) -> Self {
+        let mut room = Self::of_device(device);
+        let cap = BINDING_CAP.load(Ordering::Relaxed);
+        if cap > 0 && room.buffer.is_none_or(|(max, _)| (cap as f64) < max) {
+            room.buffer = Some((cap as f64, "the binding limit set by limit_bindings"));
+        }
+        room
+    }
+
+    fn of_device(device: &Device) -> Self {
         match device.clone().inner().as_dispatch() {
             burn::backend::DispatchDevice::Cube(cube) => {
                 let client = cube.client();
@@ -211,12 +241,25 @@ mod tests {
     #[test]
     fn the_largest_tensor_is_named() {
         let mut p = preset("tiny").unwrap();
-        p.model.vocab_size = 50257;
         p.model.n_embd = 768;
+        p.model.block_size = 4096;
         let need = need(&p.model, None, true);
         assert_eq!(
             need.largest,
-            ("the token embedding".into(), 50257.0 * 768.0 * 4.0)
+            ("the position embedding".into(), 4096.0 * 768.0 * 4.0)
+        );
+        // GPT-2's vocabulary: the embedding and its tied head split into parts; an untied head
+        // is one tensor.
+        p.model.vocab_size = 50257;
+        p.model.block_size = 1024;
+        assert_eq!(
+            super::need(&p.model, None, true).largest,
+            ("an MLP weight".into(), 768.0 * 3072.0 * 4.0)
+        );
+        p.model.tie_weights = false;
+        assert_eq!(
+            super::need(&p.model, None, true).largest,
+            ("the output head".into(), 768.0 * 50257.0 * 4.0)
         );
     }
 
@@ -274,7 +317,7 @@ mod tests {
         p.model.n_embd = 1 << 12;
         let err = check_fits(&p.model, None, &device).unwrap_err().to_string();
         assert!(
-            err.contains("the token embedding needs 274878 MB in one buffer"),
+            err.contains("an MLP weight needs 268 MB in one buffer"),
             "{err}"
         );
     }

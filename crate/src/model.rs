@@ -22,7 +22,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
+mod embedding;
 mod lstm;
+
+use embedding::TokenEmbedding;
 
 use crate::config::{self, Arch, ModelConfig, Pooling, Position, Task};
 use crate::data::examples::IGNORE;
@@ -44,7 +47,7 @@ const INIT_STD: f64 = 0.02;
 
 #[derive(Module, Debug)]
 pub struct Gpt {
-    wte: Embedding,
+    wte: TokenEmbedding,
     /// Learned position embedding; `None` with rotary positions.
     wpe: Option<Embedding>,
     drop: Dropout,
@@ -67,6 +70,11 @@ pub struct Gpt {
     pooler: Option<Linear>,
     #[module(skip)]
     config: ModelConfig,
+    /// The largest tensor the device binds, in bytes (`usize::MAX`: no limit): the token
+    /// embedding is held in parts of at most this size, and the loss computes the logits in
+    /// chunks of rows that fit it.
+    #[module(skip)]
+    binding: usize,
 }
 
 #[derive(Module, Debug)]
@@ -117,6 +125,13 @@ enum Norm {
     Rms(RmsNorm),
 }
 
+/// Where a forward pass ends before the head: a classifier's logits, or a language model's final
+/// hidden states and how the model computes.
+enum Top {
+    Classes(Tensor<3>),
+    Hidden(Tensor<3>, Run),
+}
+
 /// One layer's cached keys and values, `[batch, n_head, len, head_dim]` each.
 type LayerCache = Option<(Tensor<4>, Tensor<4>)>;
 
@@ -144,6 +159,11 @@ impl KvCache {
     }
 }
 
+/// N(0, std).
+fn normal(std: f64) -> Normal<f32> {
+    Normal::new(0.0, std as f32).expect("std is finite and positive")
+}
+
 /// Draws initial weights on the host from the model's own seeded stream, so a seed gives the same
 /// model on every backend and no matter what else uses the backend's RNG meanwhile.
 struct Init<'a> {
@@ -154,8 +174,7 @@ struct Init<'a> {
 impl Init<'_> {
     /// A `[rows, cols]` parameter with entries N(0, std).
     fn normal(&mut self, rows: usize, cols: usize, std: f64) -> Param<Tensor<2>> {
-        let dist = Normal::new(0.0, std as f32).expect("std is finite and positive");
-        self.draw(&[rows, cols], dist)
+        self.draw(&[rows, cols], normal(std))
     }
 
     /// A parameter of `shape` with entries U(-k, k).
@@ -171,12 +190,27 @@ impl Init<'_> {
         shape: &[usize],
         dist: impl Distribution<f32>,
     ) -> Param<Tensor<D>> {
-        let n = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| dist.sample(&mut self.rng)).collect();
         Param::from_tensor(Tensor::from_data(
-            TensorData::new(data, shape.to_vec()),
+            TensorData::new(self.sample(shape, dist), shape.to_vec()),
             self.device,
         ))
+    }
+
+    fn sample(&mut self, shape: &[usize], dist: impl Distribution<f32>) -> Vec<f32> {
+        let n = shape.iter().product();
+        (0..n).map(|_| dist.sample(&mut self.rng)).collect()
+    }
+
+    /// A token embedding `[rows, cols]` with entries from `dist`, in parts that fit the
+    /// device's binding limit (`binding` bytes); the same values however it is split.
+    fn token_embedding(
+        &mut self,
+        [rows, cols]: [usize; 2],
+        dist: impl Distribution<f32>,
+        binding: usize,
+    ) -> TokenEmbedding {
+        let data = self.sample(&[rows, cols], dist);
+        TokenEmbedding::new(data, [rows, cols], binding / (4 * cols), self.device)
     }
 
     /// A linear layer with GPT-2's initialisation: weights N(0, std), biases zero.
@@ -229,9 +263,11 @@ impl Gpt {
             device,
         };
         let transformer = c.arch != Arch::Lstm;
+        let binding = crate::memory::binding_limit(device).unwrap_or(usize::MAX);
+        let shape = [c.vocab_size, c.n_embd];
         let wte = match c.arch {
-            Arch::Gpt | Arch::Bert => init.embedding(c.vocab_size, c.n_embd),
-            Arch::Lstm => lstm::embedding(c, &mut init),
+            Arch::Gpt | Arch::Bert => init.token_embedding(shape, normal(INIT_STD), binding),
+            Arch::Lstm => init.token_embedding(shape, lstm::embedding_init(), binding),
         };
         let wpe = (transformer && c.position == Position::Learned)
             .then(|| init.embedding(c.block_size, c.n_embd));
@@ -300,6 +336,7 @@ impl Gpt {
             mlm,
             pooler,
             config: c.clone(),
+            binding,
         };
         match &c.lora {
             Some(lora) => crate::lora::attach(model, lora, seed),
@@ -325,9 +362,10 @@ impl Gpt {
         (self.config.arch != Arch::Lstm).then_some(self.config.block_size)
     }
 
-    /// The token embedding matrix `[vocab_size, n_embd]` (also the LM head when tied).
-    pub fn token_embeddings(&self) -> Tensor<2> {
-        self.wte.weight.val()
+    /// The token embedding matrix `[vocab_size, n_embd]` (also the LM head when tied), in the
+    /// consecutive row parts the device holds it in (one part where it fits a binding).
+    pub fn token_embeddings(&self) -> Vec<Tensor<2>> {
+        self.wte.parts()
     }
 
     /// Logits `[batch, time, vocab]` for token ids `[batch, time]`; a classifier's are
@@ -339,7 +377,27 @@ impl Gpt {
     /// an error: the model has no position past it. An encoder reads whole texts and keeps no
     /// cache; its position `t` sees every token of the row (see [`Gpt::forward_padded`]).
     pub fn forward(&self, idx: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Result<Tensor<3>> {
-        self.run(idx, cache, None)
+        Ok(match self.run(idx, cache, None)? {
+            Top::Classes(logits) => logits,
+            Top::Hidden(x, run) => self.head(x, run),
+        })
+    }
+
+    /// The logits of the last position only, `[batch, 1, vocab]` (or classes): what generation
+    /// and prediction read, without the head's cost (and buffer) for every other position.
+    pub fn forward_last(
+        &self,
+        idx: Tensor<2, Int>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor<3>> {
+        let last = |x: Tensor<3>| {
+            let [b, t, c] = x.dims();
+            x.slice([0..b, t - 1..t, 0..c])
+        };
+        Ok(match self.run(idx, cache, None)? {
+            Top::Classes(logits) => last(logits),
+            Top::Hidden(x, run) => self.head(last(x), run),
+        })
     }
 
     /// [`Gpt::forward`] over rows that may end in padding, `pad [B, T]` marking it: an
@@ -350,15 +408,77 @@ impl Gpt {
         idx: Tensor<2, Int>,
         pad: Option<Tensor<2, Bool>>,
     ) -> Result<Tensor<3>> {
-        self.run(idx, None, pad)
+        Ok(match self.run(idx, None, pad)? {
+            Top::Classes(logits) => logits,
+            Top::Hidden(x, run) => self.head(x, run),
+        })
     }
 
+    /// [`Gpt::loss`] of [`Gpt::forward_padded`], and with `guesses` each position's most likely
+    /// token `[B·T]`, without a buffer for all the logits at once (see [`Gpt::token_losses`]).
+    pub fn loss_on(
+        &self,
+        idx: Tensor<2, Int>,
+        pad: Option<Tensor<2, Bool>>,
+        targets: Tensor<2, Int>,
+        guesses: bool,
+    ) -> Result<(Tensor<1>, Option<Tensor<1, Int>>)> {
+        let counted = targets.clone().greater_elem(IGNORE).float().sum();
+        let (losses, guessed) = self.token_losses(idx, pad, targets, guesses)?;
+        Ok((losses.sum() / counted.clamp_min(1.0), guessed))
+    }
+
+    /// The cross-entropy of every position `[B·T']` of [`Gpt::forward_padded`] against
+    /// `targets [B, T]` (zero where [`IGNORE`]), and with `guesses` each position's most likely
+    /// token. A language model's logits are formed a chunk of rows at a time, each chunk within
+    /// the device's binding limit (GPT-2's 50,257 logits fill WebGPU's guaranteed 128 MiB at
+    /// 667 positions), and only the losses leave the chunk.
+    pub fn token_losses(
+        &self,
+        idx: Tensor<2, Int>,
+        pad: Option<Tensor<2, Bool>>,
+        targets: Tensor<2, Int>,
+        guesses: bool,
+    ) -> Result<(Tensor<1>, Option<Tensor<1, Int>>)> {
+        let (x, run) = match self.run(idx, None, pad)? {
+            Top::Hidden(x, run) => (x, run),
+            Top::Classes(logits) => {
+                let [b, t, v] = logits.dims();
+                let rows = logits.reshape([b * t, v]);
+                let targets = targets.slice([0..b, 0..t]).reshape([b * t]);
+                let guessed = guesses.then(|| argmax(rows.clone()));
+                return Ok((self.row_losses(rows, targets), guessed));
+            }
+        };
+        let [b, t, c] = x.dims();
+        let (rows, v) = (b * t, self.config.vocab_size);
+        let chunk = (self.binding / (4 * v)).clamp(1, rows);
+        let x = x.reshape([rows, c]);
+        let targets = targets.reshape([rows]);
+        let (mut losses, mut guessed) = (Vec::new(), Vec::new());
+        for start in (0..rows).step_by(chunk) {
+            let end = (start + chunk).min(rows);
+            let x = x.clone().slice([start..end, 0..c]).unsqueeze_dim(0);
+            let logits = self.head(x, run).reshape([end - start, v]);
+            if guesses {
+                guessed.push(argmax(logits.clone()));
+            }
+            losses.push(self.row_losses(logits, targets.clone().slice(start..end)));
+        }
+        Ok((
+            Tensor::cat(losses, 0),
+            guesses.then(|| Tensor::cat(guessed, 0)),
+        ))
+    }
+
+    /// Runs the model up to its head: a classifier's logits, or a language model's final
+    /// hidden states, which [`Gpt::head`] turns into logits.
     fn run(
         &self,
         idx: Tensor<2, Int>,
         mut cache: Option<&mut KvCache>,
         pad: Option<Tensor<2, Bool>>,
-    ) -> Result<Tensor<3>> {
+    ) -> Result<Top> {
         let t = idx.dims()[1];
         let encoder = self.config.arch == Arch::Bert;
         if encoder && cache.is_some() {
@@ -413,19 +533,32 @@ impl Gpt {
                 Some(pooler) => tanh(linear(pooler, x, run)),
                 None => x,
             };
-            return Ok(linear(score, x, run));
+            return Ok(Top::Classes(linear(score, x, run)));
         }
+        Ok(Top::Hidden(x, run))
+    }
+
+    /// A language model's logits for final hidden states `x [B, T, C]`: BERT's prediction
+    /// transform, then the head (the token embedding's parts side by side when tied).
+    fn head(&self, mut x: Tensor<3>, run: Run) -> Tensor<3> {
         if let Some(mlm) = &self.mlm {
             x = mlm.ln.forward(gelu(linear(&mlm.dense, x, run)), run);
         }
         let logits = match &self.lm_head {
             Some(head) => linear(head, x, run),
-            None => matmul(x, self.wte.weight.val().transpose(), run),
+            None => Tensor::cat(
+                self.wte
+                    .parts()
+                    .into_iter()
+                    .map(|w| matmul(x.clone(), w.transpose(), run))
+                    .collect(),
+                2,
+            ),
         };
-        Ok(match &self.mlm {
+        match &self.mlm {
             Some(mlm) => logits + mlm.bias.val().unsqueeze_dims(&[0, 1]),
             None => logits,
-        })
+        }
     }
 
     /// The attention weights of every layer for the tokens `idx [B, T]`: one `[B, n_head, T, T]`
@@ -509,11 +642,15 @@ impl Gpt {
     /// cover the first position only (`T' = 1`): the targets past them are all `IGNORE`.
     pub fn loss(&self, logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
         let [b, t, v] = logits.dims();
-        let rows = logits.reshape([b * t, v]);
         let targets = targets.slice([0..b, 0..t]).reshape([b * t]);
+        let counted = targets.clone().greater_elem(IGNORE).float().sum();
+        self.row_losses(logits.reshape([b * t, v]), targets).sum() / counted.clamp_min(1.0)
+    }
+
+    /// The cross-entropy of each of `rows [N, V]` against `targets [N]`; zero where [`IGNORE`].
+    fn row_losses(&self, rows: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
         let counted = targets.clone().greater_elem(IGNORE).float();
-        let losses = cross_entropy(rows, targets.clamp_min(0), self.config.kernels);
-        (losses * counted.clone()).sum() / counted.sum().clamp_min(1.0)
+        cross_entropy(rows, targets.clamp_min(0), self.config.kernels) * counted
     }
 
     /// Number of scalars (a tied head counts once; LoRA adapters and a classifier's head included).
@@ -664,6 +801,12 @@ impl Mlp {
         };
         self.drop.forward(linear(&self.c_proj, hidden, run))
     }
+}
+
+/// The index of each row's largest value, `[N]` for `rows [N, V]`.
+fn argmax(rows: Tensor<2>) -> Tensor<1, Int> {
+    let n = rows.dims()[0];
+    rows.argmax(1).reshape([n])
 }
 
 /// GPT-2's GELU, the tanh approximation `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, written as
@@ -842,9 +985,9 @@ mod tests {
             .collect();
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [t, t]), &device);
         let wpe = model.wpe.as_ref().unwrap().weight.val();
-        let mut x = (model.wte.weight.val().select(0, idx.reshape([t]))
-            + wpe.slice([0..t, 0..c.n_embd]))
-        .unsqueeze_dim::<3>(0);
+        let wte = Tensor::cat(model.token_embeddings(), 0);
+        let mut x = (wte.select(0, idx.reshape([t])) + wpe.slice([0..t, 0..c.n_embd]))
+            .unsqueeze_dim::<3>(0);
         let run = Run {
             kernels: false,
             half: false,

@@ -227,7 +227,7 @@ fn tensors(
 /// The loss of `model` (for inference: no autodiff, no dropout) on `batch` (unpadded).
 pub(crate) async fn loss_of(model: &Gpt, batch: Batch, device: &Device) -> Result<f32> {
     let (x, y, _) = tensors(batch, None, device);
-    Ok(read_f32(model.loss(model.forward(x, None)?, y)).await?[0])
+    Ok(read_f32(model.loss_on(x, None, y, false)?.0).await?[0])
 }
 
 /// A model, its optimizer and its data: everything a training run needs.
@@ -462,7 +462,7 @@ impl Trainer {
         for (batch, counted) in batches.into_iter().zip(counted) {
             let (x, y, pad) = tensors(batch, self.pad(), &self.device);
             let share = counted as f64 / total;
-            let loss = self.model.loss(self.model.forward_padded(x, pad)?, y) * share;
+            let loss = self.model.loss_on(x, pad, y, false)?.0 * share;
             let grads = (loss.clone() * scale as f64).backward();
             accum.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
             let loss = loss.detach().inner();
@@ -560,9 +560,9 @@ impl Trainer {
             let batch = self.val.sample(&mut rng);
             let targets = masked.then(|| batch.targets.clone());
             let (x, y, pad) = tensors(batch, self.pad(), &device);
-            let logits = model.forward_padded(x, pad)?;
-            if let Some(targets) = targets {
-                let predicted = read_f32(logits.clone().argmax(2).float()).await?;
+            let (loss, guesses) = model.loss_on(x, pad, y, targets.is_some())?;
+            if let (Some(targets), Some(guesses)) = (targets, guesses) {
+                let predicted = read_f32(guesses.float()).await?;
                 for (&t, &p) in targets.iter().zip(&predicted) {
                     if t != IGNORE {
                         counted += 1;
@@ -570,7 +570,6 @@ impl Trainer {
                     }
                 }
             }
-            let loss = model.loss(logits, y);
             sum = Some(sum.map_or(loss.clone(), |s| s + loss));
         }
         let total = read_f32(sum.expect("eval_steps >= 1 is validated")).await?[0];

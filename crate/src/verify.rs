@@ -94,7 +94,7 @@ async fn probe(device: &Device) -> Result<[f32; 2]> {
         let data: Vec<i64> = (0..(b * t) as i64).map(|i| (i * k + 3) % 64).collect();
         Tensor::from_data(TensorData::new(data, [b, t]), &device)
     };
-    let loss = model.loss(model.forward(ids(7), None)?, ids(11));
+    let (loss, _) = model.loss_on(ids(7), None, ids(11), false)?;
     let mut grads = GradientsParams::from_grads(loss.backward(), &model);
     let norm = clip_grad_norm(&model, &mut grads, 0.0);
     let read = read_f32(Tensor::cat(vec![loss.detach().inner(), norm.inner()], 0)).await?;

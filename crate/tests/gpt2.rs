@@ -194,3 +194,58 @@ fn what_gpt2_cannot_hold_is_a_clear_error() {
     let err = Checkpoint::from_gpt2(&files).unwrap_err();
     assert!(err.to_string().contains("has no number"), "{err}");
 }
+
+/// GPT-2's vocabulary on a device whose bindings hold neither a 135 MB token embedding (672
+/// wide; GPT-2's 768 make 154 MB) nor the logits of 704 positions (141 MB): lavapipe allows
+/// 134 MB, and WebGPU guarantees only 128 MiB. The model then holds the embedding in parts, and
+/// the loss forms the logits in chunks. Either way the loss is the CPU's. (The split's gradients,
+/// training and checkpoints are checked against the whole model in `split.rs`; a training step
+/// here would spend minutes autotuning Burn's kernels on lavapipe at these sizes.)
+#[test]
+fn gpt2_s_vocabulary_runs_where_one_binding_cannot_hold_it() {
+    let gpu = backend::open(BackendKind::Wgpu).expect("a wgpu adapter (lavapipe without a GPU)");
+    let limit = kiln::memory::binding_limit(&gpu).unwrap();
+    assert!(
+        limit < 50257 * 704 * 4,
+        "this adapter binds {limit} bytes: the test needs one that cannot bind the embedding"
+    );
+    let tokenizer = common::gpt2_tokenizer();
+    let text = common::shakespeare();
+    let ids: Vec<i64> = tokenizer.encode(&text[..4000]).unwrap()[..705]
+        .iter()
+        .map(|&i| i as i64)
+        .collect();
+    // (positions, n_embd): the embedding too large to bind, then the logits.
+    for (t, n_embd) in [(8, 672), (704, 16)] {
+        let mut p = common::tiny(tokenizer.vocab_size());
+        (p.model.block_size, p.model.n_head, p.model.n_embd) = (t, 4, n_embd);
+        let ckpt = Checkpoint::init(p, &tokenizer).unwrap();
+        let mut losses: Vec<f32> = Vec::new();
+        for device in [Device::flex(), gpu.clone()] {
+            let (model, _) = ckpt.load_model(&device).unwrap();
+            let rows: Vec<usize> = model
+                .token_embeddings()
+                .iter()
+                .map(|w| w.dims()[0])
+                .collect();
+            assert_eq!(rows.iter().sum::<usize>(), 50257);
+            if device == gpu {
+                assert!(rows.iter().all(|r| r * n_embd * 4 <= limit), "{rows:?}");
+                assert_eq!(rows.len() > 1, 50257 * n_embd * 4 > limit, "{rows:?}");
+            }
+            let tokens = |range: std::ops::Range<usize>| {
+                Tensor::<2, Int>::from_data(TensorData::new(ids[range].to_vec(), [1, t]), &device)
+            };
+            let (loss, _) = model
+                .loss_on(tokens(0..t), None, tokens(1..t + 1), false)
+                .unwrap();
+            losses.push(loss.into_scalar());
+        }
+        let [cpu, gpu] = losses[..] else {
+            unreachable!()
+        };
+        // Random weights predict about uniformly: ln(50257) = 10.8.
+        assert!((cpu - 10.8).abs() < 0.5, "{losses:?}");
+        assert!((gpu - cpu).abs() < 1e-4, "n_embd {n_embd}: {losses:?}");
+    }
+}

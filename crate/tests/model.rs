@@ -257,7 +257,7 @@ fn embeddings_view_is_the_pca_of_the_token_embeddings() {
     let (ckpt, _) = common::trained_tiny();
     let device = Device::flex();
     let (model, tokenizer) = ckpt.load_model(&device).unwrap();
-    let w = model.token_embeddings();
+    let w = Tensor::cat(model.token_embeddings(), 0);
     let [v, c] = w.dims();
     let w: Vec<f64> = w
         .try_into_vec_as::<f32>()

@@ -14,7 +14,7 @@
 //! weights, and drawn from the model's own seeded stream (PyTorch's U(-1/√H, 1/√H)), so a seed
 //! gives the same LSTM on every backend.
 
-use burn::nn::{Dropout, Embedding, Linear};
+use burn::nn::{Dropout, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, tanh};
 
@@ -68,13 +68,11 @@ impl LstmLayer {
     }
 }
 
-/// The token embedding, U(-0.1, 0.1) as in PyTorch's word language model: GPT-2's N(0, 0.02)
+/// The token embedding's initial values, U(-0.1, 0.1) as in PyTorch's word language model: GPT-2's N(0, 0.02)
 /// leaves the gates' inputs so small that a small LSTM sits at the unigram loss for hundreds of
 /// steps.
-pub(super) fn embedding(c: &ModelConfig, init: &mut Init) -> Embedding {
-    Embedding {
-        weight: init.uniform([c.vocab_size, c.n_embd], 0.1),
-    }
+pub(super) fn embedding_init() -> rand_distr::Uniform<f32> {
+    rand_distr::Uniform::new(-0.1, 0.1).expect("0.1 > -0.1")
 }
 
 /// The layers of a new model of config `c`.
