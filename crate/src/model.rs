@@ -377,10 +377,7 @@ impl Gpt {
     /// an error: the model has no position past it. An encoder reads whole texts and keeps no
     /// cache; its position `t` sees every token of the row (see [`Gpt::forward_padded`]).
     pub fn forward(&self, idx: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Result<Tensor<3>> {
-        Ok(match self.run(idx, cache, None)? {
-            Top::Classes(logits) => logits,
-            Top::Hidden(x, run) => self.head(x, run),
-        })
+        Ok(self.logits(self.run(idx, cache, None)?))
     }
 
     /// The logits of the last position only, `[batch, 1, vocab]` (or classes): what generation
@@ -408,10 +405,7 @@ impl Gpt {
         idx: Tensor<2, Int>,
         pad: Option<Tensor<2, Bool>>,
     ) -> Result<Tensor<3>> {
-        Ok(match self.run(idx, None, pad)? {
-            Top::Classes(logits) => logits,
-            Top::Hidden(x, run) => self.head(x, run),
-        })
+        Ok(self.logits(self.run(idx, None, pad)?))
     }
 
     /// [`Gpt::loss`] of [`Gpt::forward_padded`], and with `guesses` each position's most likely
@@ -536,6 +530,14 @@ impl Gpt {
             return Ok(Top::Classes(linear(score, x, run)));
         }
         Ok(Top::Hidden(x, run))
+    }
+
+    /// The logits where a forward pass ends: a classifier's own, or the head's.
+    fn logits(&self, top: Top) -> Tensor<3> {
+        match top {
+            Top::Classes(logits) => logits,
+            Top::Hidden(x, run) => self.head(x, run),
+        }
     }
 
     /// A language model's logits for final hidden states `x [B, T, C]`: BERT's prediction
