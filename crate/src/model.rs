@@ -459,10 +459,7 @@ impl Gpt {
             }
             losses.push(self.row_losses(logits, targets.clone().slice(start..end)));
         }
-        Ok((
-            Tensor::cat(losses, 0),
-            guesses.then(|| Tensor::cat(guessed, 0)),
-        ))
+        Ok((joined(losses, 0), guesses.then(|| joined(guessed, 0))))
     }
 
     /// Runs the model up to its head: a classifier's logits, or a language model's final
@@ -548,7 +545,7 @@ impl Gpt {
         }
         let logits = match &self.lm_head {
             Some(head) => linear(head, x, run),
-            None => Tensor::cat(
+            None => joined(
                 self.wte
                     .parts()
                     .into_iter()
@@ -802,6 +799,18 @@ impl Mlp {
             Some(gate) => silu(linear(gate, x.clone(), run)) * linear(&self.c_fc, x, run),
         };
         self.drop.forward(linear(&self.c_proj, hidden, run))
+    }
+}
+
+/// `parts` concatenated along `dim`; a single part as it is, since a concatenation would copy it
+/// (the logits, every step, for a model held in one part).
+fn joined<const D: usize, K: burn::tensor::kind::Basic>(
+    mut parts: Vec<Tensor<D, K>>,
+    dim: usize,
+) -> Tensor<D, K> {
+    match parts.len() {
+        1 => parts.pop().expect("one part"),
+        _ => Tensor::cat(parts, dim),
     }
 }
 
