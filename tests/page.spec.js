@@ -9,18 +9,22 @@ test('the adapter is WebGPU on SwiftShader; the kernel variants are chosen by ti
   expect(await kiln(page, 'adapter.software')).toBe(true);
   expect(await kiln(page, 'backend')).toBe('wgpu');
   await expect(page.locator('#fallback-notice')).toBeHidden();
-  // The kernels for this adapter: each matmul variant and attention tile timed at the model's
-  // shapes and checked against the plain ops, the fastest used; a reload reuses the choice.
+  // The kernels for this adapter: each matmul variant, attention tile and norm row sum (SwiftShader
+  // has subgroups) timed at the model's shapes and checked against the plain ops, the fastest
+  // used; a reload reuses the choice.
+  expect(await page.evaluate(async () => (await navigator.gpu.requestAdapter()).features.has('subgroups'))).toBe(true);
   const tuning = await kiln(page, 'kernels');
   expect(tuning.matmul.timings.map((t) => t.variant)).toEqual(['burn', 'registers-32', 'staged-64']);
   expect(tuning.attention.timings.map((t) => t.variant)).toEqual([64, 32, 16]);
-  for (const kernel of [tuning.matmul, tuning.attention]) {
+  expect(tuning.norm.timings.map((t) => t.variant)).toEqual(['workgroup-tree', 'subgroups']);
+  for (const kernel of [tuning.matmul, tuning.attention, tuning.norm]) {
     for (const t of kernel.timings) expect(t.error).toBeLessThan(1e-5);
     expect(kernel.chosen).toBe(kernel.timings.reduce((a, b) => (b.ms < a.ms ? b : a)).variant);
     console.log(`SwiftShader at ${kernel.shape.join('×')}: ${kernel.timings.map((t) => `${t.variant} ${t.ms.toFixed(1)} ms`).join(', ')}`);
   }
   await expect(page.locator('#kernel-choice')).toContainText(new RegExp(
-    `^matmul: ${tuning.matmul.chosen} chosen, .*; attention: ${tuning.attention.chosen}-key tiles chosen, .*\\(timed just now\\)$`));
+    `^matmul: ${tuning.matmul.chosen} chosen, .*; attention: ${tuning.attention.chosen}-key tiles chosen, .*; ` +
+    `norms: ${tuning.norm.chosen} sums chosen, .*\\(timed just now\\)$`));
   await page.reload();
   await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
   expect(await kiln(page, 'kernels')).toMatchObject({ key: tuning.key, remembered: true });

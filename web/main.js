@@ -199,7 +199,8 @@ function describeTuning({ shape, timings, chosen }, name) {
 }
 
 /**
- * The kernel variants for the model on WebGPU (the matmul, attention's key tile): on the first
+ * The kernel variants for the model on WebGPU (the matmul, attention's key tile, the norms' row
+ * sums where the adapter has subgroups): on the first
  * use of the model's shapes on this adapter the worker times each variant and keeps the
  * fastest that computes right; later (other visits, restarted workers) the remembered choice is
  * used at once.
@@ -219,6 +220,7 @@ async function ensureKernels() {
   page.kernels = tuning;
   const parts = [`matmul: ${describeTuning(tuning.matmul, String)}`];
   if (tuning.attention) parts.push(`attention: ${describeTuning(tuning.attention, (keys) => `${keys}-key tiles`)}`);
+  if (tuning.norm) parts.push(`norms: ${describeTuning(tuning.norm, (sum) => `${sum} sums`)}`);
   $('kernel-choice').textContent =
     `${parts.join('; ')} (${tuning.remembered ? 'remembered for this adapter' : 'timed just now'})`;
 }

@@ -45,7 +45,7 @@ export const Request = Object.freeze({
   /** {} → {cpu?, wgpu?} ms per step of the configured model on each backend. */
   timeBackends: 'timeBackends',
   /**
-   * {known: {key: tuning}} → {key, matmul, attention?, remembered}, each kernel's part
+   * {known: {key: tuning}} → {key, matmul, attention?, norm?, remembered}, each kernel's part
    * {shape, timings: [{variant, ms, error}], chosen}: the kernel variants for the configured
    * model on WebGPU, from `known` at its shapes or else each variant timed now; the fastest that
    * computes right is used from now on.

@@ -11,11 +11,15 @@ self.kilnPanic = (message) => post({ type: Event.panic, message });
 
 // Every GPU device the module opens is watched: losing one (a driver reset, the GPU process
 // restarting, or a test's destroy()) leaves the module's tensors unusable, like a panic does.
+// It also gets `subgroups` where the adapter has them: wgpu 30 does not know that feature's
+// name, so it never asks for it, and the norms' subgroup kernels need it.
 const devices = [];
 if (self.GPUAdapter) {
   const requestDevice = GPUAdapter.prototype.requestDevice;
-  GPUAdapter.prototype.requestDevice = async function (...args) {
-    const device = await requestDevice.apply(this, args);
+  GPUAdapter.prototype.requestDevice = async function (descriptor = {}) {
+    const features = [...(descriptor.requiredFeatures ?? [])];
+    if (this.features.has('subgroups') && !features.includes('subgroups')) features.push('subgroups');
+    const device = await requestDevice.call(this, { ...descriptor, requiredFeatures: features });
     devices.push(device);
     device.lost.then((info) => post({ type: Event.deviceLost, message: info.message || info.reason }));
     return device;
@@ -61,6 +65,7 @@ const handlers = {
     if (adapter.name) {
       try {
         adapter.burn = await kiln.initWebgpu(self.navigator.deviceMemory);
+        kiln.noteSubgroups(devices.at(-1)?.features.has('subgroups') ?? false);
         backend = 'wgpu';
       } catch (e) {
         adapter.reason = e.message;

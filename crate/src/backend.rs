@@ -44,7 +44,16 @@ pub fn open(kind: BackendKind) -> Result<Device> {
     match kind {
         BackendKind::Cpu => Ok(Device::flex()),
         BackendKind::Wgpu => WGPU
-            .get_or_init(|| Device::wgpu_options().init().map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                let (device, setup) = Device::wgpu_options()
+                    .init_with_setup()
+                    .map_err(|e| e.to_string())?;
+                let features = setup.device.features();
+                crate::kernels::note_subgroups(
+                    features.contains(burn::backend::wgpu::wgpu::Features::SUBGROUP),
+                );
+                Ok(device)
+            })
             .clone()
             .map_err(|e| Error::Backend(format!("no usable WebGPU/Vulkan adapter: {e}"))),
     }

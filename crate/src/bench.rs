@@ -13,6 +13,7 @@ use crate::backend::read_f32;
 use crate::config::{Arch, ModelConfig};
 use crate::error::Result;
 use crate::kernels::matmul::Variant;
+use crate::kernels::norm::{self, Sum};
 use crate::kernels::{adamw, attention, cross_entropy, matmul, peak};
 
 /// One kernel against the ops it replaces (forward + backward where the op is differentiable).
@@ -59,14 +60,17 @@ pub struct Tuning<V> {
     pub chosen: V,
 }
 
-/// What [`tune`] chose for a model on an adapter: the matmul variant, and the attention
-/// kernels' key tile (`None` where they do not run: an LSTM, heads over 128 wide).
+/// What [`tune`] chose for a model on an adapter: the matmul variant, the attention kernels' key
+/// tile (`None` where they do not run: an LSTM, heads over 128 wide), and the norms' row sum
+/// (`None` where only the tree runs: an adapter without subgroups, an LSTM).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KernelTuning {
     /// The model's shapes the choice holds for ([`tuning_key`]).
     pub key: String,
     pub matmul: Tuning<Variant>,
     pub attention: Option<Tuning<u32>>,
+    #[serde(default)]
+    pub norm: Option<Tuning<Sum>>,
     /// Whether this comes from an earlier tuning rather than from timing now.
     #[serde(default)]
     pub remembered: bool,
@@ -92,16 +96,22 @@ fn attention_shape(model: &ModelConfig) -> [usize; 3] {
     [h, model.block_size.min(128), model.n_embd / h]
 }
 
-/// What a [`KernelTuning`] depends on in `model`: its two tuning shapes and mask.
+/// The norm shape `[N, C]` the row sums are timed at: 512 rows of the model's width.
+fn norm_shape(model: &ModelConfig) -> [usize; 2] {
+    [512, model.n_embd]
+}
+
+/// What a [`KernelTuning`] depends on in `model`: its tuning shapes and mask.
 pub fn tuning_key(model: &ModelConfig) -> String {
     let [m, k, n] = matmul_shape(model);
     let [h, t, d] = attention_shape(model);
+    let [rows, c] = norm_shape(model);
     let mask = if model.arch == Arch::Bert {
         "bidirectional"
     } else {
         "causal"
     };
-    format!("matmul {m}x{k}x{n}, attention {h}x{t}x{d} {mask}")
+    format!("matmul {m}x{k}x{n}, attention {h}x{t}x{d} {mask}, norm {rows}x{c}")
 }
 
 /// Largest |x − r| over the largest |r|; NaN (a kernel that wrote garbage) counts as infinite.
@@ -194,13 +204,13 @@ fn cross_entropy_step(x: &Tensor<2>, t: &Tensor<1, Int>, fused: bool) -> Tensor<
         .map_or_else(|| Tensor::zeros([1], &x.device()), |g| g.sum())
 }
 
-/// Forward + backward of a LayerNorm of width `c` on `[n, c]`.
-fn norm_step(norm: &burn::nn::LayerNorm, x: &Tensor<2>, fused: bool) -> Tensor<1> {
+/// Forward + backward of a LayerNorm of width `c` on `[n, c]` (the fused kernels summing by
+/// `kernel`, or the plain ops).
+fn norm_step(norm: &burn::nn::LayerNorm, x: &Tensor<2>, kernel: Option<Sum>) -> Tensor<1> {
     let x = x.clone().require_grad();
-    let grads =
-        crate::kernels::norm::layer_norm(norm, x.clone(), crate::config::LAYER_NORM_EPS, fused)
-            .sum()
-            .backward();
+    let grads = norm::layer_norm(norm, x.clone(), crate::config::LAYER_NORM_EPS, kernel)
+        .sum()
+        .backward();
     x.grad(&grads)
         .map_or_else(|| Tensor::zeros([1], &x.device()), |g| g.sum())
 }
@@ -257,8 +267,8 @@ pub async fn kernels(
 
     let norm = burn::nn::LayerNormConfig::new(c).init(&ad);
     let x = random([n, c], &ad);
-    let unfused = time(reps, || norm_step(&norm, &x, false)).await?;
-    let fused = time(reps, || norm_step(&norm, &x, true)).await?;
+    let unfused = time(reps, || norm_step(&norm, &x, None)).await?;
+    let fused = time(reps, || norm_step(&norm, &x, Some(norm::chosen()))).await?;
     row("layer norm fwd+bwd", format!("N{n} C{c}"), unfused, fused);
 
     let x = random([n, c], &ad);
@@ -356,12 +366,13 @@ pub async fn matmul(
 /// Times each kernel's variants at `model`'s shapes on `device` and picks, per kernel, the
 /// fastest whose results agree with the reference's (a variant the adapter's compiler gets
 /// wrong is never chosen). Each variant runs once to compile and check, then is timed. The
-/// caller applies the choice ([`matmul::choose`], [`attention::choose_tile`]).
+/// caller applies the choice ([`matmul::choose`], [`attention::choose_tile`], [`norm::choose`]).
 pub async fn tune(model: &ModelConfig, device: &Device) -> Result<KernelTuning> {
     Ok(KernelTuning {
         key: tuning_key(model),
         matmul: tune_matmul(model, device).await?,
         attention: tune_attention(model, device).await?,
+        norm: tune_norm(model, device).await?,
         remembered: false,
     })
 }
@@ -441,6 +452,54 @@ async fn tune_attention(model: &ModelConfig, device: &Device) -> Result<Option<T
     Ok(Some(Tuning {
         shape: vec![h, t, d],
         chosen: fastest(&timings, attention::TILES[0]),
+        timings,
+    }))
+}
+
+/// A LayerNorm's output and its input's gradient for `x` and an output gradient `w`, flattened
+/// into one tensor: by the fused kernels summing by `kernel`, or the plain ops.
+fn norm_values(
+    norm: &burn::nn::LayerNorm,
+    [x, w]: &[Tensor<2>; 2],
+    kernel: Option<Sum>,
+) -> Tensor<1> {
+    let x = x.clone().require_grad();
+    let y = norm::layer_norm(norm, x.clone(), crate::config::LAYER_NORM_EPS, kernel);
+    let grads = (y.clone() * w.clone()).sum().backward();
+    let dx = x.grad(&grads).expect("x requires grad");
+    Tensor::cat(vec![y.flatten(0, 1), dx.flatten(0, 1)], 0)
+}
+
+/// Every row-sum design the adapter can run at [`norm_shape`], forward and backward, checked
+/// against the plain ops (`None` where there is nothing to choose).
+async fn tune_norm(model: &ModelConfig, device: &Device) -> Result<Option<Tuning<Sum>>> {
+    let sums = Sum::available(device);
+    if model.arch == Arch::Lstm || sums.len() < 2 {
+        return Ok(None);
+    }
+    let [n, c] = norm_shape(model);
+    let ad = device.clone().autodiff();
+    let layer = burn::nn::LayerNormConfig::new(c).init(&ad);
+    let inputs = [(); 2].map(|_| random([n, c], &ad));
+    let reference = read_f32(norm_values(&layer, &inputs, None)).await?;
+    // Memory-bound: reads and writes of ~8 values per element count for 2 flops each.
+    let reps = reps_for(16 * n * c, 32);
+    let mut timings = Vec::new();
+    for sum in sums {
+        let values = read_f32(norm_values(&layer, &inputs, Some(sum))).await?;
+        let ms = time_after(TUNE_WARMUPS, reps, || {
+            norm_values(&layer, &inputs, Some(sum)).narrow(0, 0, 1)
+        })
+        .await?;
+        timings.push(Timing {
+            variant: sum,
+            ms,
+            error: relative_error(&values, &reference),
+        });
+    }
+    Ok(Some(Tuning {
+        shape: vec![n, c],
+        chosen: fastest(&timings, Sum::Tree),
         timings,
     }))
 }

@@ -245,8 +245,8 @@ impl Norm {
 
     fn forward(&self, x: Tensor<3>, run: Run) -> Tensor<3> {
         match self {
-            Self::Layer(n) => norm::layer_norm(n, x, run.layer_norm_eps, run.kernels),
-            Self::Rms(n) => norm::rms_norm(n, x, run.kernels),
+            Self::Layer(n) => norm::layer_norm(n, x, run.layer_norm_eps, run.norm),
+            Self::Rms(n) => norm::rms_norm(n, x, run.norm),
         }
     }
 }
@@ -621,7 +621,7 @@ impl Gpt {
         let rope = (self.config.arch != Arch::Lstm && self.config.position == Position::Rope)
             .then(|| rope_tables(start, t, self.config.head_dim(), &device));
         let run = Run {
-            kernels: self.config.kernels,
+            norm: self.config.kernels.then(norm::chosen),
             half: self.config.mixed_precision && kernels::supports_f16(&device),
             layer_norm_eps: self.config.layer_norm_eps,
             matmul: match self.config.kernels {
@@ -836,7 +836,9 @@ pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// precision on an adapter with `shader-f16`) or f32.
 #[derive(Clone, Copy, Debug)]
 struct Run {
-    kernels: bool,
+    /// The fused norms' row sum, the adapter's chosen design, with the kernels on
+    /// ([`norm::chosen`]); `None` runs the plain ops.
+    norm: Option<norm::Sum>,
     half: bool,
     layer_norm_eps: f64,
     /// The linear layers' matmul: the adapter's chosen variant with the kernels on
@@ -1000,7 +1002,7 @@ mod tests {
         let mut x = (wte.select(0, idx.reshape([t])) + wpe.slice([0..t, 0..c.n_embd]))
             .unsqueeze_dim::<3>(0);
         let run = Run {
-            kernels: false,
+            norm: None,
             half: false,
             layer_norm_eps: c.layer_norm_eps,
             matmul: Variant::Burn,

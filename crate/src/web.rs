@@ -173,6 +173,14 @@ pub async fn init_webgpu(memory_gb: Option<f64>) -> Result<String, JsError> {
     Ok(described)
 }
 
+/// Records whether the WebGPU device has `subgroups`, which the worker asks for on wgpu's behalf
+/// (wgpu 30 does not know the feature's name, so the device's features as wgpu reports them
+/// never include it).
+#[wasm_bindgen(js_name = noteSubgroups)]
+pub fn note_subgroups(has: bool) {
+    crate::kernels::note_subgroups(has);
+}
+
 /// Chooses the backend ("cpu" or "wgpu"). A model that exists moves over through a checkpoint,
 /// optimizer state and step included, so switching mid-run continues the same run.
 #[wasm_bindgen(js_name = useBackend)]
@@ -457,6 +465,9 @@ pub async fn tune_kernels(known: String) -> Result<String, JsError> {
     crate::kernels::matmul::choose(tuning.matmul.chosen);
     if let Some(attention) = &tuning.attention {
         crate::kernels::attention::choose_tile(attention.chosen);
+    }
+    if let Some(norm) = &tuning.norm {
+        crate::kernels::norm::choose(norm.chosen);
     }
     json(&tuning)
 }

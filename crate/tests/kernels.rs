@@ -16,6 +16,7 @@ use kiln::backend::{self, BackendKind};
 use kiln::config::{Norm, Position};
 use kiln::kernels::attention::Mask;
 use kiln::kernels::matmul::Variant;
+use kiln::kernels::norm::Sum;
 use kiln::kernels::{adamw, attention, cross_entropy, matmul, norm};
 use kiln::model::KvCache;
 use kiln::train::Trainer;
@@ -361,22 +362,32 @@ fn norms(c: usize, device: &Device) -> (LayerNorm, RmsNorm) {
     (ln, rms)
 }
 
+/// Both row-sum designs: lavapipe has subgroups, so neither goes untested here (an adapter without
+/// them fails this rather than testing the tree alone).
+fn sums(device: &Device) -> Vec<Sum> {
+    let sums = Sum::available(device);
+    assert_eq!(sums, Sum::ALL, "the adapter has no subgroups");
+    sums
+}
+
 #[test]
 fn norm_forward_matches_reference() {
     let device = wgpu();
-    for &(n, c) in NORM_SHAPES {
-        let (ln, rms) = norms(c, &device);
-        let x = random([n, c], &device).mul_scalar(2.0).add_scalar(0.5);
-        assert_close(
-            &format!("layer norm {n}x{c}"),
-            values(norm::layer_norm(&ln, x.clone(), LN_EPS, true)),
-            values(ln.forward(x.clone())),
-        );
-        assert_close(
-            &format!("rms norm {n}x{c}"),
-            values(norm::rms_norm(&rms, x.clone(), true)),
-            values(rms.forward(x)),
-        );
+    for sum in sums(&device) {
+        for &(n, c) in NORM_SHAPES {
+            let (ln, rms) = norms(c, &device);
+            let x = random([n, c], &device).mul_scalar(2.0).add_scalar(0.5);
+            assert_close(
+                &format!("layer norm {n}x{c} {sum:?}"),
+                values(norm::layer_norm(&ln, x.clone(), LN_EPS, Some(sum))),
+                values(ln.forward(x.clone())),
+            );
+            assert_close(
+                &format!("rms norm {n}x{c} {sum:?}"),
+                values(norm::rms_norm(&rms, x.clone(), Some(sum))),
+                values(rms.forward(x)),
+            );
+        }
     }
 }
 
@@ -386,10 +397,10 @@ fn norm_grads(
     rms: &RmsNorm,
     x: &Tensor<2>,
     w: &Tensor<2>,
-    fused: bool,
+    kernel: Option<Sum>,
 ) -> Vec<Vec<f32>> {
     let x = x.clone().require_grad();
-    let y = norm::layer_norm(ln, x.clone(), LN_EPS, fused);
+    let y = norm::layer_norm(ln, x.clone(), LN_EPS, kernel);
     let grads = (y * w.clone()).sum().backward();
     let beta = ln.beta.as_ref().unwrap().val();
     let mut out = vec![
@@ -397,7 +408,7 @@ fn norm_grads(
         values(ln.gamma.val().grad(&grads).unwrap()),
         values(beta.grad(&grads).unwrap()),
     ];
-    let y = norm::rms_norm(rms, x.clone(), fused);
+    let y = norm::rms_norm(rms, x.clone(), kernel);
     let grads = (y * w.clone()).sum().backward();
     out.push(values(x.grad(&grads).unwrap()));
     out.push(values(rms.gamma.val().grad(&grads).unwrap()));
@@ -407,21 +418,23 @@ fn norm_grads(
 #[test]
 fn norm_grad_matches_reference() {
     let device = wgpu().autodiff();
-    for &(n, c) in &NORM_SHAPES[..4] {
-        let (ln, rms) = norms(c, &device);
-        let x = random([n, c], &device).mul_scalar(2.0).add_scalar(0.5);
-        let w = random([n, c], &device);
-        let fused = norm_grads(&ln, &rms, &x, &w, true);
-        let reference = norm_grads(&ln, &rms, &x, &w, false);
-        let names = [
-            "layer norm dx",
-            "layer norm dγ",
-            "layer norm dβ",
-            "rms dx",
-            "rms dγ",
-        ];
-        for (name, (got, want)) in names.iter().zip(fused.into_iter().zip(reference)) {
-            assert_close(&format!("{name} {n}x{c}"), got, want);
+    for sum in sums(&device) {
+        for &(n, c) in &NORM_SHAPES[..4] {
+            let (ln, rms) = norms(c, &device);
+            let x = random([n, c], &device).mul_scalar(2.0).add_scalar(0.5);
+            let w = random([n, c], &device);
+            let fused = norm_grads(&ln, &rms, &x, &w, Some(sum));
+            let reference = norm_grads(&ln, &rms, &x, &w, None);
+            let names = [
+                "layer norm dx",
+                "layer norm dγ",
+                "layer norm dβ",
+                "rms dx",
+                "rms dγ",
+            ];
+            for (name, (got, want)) in names.iter().zip(fused.into_iter().zip(reference)) {
+                assert_close(&format!("{name} {n}x{c} {sum:?}"), got, want);
+            }
         }
     }
 }
@@ -434,31 +447,33 @@ fn norm_grad_matches_finite_differences() {
     let x = values(random([n, c], &device));
     let w = random([n, c], &device);
     let x_t = Tensor::from_data(TensorData::new(x.clone(), [n, c]), &device);
-    let grads = norm_grads(&ln, &rms, &x_t, &w, true);
-    check_finite_differences(
-        "layer norm dx",
-        &x,
-        [1, 1, n, c],
-        &grads[0],
-        |x| {
-            (norm::layer_norm(&ln, x.reshape([n, c]), LN_EPS, true) * w.clone())
-                .sum()
-                .into_scalar()
-        },
-        &device,
-    );
-    check_finite_differences(
-        "rms norm dx",
-        &x,
-        [1, 1, n, c],
-        &grads[3],
-        |x| {
-            (norm::rms_norm(&rms, x.reshape([n, c]), true) * w.clone())
-                .sum()
-                .into_scalar()
-        },
-        &device,
-    );
+    for sum in sums(&device) {
+        let grads = norm_grads(&ln, &rms, &x_t, &w, Some(sum));
+        check_finite_differences(
+            &format!("layer norm dx {sum:?}"),
+            &x,
+            [1, 1, n, c],
+            &grads[0],
+            |x| {
+                (norm::layer_norm(&ln, x.reshape([n, c]), LN_EPS, Some(sum)) * w.clone())
+                    .sum()
+                    .into_scalar()
+            },
+            &device,
+        );
+        check_finite_differences(
+            &format!("rms norm dx {sum:?}"),
+            &x,
+            [1, 1, n, c],
+            &grads[3],
+            |x| {
+                (norm::rms_norm(&rms, x.reshape([n, c]), Some(sum)) * w.clone())
+                    .sum()
+                    .into_scalar()
+            },
+            &device,
+        );
+    }
 }
 
 /// Five AdamW steps with the fused kernel and with the reference: the same parameters and
@@ -611,12 +626,13 @@ fn matmul_kernel_grads_match_burn() {
     }
 }
 
-/// The tuner times every matmul variant and attention tile at the model's shapes, finds them
-/// all right on lavapipe, and chooses the fastest of each; it leaves the choice to the caller.
+/// The tuner times every matmul variant, attention tile and norm row sum at the model's shapes,
+/// finds them all right on lavapipe, and chooses the fastest of each; it leaves the choice to the
+/// caller.
 #[test]
 fn kernel_tuning_times_every_variant_and_picks_the_fastest() {
     let device = wgpu();
-    let before = (matmul::chosen(), attention::chosen_tile());
+    let before = (matmul::chosen(), attention::chosen_tile(), norm::chosen());
     let model = common::tiny(65).model;
     let t = backend::block_on(kiln::bench::tune(&model, &device)).unwrap();
     assert!(!t.remembered);
@@ -654,7 +670,20 @@ fn kernel_tuning_times_every_variant_and_picks_the_fastest() {
         .iter()
         .min_by(|x, y| x.ms.total_cmp(&y.ms));
     assert_eq!(attention.chosen, fastest.unwrap().variant);
-    assert_eq!((matmul::chosen(), attention::chosen_tile()), before);
+    let norms = t.norm.as_ref().expect("lavapipe has subgroups");
+    assert_eq!(norms.shape, [512, model.n_embd]);
+    let designs: Vec<Sum> = norms.timings.iter().map(|t| t.variant).collect();
+    assert_eq!(designs, Sum::ALL);
+    for v in &norms.timings {
+        eprintln!("norm {:?}: {:.2} ms, error {:e}", v.variant, v.ms, v.error);
+        assert!(v.ms > 0.0 && v.error < 1e-5, "{v:?}");
+    }
+    let fastest = norms.timings.iter().min_by(|x, y| x.ms.total_cmp(&y.ms));
+    assert_eq!(norms.chosen, fastest.unwrap().variant);
+    assert_eq!(
+        (matmul::chosen(), attention::chosen_tile(), norm::chosen()),
+        before
+    );
     // The page shows and caches the choice by name.
     for v in Variant::ALL {
         assert_eq!(
@@ -662,11 +691,17 @@ fn kernel_tuning_times_every_variant_and_picks_the_fastest() {
             format!("\"{}\"", v.name())
         );
     }
-    // An LSTM has no attention to tune.
+    for s in Sum::ALL {
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            format!("\"{}\"", s.name())
+        );
+    }
+    // An LSTM has no attention or norms to tune.
     let mut lstm = model.clone();
     lstm.arch = kiln::config::Arch::Lstm;
     let t = backend::block_on(kiln::bench::tune(&lstm, &device)).unwrap();
-    assert!(t.attention.is_none());
+    assert!(t.attention.is_none() && t.norm.is_none());
 }
 
 /// Mixed precision on lavapipe (it offers shader-f16): 30 steps of `tiny` follow the f32 run.

@@ -112,15 +112,16 @@ pub trait KernelOps: Backend {
         Self::cross_entropy_forward(logits, targets).0
     }
 
-    /// LayerNorm (or, with `rms`, RMSNorm) of each row of `x [N, C]` with gain and bias `[C]`:
-    /// the output `[N, C]` and the row statistics mean and 1/std, `[N]` each.
+    /// LayerNorm (or, with `kind.rms`, RMSNorm) of each row of `x [N, C]` with gain and bias
+    /// `[C]`, its row sums taken as `kind.sum` says: the output `[N, C]` and the row statistics
+    /// mean and 1/std, `[N]` each.
     #[fusion(meta = norm::forward_meta)]
     fn norm_forward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         eps: f32,
-        rms: bool,
+        kind: norm::Kind,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// Gradients `(dx, dgamma, dbeta)` of [`KernelOps::norm_forward`] given the output's
@@ -132,7 +133,7 @@ pub trait KernelOps: Backend {
         dy: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         rstd: FloatTensor<Self>,
-        rms: bool,
+        kind: norm::Kind,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// The differentiable op: the normalised output alone.
@@ -142,9 +143,9 @@ pub trait KernelOps: Backend {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         eps: f32,
-        rms: bool,
+        kind: norm::Kind,
     ) -> FloatTensor<Self> {
-        Self::norm_forward(x, gamma, beta, eps, rms).0
+        Self::norm_forward(x, gamma, beta, eps, kind).0
     }
 
     /// One AdamW step of a flat parameter: the new `(param, exp_avg, exp_avg_sq)`.
@@ -212,9 +213,9 @@ impl KernelOps for CubeBackend {
         gamma: CubeTensor,
         beta: CubeTensor,
         eps: f32,
-        rms: bool,
+        kind: norm::Kind,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        norm::forward_cube(x, gamma, beta, eps, rms)
+        norm::forward_cube(x, gamma, beta, eps, kind)
     }
 
     fn norm_backward(
@@ -223,9 +224,9 @@ impl KernelOps for CubeBackend {
         dy: CubeTensor,
         mean: CubeTensor,
         rstd: CubeTensor,
-        rms: bool,
+        kind: norm::Kind,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        norm::backward_cube(x, gamma, dy, mean, rstd, rms)
+        norm::backward_cube(x, gamma, dy, mean, rstd, kind)
     }
 
     fn adamw(
@@ -327,10 +328,10 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         eps: f32,
-        rms: bool,
+        kind: norm::Kind,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let [x, gamma, beta] = [x, gamma, beta].map(Self::inner);
-        let (y, mean, rstd) = B::norm_forward(x, gamma, beta, eps, rms);
+        let (y, mean, rstd) = B::norm_forward(x, gamma, beta, eps, kind);
         (
             Self::from_inner(y),
             Self::from_inner(mean),
@@ -344,10 +345,10 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         dy: FloatTensor<Self>,
         mean: FloatTensor<Self>,
         rstd: FloatTensor<Self>,
-        rms: bool,
+        kind: norm::Kind,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let [x, gamma, dy, mean, rstd] = [x, gamma, dy, mean, rstd].map(Self::inner);
-        let (dx, dgamma, dbeta) = B::norm_backward(x, gamma, dy, mean, rstd, rms);
+        let (dx, dgamma, dbeta) = B::norm_backward(x, gamma, dy, mean, rstd, kind);
         (
             Self::from_inner(dx),
             Self::from_inner(dgamma),
@@ -360,9 +361,9 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         eps: f32,
-        rms: bool,
+        kind: norm::Kind,
     ) -> FloatTensor<Self> {
-        norm::autodiff::<B, C>(x, gamma, beta, eps, rms)
+        norm::autodiff::<B, C>(x, gamma, beta, eps, kind)
     }
 
     fn adamw(
@@ -398,6 +399,21 @@ type Spec = burn::backend::fusion::custom::TensorSpec;
 /// checked by each op.
 pub fn supported(device: &Device) -> bool {
     device.identity().is_some()
+}
+
+/// Whether the wgpu adapter has WebGPU's `subgroups` feature, as [`note_subgroups`] recorded
+/// when the device was opened: one adapter per process.
+static SUBGROUPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Records whether the opened wgpu device has subgroups. CubeCL's own properties cannot say:
+/// they leave subgroups out on CPU-emulated adapters, which Kiln's kernels can still use.
+pub fn note_subgroups(has: bool) {
+    SUBGROUPS.store(has, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the kernels may use subgroup operations on `device`.
+pub fn supports_subgroups(device: &Device) -> bool {
+    supported(device) && SUBGROUPS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether `device` computes in f16 (a wgpu adapter with `shader-f16`): mixed precision's

@@ -1,6 +1,12 @@
 //! Fused LayerNorm and RMSNorm: `shaders/norm_forward.wgsl` (normalise, scale, shift; save the
 //! row statistics), `norm_backward.wgsl` (the input's gradient) and `norm_backward_params.wgsl`
 //! (the gain's and bias's gradients as partial column sums).
+//!
+//! The row sums come in two designs ([`Sum`]): a tree in workgroup memory, and, where the adapter
+//! has WebGPU's `subgroups`, subgroup additions with two barriers. The page times both on its
+//! adapter ([`crate::bench::tune`]) and [`choose`]s the faster that computes right.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::Dispatch;
 use burn::backend::autodiff::{
@@ -15,6 +21,7 @@ use burn::backend::wgpu::{CubeBackend, CubeTensor, into_contiguous};
 use burn::nn::{LayerNorm, RmsNorm};
 use burn::prelude::*;
 use burn::tensor::DType;
+use serde::{Deserialize, Serialize};
 
 #[cfg(not(target_arch = "wasm32"))]
 use super::Spec;
@@ -25,32 +32,88 @@ const WG: u32 = 64;
 /// Rows summed by one invocation of the parameter-gradient kernel.
 const PARAM_ROWS: usize = 256;
 
-/// `norm(x)` over the last dimension with the module's parameters: the fused kernels when `fused`
-/// is set and they apply, the module's own forward otherwise. `eps` is the ε the module was built
-/// with (Burn keeps its copy private).
+/// How the kernels add up a row across a workgroup's invocations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Sum {
+    /// `workgroup_sum.wgsl`: a tree in workgroup memory, log2(WG) + 2 barriers; runs anywhere.
+    #[serde(rename = "workgroup-tree")]
+    Tree,
+    /// `subgroup_sum.wgsl`: subgroup additions and two barriers; needs the adapter's `subgroups`.
+    #[serde(rename = "subgroups")]
+    Subgroups,
+}
+
+impl Sum {
+    pub const ALL: [Sum; 2] = [Sum::Tree, Sum::Subgroups];
+
+    /// The name tables and the page show (as serde writes it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Sum::Tree => "workgroup-tree",
+            Sum::Subgroups => "subgroups",
+        }
+    }
+
+    /// The designs `device` can run: the tree everywhere, subgroups where the adapter has them.
+    pub fn available(device: &Device) -> Vec<Sum> {
+        let subgroups = super::supports_subgroups(device);
+        Sum::ALL
+            .into_iter()
+            .filter(|&s| s == Sum::Tree || subgroups)
+            .collect()
+    }
+}
+
+/// Whether the model's norms sum with subgroups: one adapter per process, so one choice.
+static SUBGROUPS: AtomicBool = AtomicBool::new(false);
+
+/// Makes `sum` the design the model's norms use from their next forward pass on.
+pub fn choose(sum: Sum) {
+    SUBGROUPS.store(sum == Sum::Subgroups, Ordering::Relaxed);
+}
+
+/// The design [`choose`] last set (the tree until then).
+pub fn chosen() -> Sum {
+    match SUBGROUPS.load(Ordering::Relaxed) {
+        true => Sum::Subgroups,
+        false => Sum::Tree,
+    }
+}
+
+/// What the kernels are told about a norm: RMSNorm or LayerNorm, and how they sum a row.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Kind {
+    pub rms: bool,
+    pub sum: Sum,
+}
+
+/// `norm(x)` over the last dimension with the module's parameters: the fused kernels summing by
+/// `kernel` when it is given and they apply, the module's own forward otherwise. `eps` is the ε
+/// the module was built with (Burn keeps its copy private).
 pub fn layer_norm<const D: usize>(
     norm: &LayerNorm,
     x: Tensor<D>,
     eps: f64,
-    fused: bool,
+    kernel: Option<Sum>,
 ) -> Tensor<D> {
-    if !(fused && applies(&x)) {
+    let Some(sum) = kernel.filter(|_| applies(&x)) else {
         return norm.forward(x);
-    }
+    };
     let beta = match &norm.beta {
         Some(beta) => beta.val(),
         None => norm.gamma.val().zeros_like(),
     };
-    run(x, norm.gamma.val(), beta, eps, false)
+    run(x, norm.gamma.val(), beta, eps, Kind { rms: false, sum })
 }
 
 /// RMSNorm, as [`layer_norm`].
-pub fn rms_norm<const D: usize>(norm: &RmsNorm, x: Tensor<D>, fused: bool) -> Tensor<D> {
-    if !(fused && applies(&x)) {
+pub fn rms_norm<const D: usize>(norm: &RmsNorm, x: Tensor<D>, kernel: Option<Sum>) -> Tensor<D> {
+    let Some(sum) = kernel.filter(|_| applies(&x)) else {
         return norm.forward(x);
-    }
+    };
     let gamma = norm.gamma.val();
-    run(x, gamma.clone(), gamma.zeros_like(), norm.epsilon, true)
+    let kind = Kind { rms: true, sum };
+    run(x, gamma.clone(), gamma.zeros_like(), norm.epsilon, kind)
 }
 
 fn applies<const D: usize>(x: &Tensor<D>) -> bool {
@@ -62,7 +125,7 @@ fn run<const D: usize>(
     gamma: Tensor<1>,
     beta: Tensor<1>,
     eps: f64,
-    rms: bool,
+    kind: Kind,
 ) -> Tensor<D> {
     let dims = x.dims();
     let c = dims[D - 1];
@@ -72,17 +135,47 @@ fn run<const D: usize>(
         gamma.into_dispatch(),
         beta.into_dispatch(),
         eps as f32,
-        rms,
+        kind,
     );
     Tensor::<2>::from_dispatch(y).reshape(dims)
 }
 
-fn kernel(name: &'static str, source: &'static str, rms: bool) -> Wgsl {
-    Wgsl {
-        name,
-        source,
-        params: vec![("wg", WG), ("rms", rms as u32)],
-    }
+/// WGSL's `enable subgroups;`: browsers require it before a shader uses subgroups, while naga
+/// (native wgpu) does not implement the directive and gates subgroups on the device alone.
+#[cfg(target_arch = "wasm32")]
+macro_rules! enable_subgroups {
+    () => {
+        "enable subgroups;\n"
+    };
+}
+#[cfg(not(target_arch = "wasm32"))]
+macro_rules! enable_subgroups {
+    () => {
+        ""
+    };
+}
+
+/// The kernel `shaders/<name>.wgsl` for `kind`, with the row-sum snippet its design calls for
+/// appended. The sum is a template parameter too, so that CubeCL caches the two designs apart.
+macro_rules! norm_kernel {
+    ($name:literal, $kind:expr) => {{
+        let kind: Kind = $kind;
+        Wgsl {
+            name: $name,
+            source: match kind.sum {
+                Sum::Tree => shader!($name, "uniform_sizes", "workgroup_sum"),
+                Sum::Subgroups => concat!(
+                    enable_subgroups!(),
+                    shader!($name, "uniform_sizes", "subgroup_sum")
+                ),
+            },
+            params: vec![
+                ("wg", WG),
+                ("rms", kind.rms as u32),
+                ("subgroups", (kind.sum == Sum::Subgroups) as u32),
+            ],
+        }
+    }};
 }
 
 pub(super) fn forward_cube(
@@ -90,7 +183,7 @@ pub(super) fn forward_cube(
     gamma: CubeTensor,
     beta: CubeTensor,
     eps: f32,
-    rms: bool,
+    kind: Kind,
 ) -> (CubeTensor, CubeTensor, CubeTensor) {
     let [x, gamma, beta] = [x, gamma, beta].map(into_contiguous);
     let [n, c] = x.meta.shape().dims::<2>();
@@ -100,11 +193,7 @@ pub(super) fn forward_cube(
     let groups = grid(n);
     launch(
         &x,
-        kernel(
-            "norm_forward",
-            shader!("norm_forward", "uniform_sizes", "workgroup_sum"),
-            rms,
-        ),
+        norm_kernel!("norm_forward", kind),
         WG,
         groups,
         &[&x, &gamma, &beta, &y, &mean, &rstd],
@@ -119,7 +208,7 @@ pub(super) fn backward_cube(
     dy: CubeTensor,
     mean: CubeTensor,
     rstd: CubeTensor,
-    rms: bool,
+    kind: Kind,
 ) -> (CubeTensor, CubeTensor, CubeTensor) {
     let [x, gamma, dy, mean, rstd] = [x, gamma, dy, mean, rstd].map(into_contiguous);
     let [n, c] = x.meta.shape().dims::<2>();
@@ -127,11 +216,7 @@ pub(super) fn backward_cube(
     let groups = grid(n);
     launch(
         &x,
-        kernel(
-            "norm_backward",
-            shader!("norm_backward", "uniform_sizes", "workgroup_sum"),
-            rms,
-        ),
+        norm_kernel!("norm_backward", kind),
         WG,
         groups,
         &[&x, &gamma, &dy, &mean, &rstd, &dx],
@@ -166,7 +251,7 @@ pub(super) fn forward_meta(
     _gamma: &Spec,
     _beta: &Spec,
     _eps: &f32,
-    _rms: &bool,
+    _kind: &Kind,
 ) -> (Spec, Spec, Spec) {
     let row = Spec::new([x.shape[0]].into(), x.dtype);
     (x.clone(), row.clone(), row)
@@ -180,7 +265,7 @@ pub(super) fn backward_meta(
     _dy: &Spec,
     _mean: &Spec,
     _rstd: &Spec,
-    _rms: &bool,
+    _kind: &Kind,
 ) -> (Spec, Spec, Spec) {
     (x.clone(), gamma.clone(), gamma.clone())
 }
@@ -191,25 +276,25 @@ pub(super) fn autodiff<B: KernelOps, C: CheckpointStrategy>(
     gamma: FloatTensor<Autodiff<B, C>>,
     beta: FloatTensor<Autodiff<B, C>>,
     eps: f32,
-    rms: bool,
+    kind: Kind,
 ) -> FloatTensor<Autodiff<B, C>> {
     #[derive(Debug)]
     struct NormBackward;
 
     impl<B: KernelOps> Backward<B, 3> for NormBackward {
-        /// x, γ, mean, rstd, rms.
+        /// x, γ, mean, rstd, kind.
         type State = (
             FloatTensor<B>,
             FloatTensor<B>,
             FloatTensor<B>,
             FloatTensor<B>,
-            bool,
+            Kind,
         );
 
         fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
             let dy = grads.consume::<B>(&ops.node);
-            let (x, gamma, mean, rstd, rms) = ops.state;
-            let (dx, dgamma, dbeta) = B::norm_backward(x, gamma, dy, mean, rstd, rms);
+            let (x, gamma, mean, rstd, kind) = ops.state;
+            let (dx, dgamma, dbeta) = B::norm_backward(x, gamma, dy, mean, rstd, kind);
             for (parent, grad) in ops.parents.into_iter().zip([dx, dgamma, dbeta]) {
                 if let Some(node) = parent {
                     grads.register::<B>(node.id, grad);
@@ -229,9 +314,9 @@ pub(super) fn autodiff<B: KernelOps, C: CheckpointStrategy>(
     );
     match prep {
         OpsKind::Tracked(prep) => {
-            let (y, mean, rstd) = B::norm_forward(x.clone(), gamma.clone(), beta, eps, rms);
-            prep.finish((x, gamma, mean, rstd, rms), y)
+            let (y, mean, rstd) = B::norm_forward(x.clone(), gamma.clone(), beta, eps, kind);
+            prep.finish((x, gamma, mean, rstd, kind), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(B::norm(x, gamma, beta, eps, rms)),
+        OpsKind::UnTracked(prep) => prep.finish(B::norm(x, gamma, beta, eps, kind)),
     }
 }
