@@ -404,6 +404,24 @@ async fn tune_matmul(model: &ModelConfig, device: &Device) -> Result<Tuning<Vari
     })
 }
 
+/// Each variant's `values` (a kernel's outputs and gradients, flattened) checked against
+/// `reference`, then timed over `reps` calls. The timed calls read back one element, so the check's
+/// full read-back does not count.
+async fn time_variants<V: Copy>(
+    variants: impl IntoIterator<Item = V>,
+    reference: &[f32],
+    reps: usize,
+    values: impl Fn(V) -> Tensor<1>,
+) -> Result<Vec<Timing<V>>> {
+    let mut timings = Vec::new();
+    for variant in variants {
+        let error = relative_error(&read_f32(values(variant)).await?, reference);
+        let ms = time_after(TUNE_WARMUPS, reps, || values(variant).narrow(0, 0, 1)).await?;
+        timings.push(Timing { variant, ms, error });
+    }
+    Ok(timings)
+}
+
 /// Attention's output and its gradients for `q, k, v` and an output gradient `w`, flattened
 /// into one tensor: with key tiles of up to `tile`, or the plain ops.
 fn attention_values(
@@ -436,19 +454,10 @@ async fn tune_attention(model: &ModelConfig, device: &Device) -> Result<Option<T
     let reference = read_f32(attention_values(&inputs, &mask, None)).await?;
     // Forward and backward: about 7 matmuls of [T, D] · [D, T] per head.
     let reps = reps_for(14 * h * t * t * d, 8);
-    let mut timings = Vec::new();
-    for tile in attention::TILES {
-        let values = read_f32(attention_values(&inputs, &mask, Some(tile))).await?;
-        let ms = time_after(TUNE_WARMUPS, reps, || {
-            attention_values(&inputs, &mask, Some(tile)).narrow(0, 0, 1)
-        })
-        .await?;
-        timings.push(Timing {
-            variant: tile,
-            ms,
-            error: relative_error(&values, &reference),
-        });
-    }
+    let timings = time_variants(attention::TILES, &reference, reps, |tile| {
+        attention_values(&inputs, &mask, Some(tile))
+    })
+    .await?;
     Ok(Some(Tuning {
         shape: vec![h, t, d],
         chosen: fastest(&timings, attention::TILES[0]),
@@ -484,19 +493,10 @@ async fn tune_norm(model: &ModelConfig, device: &Device) -> Result<Option<Tuning
     let reference = read_f32(norm_values(&layer, &inputs, None)).await?;
     // Memory-bound: reads and writes of ~8 values per element count for 2 flops each.
     let reps = reps_for(16 * n * c, 32);
-    let mut timings = Vec::new();
-    for sum in sums {
-        let values = read_f32(norm_values(&layer, &inputs, Some(sum))).await?;
-        let ms = time_after(TUNE_WARMUPS, reps, || {
-            norm_values(&layer, &inputs, Some(sum)).narrow(0, 0, 1)
-        })
-        .await?;
-        timings.push(Timing {
-            variant: sum,
-            ms,
-            error: relative_error(&values, &reference),
-        });
-    }
+    let timings = time_variants(sums, &reference, reps, |sum| {
+        norm_values(&layer, &inputs, Some(sum))
+    })
+    .await?;
     Ok(Some(Tuning {
         shape: vec![n, c],
         chosen: fastest(&timings, Sum::Tree),

@@ -27,6 +27,8 @@ pub mod matmul;
 pub mod norm;
 pub mod peak;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::backend::autodiff::{Autodiff, checkpoint::strategy::CheckpointStrategy};
 use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelMetadata, SourceTemplate};
 use burn::backend::{
@@ -403,17 +405,17 @@ pub fn supported(device: &Device) -> bool {
 
 /// Whether the wgpu adapter has WebGPU's `subgroups` feature, as [`note_subgroups`] recorded
 /// when the device was opened: one adapter per process.
-static SUBGROUPS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static SUBGROUPS: AtomicBool = AtomicBool::new(false);
 
 /// Records whether the opened wgpu device has subgroups. CubeCL's own properties cannot say:
 /// they leave subgroups out on CPU-emulated adapters, which Kiln's kernels can still use.
 pub fn note_subgroups(has: bool) {
-    SUBGROUPS.store(has, std::sync::atomic::Ordering::Relaxed);
+    SUBGROUPS.store(has, Ordering::Relaxed);
 }
 
 /// Whether the kernels may use subgroup operations on `device`.
 pub fn supports_subgroups(device: &Device) -> bool {
-    supported(device) && SUBGROUPS.load(std::sync::atomic::Ordering::Relaxed)
+    supported(device) && SUBGROUPS.load(Ordering::Relaxed)
 }
 
 /// Whether `device` computes in f16 (a wgpu adapter with `shader-f16`): mixed precision's
