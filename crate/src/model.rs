@@ -16,7 +16,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use burn::tensor::DType;
-use burn::tensor::activation::{gelu, sigmoid, silu, tanh};
+use burn::tensor::activation::{gelu, silu, tanh};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::kernels::attention::Mask;
 use crate::kernels::cross_entropy::cross_entropy;
 use crate::kernels::matmul::Variant;
-use crate::kernels::{self, attention, norm};
+use crate::kernels::{self, attention, gelu, norm};
 
 /// Whether the parameter at checkpoint path `path` belongs to a classifier's own head (the
 /// score, and an encoder's pooler): parts a finetuned classifier adds to a language model, and
@@ -629,6 +629,7 @@ impl Gpt {
                 false => Variant::Burn,
             },
             attention: self.config.kernels.then(attention::chosen_tile),
+            fused_gelu: self.config.kernels,
         };
         if let Some(ln_emb) = &self.ln_emb {
             x = ln_emb.forward(x, run);
@@ -795,7 +796,7 @@ impl Mlp {
     fn forward(&self, x: Tensor<3>, run: Run) -> Tensor<3> {
         let hidden = match &self.c_gate {
             None if self.erf => gelu(linear(&self.c_fc, x, run)),
-            None => gelu_tanh(linear(&self.c_fc, x, run)),
+            None => gelu::gelu_tanh(linear(&self.c_fc, x, run), run.fused_gelu),
             Some(gate) => silu(linear(gate, x.clone(), run)) * linear(&self.c_fc, x, run),
         };
         self.drop.forward(linear(&self.c_proj, hidden, run))
@@ -820,18 +821,6 @@ fn argmax(rows: Tensor<2>) -> Tensor<1, Int> {
     rows.argmax(1).reshape([n])
 }
 
-/// GPT-2's GELU, the tanh approximation `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, written as
-/// `x·σ(2·√(2/π)·(x + 0.044715·x³))` (the same function, since `1 + tanh(z) = 2σ(2z)`). Burn's
-/// `gelu_approximate` takes `x³` through `powf` and recomputes `tanh` in the backward pass: on
-/// the CPU backend those scalar libm calls were a fifth of a training step; `σ` has a fused
-/// backward from its output and the rest are multiplications.
-pub fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    const A: f64 = 2.0 * core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
-    const B: f64 = A * 0.044715;
-    let z = x.clone() * (x.clone() * x.clone() * B + A);
-    x * sigmoid(z)
-}
-
 /// How a forward pass computes: Kiln's kernels or plain Burn ops, and f16 matmuls (mixed
 /// precision on an adapter with `shader-f16`) or f32.
 #[derive(Clone, Copy, Debug)]
@@ -847,6 +836,8 @@ struct Run {
     /// The fused attention's key tile, the adapter's chosen one, with the kernels on
     /// ([`attention::chosen_tile`]); `None` runs the plain ops.
     attention: Option<u32>,
+    /// GELU in one pass ([`gelu::gelu_tanh`]), with the kernels on.
+    fused_gelu: bool,
 }
 
 /// `x [B, T, K] · w [K, N]`: in f16 with mixed precision (f32 in and out, so the weights stay
@@ -934,40 +925,7 @@ fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::activation::{gelu_approximate, softmax};
-
-    /// `gelu_tanh` and its gradient against Burn's `gelu_approximate` (the textbook tanh form),
-    /// over the range where GELU bends and far out on both sides.
-    #[test]
-    fn gelu_tanh_matches_the_tanh_formula_and_its_gradient() {
-        let device = Device::flex().autodiff();
-        let xs: Vec<f32> = (-120..=120).map(|i| i as f32 / 10.0).collect();
-        let run = |f: fn(Tensor<1>) -> Tensor<1>| {
-            let x = Tensor::<1>::from_floats(xs.as_slice(), &device).require_grad();
-            let y = f(x.clone());
-            let grads = (y.clone() * y.clone()).sum().backward();
-            let y = y.into_data().try_to_vec::<f32>().unwrap();
-            let dx = x
-                .grad(&grads)
-                .unwrap()
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap();
-            (y, dx)
-        };
-        let (y, dy) = run(gelu_tanh);
-        let (r, dr) = run(gelu_approximate);
-        let close = |what: &str, got: &[f32], want: &[f32], tol: f32| {
-            for ((x, g), w) in xs.iter().zip(got).zip(want) {
-                assert!(
-                    (g - w).abs() <= tol * (1.0 + w.abs()),
-                    "{what} at x={x}: {g} vs {w}"
-                );
-            }
-        };
-        close("gelu", &y, &r, 1e-6);
-        close("gradient", &dy, &dr, 1e-5);
-    }
+    use burn::tensor::activation::softmax;
 
     /// The attention maps against softmax(QKᵀ/√d) written out from the weights: the token and
     /// position embeddings, layer norm, `c_attn`'s query and key columns of each head, and a
@@ -1007,6 +965,7 @@ mod tests {
             layer_norm_eps: c.layer_norm_eps,
             matmul: Variant::Burn,
             attention: None,
+            fused_gelu: false,
         };
         for (block, map) in model.h.iter().zip(maps) {
             assert_eq!(map.dims(), [1, h, t, t]);

@@ -17,7 +17,7 @@ use kiln::config::{Norm, Position};
 use kiln::kernels::attention::Mask;
 use kiln::kernels::matmul::Variant;
 use kiln::kernels::norm::Sum;
-use kiln::kernels::{adamw, attention, cross_entropy, matmul, norm};
+use kiln::kernels::{adamw, attention, cross_entropy, gelu, matmul, norm};
 use kiln::model::KvCache;
 use kiln::train::Trainer;
 
@@ -478,6 +478,31 @@ fn norm_grad_matches_finite_differences() {
 
 /// Five AdamW steps with the fused kernel and with the reference: the same parameters and
 /// moments, with and without weight decay, while the parameters move by more than 1e-2.
+/// The fused GELU against its reference, values and gradients: a transposed (non-contiguous)
+/// input, and one long enough that the workgroups wrap into the grid's second dimension.
+#[test]
+fn gelu_matches_reference() {
+    let device = wgpu().autodiff();
+    let x = random([53, 37], &device).mul_scalar(3.0).transpose();
+    let w = random([37, 53], &device);
+    let grad = |fused: bool| {
+        let x = x.clone().require_grad();
+        let y = gelu::gelu_tanh(x.clone(), fused);
+        let grads = (y.clone() * w.clone()).sum().backward();
+        (values(y), values(x.grad(&grads).expect("a gradient")))
+    };
+    let ((y, dx), (y_ref, dx_ref)) = (grad(true), grad(false));
+    assert_close("gelu 37x53", y, y_ref);
+    assert_close("d gelu 37x53", dx, dx_ref);
+
+    let long = random([65535 * 64 + 5], &wgpu()).mul_scalar(4.0);
+    assert_close(
+        "gelu over 2-D workgroups",
+        values(gelu::gelu_tanh(long.clone(), true)),
+        values(gelu::reference(long)),
+    );
+}
+
 #[test]
 fn adamw_matches_reference() {
     let device = wgpu();

@@ -23,6 +23,7 @@ macro_rules! shader {
 pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
+pub mod gelu;
 pub mod matmul;
 pub mod norm;
 pub mod peak;
