@@ -1,8 +1,8 @@
 //! GELU in GPT-2's tanh approximation, fused: one pass forward and one backward, where the plain
-//! ops ([`reference`]) take six passes forward and their autodiff about twice as many, each
+//! ops ([`reference()`]) take six passes forward and their autodiff about twice as many, each
 //! writing a fresh tensor. On wgpu, `shaders/gelu_forward.wgsl` and `gelu_backward.wgsl`; on the
 //! CPU backend (native and the browser's wasm), a loop over the elements: there the plain ops'
-//! passes were ~15% of a `shakespeare-baby` training step.
+//! passes took ~14% of a `shakespeare-baby` training step's samples (`docs/cpu.md`).
 //!
 //! Its own backend extension rather than part of [`super::KernelOps`]: it is the one op with a
 //! CPU implementation, and an extension must be implemented on every backend it lists.

@@ -3,7 +3,7 @@
 //! Each op is one module holding the WGSL binding for Burn's CubeCL backend, its autodiff backward
 //! and a plain-Burn reference. The reference is what tests compare against and what runs wherever
 //! the kernels cannot: the CPU backend, other dtypes, shapes past a kernel's limits, or a model
-//! built with `kernels = false`.
+//! built with `kernels = false`. GELU ([`gelu`]) is the exception that also has a CPU version.
 //!
 //! The ops are a Burn backend extension: [`KernelOps`] is implemented for `CubeBackend` (the
 //! kernels), for Burn's autodiff decorator (the backward passes, written by hand) and, natively,
