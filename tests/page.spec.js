@@ -146,7 +146,10 @@ test('autosave keeps the run: after a reload it resumes from the last autosave',
   await page.fill('#autosave', '3');
   await train(page, 7);
   // The save asked for at step 6 runs between steps: it holds step 6, or 7 if that one was
-  // already under way.
+  // already under way. On a loaded machine the page may handle step 3's progress late, so that
+  // its save holds step 6 and the one due at step 6 (queued behind it) step 7: the last save
+  // written is the one that survives, so wait for the queue to empty before reading it.
+  await expect.poll(() => kiln(page, 'autosave')).toBeNull();
   const status = page.locator('#ckpt-status');
   await expect(status).toHaveText(/^Saved "auto" in this browser at step [67]\.$/);
   const saved = Number((await status.textContent()).match(/step (\d+)/)[1]);
