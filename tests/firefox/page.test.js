@@ -109,7 +109,10 @@ test('WebGPU in Firefox: kernels compiled by naga (every matmul and attention va
     await until(page, () => document.querySelector('#ckpt-status').textContent.startsWith('Saved "firefox"'));
     await page.reload();
     await ready(page);
-    await page.click('#saved tr[data-name="firefox"] button.load');
+    // The list of saved checkpoints fills in after the page is ready (puppeteer's click does not
+    // wait for its target, as Playwright's does).
+    const load = await page.waitForSelector('#saved tr[data-name="firefox"] button.load', { timeout: 60_000 });
+    await load.click();
     await until(page, (n) => document.querySelector('#ckpt-status').textContent === `Loaded "firefox" at step ${n}.`, STEPS);
     assert.deepEqual((await kiln(page, 'history')).map((p) => p.loss), gpu.losses);
     assert.equal(await generate(page, 5), sample);
