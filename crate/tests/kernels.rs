@@ -370,20 +370,30 @@ fn sums(device: &Device) -> Vec<Sum> {
     sums
 }
 
+/// Where the fused norms run: wgpu with each row-sum design, and the CPU backend's loop (which
+/// has one design).
+fn norm_targets() -> Vec<(Device, Sum)> {
+    let gpu = wgpu();
+    let cpu = Device::flex();
+    assert!(kiln::kernels::cpu_or_wgpu(&cpu));
+    let mut targets: Vec<_> = sums(&gpu).into_iter().map(|s| (gpu.clone(), s)).collect();
+    targets.push((cpu, Sum::Tree));
+    targets
+}
+
 #[test]
 fn norm_forward_matches_reference() {
-    let device = wgpu();
-    for sum in sums(&device) {
+    for (device, sum) in norm_targets() {
         for &(n, c) in NORM_SHAPES {
             let (ln, rms) = norms(c, &device);
             let x = random([n, c], &device).mul_scalar(2.0).add_scalar(0.5);
             assert_close(
-                &format!("layer norm {n}x{c} {sum:?}"),
+                &format!("layer norm {n}x{c} {sum:?} {device:?}"),
                 values(norm::layer_norm(&ln, x.clone(), LN_EPS, Some(sum))),
                 values(ln.forward(x.clone())),
             );
             assert_close(
-                &format!("rms norm {n}x{c} {sum:?}"),
+                &format!("rms norm {n}x{c} {sum:?} {device:?}"),
                 values(norm::rms_norm(&rms, x.clone(), Some(sum))),
                 values(rms.forward(x)),
             );
@@ -417,8 +427,8 @@ fn norm_grads(
 
 #[test]
 fn norm_grad_matches_reference() {
-    let device = wgpu().autodiff();
-    for sum in sums(&device) {
+    for (device, sum) in norm_targets() {
+        let device = device.autodiff();
         for &(n, c) in &NORM_SHAPES[..4] {
             let (ln, rms) = norms(c, &device);
             let x = random([n, c], &device).mul_scalar(2.0).add_scalar(0.5);
@@ -433,7 +443,7 @@ fn norm_grad_matches_reference() {
                 "rms dγ",
             ];
             for (name, (got, want)) in names.iter().zip(fused.into_iter().zip(reference)) {
-                assert_close(&format!("{name} {n}x{c} {sum:?}"), got, want);
+                assert_close(&format!("{name} {n}x{c} {sum:?} {device:?}"), got, want);
             }
         }
     }
@@ -441,13 +451,13 @@ fn norm_grad_matches_reference() {
 
 #[test]
 fn norm_grad_matches_finite_differences() {
-    let device = wgpu().autodiff();
     let (n, c) = (2, 9);
-    let (ln, rms) = norms(c, &device);
-    let x = values(random([n, c], &device));
-    let w = random([n, c], &device);
-    let x_t = Tensor::from_data(TensorData::new(x.clone(), [n, c]), &device);
-    for sum in sums(&device) {
+    for (device, sum) in norm_targets() {
+        let device = device.autodiff();
+        let (ln, rms) = norms(c, &device);
+        let x = values(random([n, c], &device));
+        let w = random([n, c], &device);
+        let x_t = Tensor::from_data(TensorData::new(x.clone(), [n, c]), &device);
         let grads = norm_grads(&ln, &rms, &x_t, &w, Some(sum));
         check_finite_differences(
             &format!("layer norm dx {sum:?}"),
@@ -476,8 +486,6 @@ fn norm_grad_matches_finite_differences() {
     }
 }
 
-/// Five AdamW steps with the fused kernel and with the reference: the same parameters and
-/// moments, with and without weight decay, while the parameters move by more than 1e-2.
 /// The fused GELU against its reference, values and gradients: a transposed (non-contiguous)
 /// input, and one long enough that the workgroups wrap into the grid's second dimension.
 #[test]
@@ -503,16 +511,21 @@ fn gelu_matches_reference() {
     );
 }
 
+/// Five AdamW steps with the fused kernel (and the CPU backend's loop) and with the reference:
+/// the same parameters and moments, with and without weight decay, while the parameters move by
+/// more than 1e-2.
 #[test]
 fn adamw_matches_reference() {
-    let device = wgpu();
-    for (n, weight_decay) in [(1, 0.0), (1000, 0.1), (70_001, 0.1)] {
-        let init = random([n], &device);
+    let cpu = Device::flex();
+    assert!(kiln::kernels::cpu_or_wgpu(&cpu));
+    let runs = [(1, 0.0), (1000, 0.1), (70_001, 0.1)];
+    for (device, (n, weight_decay)) in [wgpu(), cpu].iter().flat_map(|d| runs.map(|r| (d, r))) {
+        let init = random([n], device);
         let mut fused = (init.clone(), init.zeros_like(), init.zeros_like());
         let mut reference = fused.clone();
         for t in 1..=5 {
             // Mostly positive, so the steps add up rather than cancel.
-            let grad = random([n], &device).add_scalar(2.0);
+            let grad = random([n], device).add_scalar(2.0);
             let h = adamw::Hyper {
                 lr: 1e-2,
                 beta1: 0.9,
@@ -528,17 +541,17 @@ fn adamw_matches_reference() {
         let moved = values((fused.0.clone() - init).abs().max());
         assert!(moved[0] > 1e-2, "the parameters move: {moved:?}");
         assert_close(
-            &format!("adamw p {n}"),
+            &format!("adamw p {n} {device:?}"),
             values(fused.0),
             values(reference.0),
         );
         assert_close(
-            &format!("adamw m {n}"),
+            &format!("adamw m {n} {device:?}"),
             values(fused.1),
             values(reference.1),
         );
         assert_close(
-            &format!("adamw v {n}"),
+            &format!("adamw v {n} {device:?}"),
             values(fused.2),
             values(reference.2),
         );

@@ -19,7 +19,7 @@ use burn::tensor::activation::softmax;
 
 #[cfg(not(target_arch = "wasm32"))]
 use super::Spec;
-use super::{KernelOps, Wgsl, empty, launch, shared_memory};
+use super::{KernelOps, Wgsl, empty, launch, shared_memory, softmax};
 
 /// Largest head dimension the kernels take: each invocation keeps a few rows of D floats.
 pub const MAX_HEAD_DIM: usize = 128;
@@ -68,7 +68,8 @@ impl Mask {
 }
 
 /// Self-attention `softmax(q kᵀ / √D + mask) v` of `q [B, H, T_q, D]` over `k, v [B, H, T_k, D]`.
-/// Runs the fused kernels with key tiles of up to `tile` keys where they apply, the reference
+/// Runs the fused kernels with key tiles of up to `tile` keys where they apply, and on the CPU
+/// backend the fused masked softmax ([`super::softmax`]) between plain matmuls; the reference
 /// otherwise (and with `tile = None`).
 pub fn attention(
     q: Tensor<4>,
@@ -78,12 +79,16 @@ pub fn attention(
     tile: Option<u32>,
 ) -> Tensor<4> {
     let d = q.dims()[3];
-    let applies = d <= MAX_HEAD_DIM && q.dtype() == DType::F32 && super::supported(&q.device());
-    let (causal, tile) = match (mask.causal(), tile) {
-        (Some(causal), Some(tile)) if applies => (causal, tile),
-        _ => return reference(q, k, v, mask),
-    };
     let scale = 1.0 / (d as f32).sqrt();
+    let (Some(causal), Some(tile)) = (mask.causal(), tile) else {
+        return reference(q, k, v, mask);
+    };
+    if softmax::applies(&q) {
+        return softmax::masked_softmax(q.matmul(k.swap_dims(2, 3)), scale, causal).matmul(v);
+    }
+    if !(d <= MAX_HEAD_DIM && q.dtype() == DType::F32 && super::supported(&q.device())) {
+        return reference(q, k, v, mask);
+    }
     let out = Tensor::from_dispatch(Dispatch::flash_attention(
         q.into_dispatch(),
         k.into_dispatch(),

@@ -4,8 +4,8 @@
 //! CPU backend (native and the browser's wasm), a loop over the elements: there the plain ops'
 //! passes took ~14% of a `shakespeare-baby` training step's samples (`docs/cpu.md`).
 //!
-//! Its own backend extension rather than part of [`super::KernelOps`]: it is the one op with a
-//! CPU implementation, and an extension must be implemented on every backend it lists.
+//! Its own backend extension rather than part of [`super::KernelOps`]: it has a CPU
+//! implementation, and an extension must be implemented on every backend it lists.
 
 use burn::backend::autodiff::{
     Autodiff,
@@ -16,12 +16,12 @@ use burn::backend::autodiff::{
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::wgpu::{CubeBackend, CubeTensor, into_contiguous};
-use burn::backend::{AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, backend_extension};
+use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::prelude::*;
+use burn::tensor::DType;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{DType, TensorData};
 
-use super::{Wgsl, empty, grid, launch};
+use super::{Wgsl, cpu_tensor, cpu_values, empty, grid, launch};
 
 /// `2·√(2/π)`: the tanh form's `√(2/π)`, doubled because `0.5·(1 + tanh(u)) = sigmoid(2u)`.
 const A: f64 = 2.0 * core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
@@ -51,11 +51,7 @@ pub trait GeluOps: Backend {
 /// GELU (tanh approximation) of `x`: the fused op where `fused` is set and it applies (f32 on
 /// wgpu or the CPU backend), the reference otherwise.
 pub fn gelu_tanh<const D: usize>(x: Tensor<D>, fused: bool) -> Tensor<D> {
-    let backend = matches!(
-        x.device().inner().as_dispatch(),
-        DispatchDevice::Cube(_) | DispatchDevice::Flex(_)
-    );
-    if !(fused && backend && x.dtype() == DType::F32) {
+    if !(fused && super::cpu_or_wgpu(&x.device()) && x.dtype() == DType::F32) {
         return reference(x);
     }
     Tensor::from_dispatch(Dispatch::gelu_tanh(x.into_dispatch()))
@@ -128,26 +124,17 @@ fn elementwise_cube(name: &'static str, source: &'static str, inputs: &[CubeTens
 impl GeluOps for Flex {
     fn gelu_tanh_forward(x: FlexTensor) -> FlexTensor {
         let x = x.to_contiguous();
-        let y = values(&x).iter().map(|&v| v * gate(v)).collect();
-        shaped_like(&x, y)
+        let y = cpu_values(&x).iter().map(|&v| v * gate(v)).collect();
+        cpu_tensor(y, x.layout().shape().clone())
     }
 
     fn gelu_tanh_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
         let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
-        let dx = (values(&x).iter().zip(values(&grad)))
+        let dx = (cpu_values(&x).iter().zip(cpu_values(&grad)))
             .map(|(&v, &g)| g * derivative(v))
             .collect();
-        shaped_like(&x, dx)
+        cpu_tensor(dx, x.layout().shape().clone())
     }
-}
-
-/// A contiguous CPU tensor's elements ([`gelu_tanh`] let only f32 through).
-fn values(t: &FlexTensor) -> &[f32] {
-    t.as_slice().expect("a contiguous f32 tensor")
-}
-
-fn shaped_like(t: &FlexTensor, data: Vec<f32>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(data, t.layout().shape().clone()))
 }
 
 impl<B: GeluOps, C: CheckpointStrategy> GeluOps for Autodiff<B, C> {

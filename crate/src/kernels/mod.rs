@@ -3,11 +3,15 @@
 //! Each op is one module holding the WGSL binding for Burn's CubeCL backend, its autodiff backward
 //! and a plain-Burn reference. The reference is what tests compare against and what runs wherever
 //! the kernels cannot: the CPU backend, other dtypes, shapes past a kernel's limits, or a model
-//! built with `kernels = false`. GELU ([`gelu`]) is the exception that also has a CPU version.
+//! built with `kernels = false`. GELU ([`gelu`]), the norms ([`norm`]) and AdamW ([`adamw`]) also
+//! have a CPU version, a loop in Rust, and so has the attention's masked softmax ([`softmax`], CPU
+//! only): there the plain ops' passes, each writing a fresh tensor, cost a CPU training step most.
 //!
-//! The ops are a Burn backend extension: [`KernelOps`] is implemented for `CubeBackend` (the
+//! The ops are Burn backend extensions: [`KernelOps`] is implemented for `CubeBackend` (the
 //! kernels), for Burn's autodiff decorator (the backward passes, written by hand) and, natively,
-//! for the fusion decorator (generated). Call sites use the `Tensor` functions of each module.
+//! for the fusion decorator (generated); [`gelu::GeluOps`], [`norm::NormOps`] and
+//! [`adamw::AdamwOps`] the same and for the CPU backend too, [`softmax::SoftmaxOps`] for the CPU
+//! backend and autodiff. Call sites use the `Tensor` functions of each module.
 
 /// The text of `shaders/<name>.wgsl`, with the shared snippets it calls (`shaders/<part>.wgsl`)
 /// appended: WGSL has no includes, and module-scope declarations may come in any order.
@@ -27,13 +31,15 @@ pub mod gelu;
 pub mod matmul;
 pub mod norm;
 pub mod peak;
+pub mod softmax;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::autodiff::{Autodiff, checkpoint::strategy::CheckpointStrategy};
+use burn::backend::flex::FlexTensor;
 use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelMetadata, SourceTemplate};
 use burn::backend::{
-    AutodiffBackend, Backend, backend_extension,
+    AutodiffBackend, Backend, DispatchDevice, backend_extension,
     tensor::{FloatTensor, IntTensor},
 };
 use burn::cubecl::ir::{ElemType, FloatKind, UIntKind, metadata::Info};
@@ -43,10 +49,10 @@ use burn::cubecl::prelude::{
 use burn::cubecl::server::KernelArguments;
 use burn::cubecl::{CubeCount, CubeDim, CubeKernel, PrecompiledSource};
 use burn::prelude::*;
-use burn::tensor::{DType, Shape};
+use burn::tensor::{DType, Shape, TensorData};
 
 /// The fused ops. Use them through the `Tensor` functions of each module ([`attention::attention`],
-/// [`cross_entropy::cross_entropy`], [`norm::layer_norm`], [`adamw::step`], [`matmul::matmul`]),
+/// [`cross_entropy::cross_entropy`], [`matmul::matmul`]),
 /// which fall back to the references where the kernels do not apply.
 #[backend_extension(Cube, Fusion: cfg(not(target_arch = "wasm32")), Autodiff)]
 pub trait KernelOps: Backend {
@@ -115,52 +121,6 @@ pub trait KernelOps: Backend {
         Self::cross_entropy_forward(logits, targets).0
     }
 
-    /// LayerNorm (or, with `kind.rms`, RMSNorm) of each row of `x [N, C]` with gain and bias
-    /// `[C]`, its row sums taken as `kind.sum` says: the output `[N, C]` and the row statistics
-    /// mean and 1/std, `[N]` each.
-    #[fusion(meta = norm::forward_meta)]
-    fn norm_forward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        eps: f32,
-        kind: norm::Kind,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
-    /// Gradients `(dx, dgamma, dbeta)` of [`KernelOps::norm_forward`] given the output's
-    /// gradient `dy` and the saved statistics.
-    #[fusion(meta = norm::backward_meta)]
-    fn norm_backward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        mean: FloatTensor<Self>,
-        rstd: FloatTensor<Self>,
-        kind: norm::Kind,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
-    /// The differentiable op: the normalised output alone.
-    #[fusion(default)]
-    fn norm(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        eps: f32,
-        kind: norm::Kind,
-    ) -> FloatTensor<Self> {
-        Self::norm_forward(x, gamma, beta, eps, kind).0
-    }
-
-    /// One AdamW step of a flat parameter: the new `(param, exp_avg, exp_avg_sq)`.
-    #[fusion(meta = adamw::meta)]
-    fn adamw(
-        param: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        exp_avg: FloatTensor<Self>,
-        exp_avg_sq: FloatTensor<Self>,
-        h: adamw::Hyper,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-
     /// `a [M, K] · b [K, N]` on the register-blocked kernel, or with `staged` the workgroup-memory
     /// one; `a` and `b` may be strided views (transposes).
     #[fusion(meta = matmul::meta)]
@@ -209,37 +169,6 @@ impl KernelOps for CubeBackend {
         grad: CubeTensor,
     ) -> CubeTensor {
         cross_entropy::backward_cube(logits, targets, lse, grad)
-    }
-
-    fn norm_forward(
-        x: CubeTensor,
-        gamma: CubeTensor,
-        beta: CubeTensor,
-        eps: f32,
-        kind: norm::Kind,
-    ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        norm::forward_cube(x, gamma, beta, eps, kind)
-    }
-
-    fn norm_backward(
-        x: CubeTensor,
-        gamma: CubeTensor,
-        dy: CubeTensor,
-        mean: CubeTensor,
-        rstd: CubeTensor,
-        kind: norm::Kind,
-    ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        norm::backward_cube(x, gamma, dy, mean, rstd, kind)
-    }
-
-    fn adamw(
-        param: CubeTensor,
-        grad: CubeTensor,
-        exp_avg: CubeTensor,
-        exp_avg_sq: CubeTensor,
-        h: adamw::Hyper,
-    ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        adamw::step_cube(param, grad, exp_avg, exp_avg_sq, h)
     }
 
     fn tiled_matmul(a: CubeTensor, b: CubeTensor, staged: bool) -> CubeTensor {
@@ -326,65 +255,6 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         cross_entropy::autodiff::<B, C>(logits, targets)
     }
 
-    fn norm_forward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        eps: f32,
-        kind: norm::Kind,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [x, gamma, beta] = [x, gamma, beta].map(Self::inner);
-        let (y, mean, rstd) = B::norm_forward(x, gamma, beta, eps, kind);
-        (
-            Self::from_inner(y),
-            Self::from_inner(mean),
-            Self::from_inner(rstd),
-        )
-    }
-
-    fn norm_backward(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        dy: FloatTensor<Self>,
-        mean: FloatTensor<Self>,
-        rstd: FloatTensor<Self>,
-        kind: norm::Kind,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [x, gamma, dy, mean, rstd] = [x, gamma, dy, mean, rstd].map(Self::inner);
-        let (dx, dgamma, dbeta) = B::norm_backward(x, gamma, dy, mean, rstd, kind);
-        (
-            Self::from_inner(dx),
-            Self::from_inner(dgamma),
-            Self::from_inner(dbeta),
-        )
-    }
-
-    fn norm(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        eps: f32,
-        kind: norm::Kind,
-    ) -> FloatTensor<Self> {
-        norm::autodiff::<B, C>(x, gamma, beta, eps, kind)
-    }
-
-    fn adamw(
-        param: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-        exp_avg: FloatTensor<Self>,
-        exp_avg_sq: FloatTensor<Self>,
-        h: adamw::Hyper,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let [p, g, m, v] = [param, grad, exp_avg, exp_avg_sq].map(Self::inner);
-        let (p, m, v) = B::adamw(p, g, m, v, h);
-        (
-            Self::from_inner(p),
-            Self::from_inner(m),
-            Self::from_inner(v),
-        )
-    }
-
     fn tiled_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>, staged: bool) -> FloatTensor<Self> {
         matmul::autodiff::<B, C>(a, b, staged)
     }
@@ -402,6 +272,25 @@ type Spec = burn::backend::fusion::custom::TensorSpec;
 /// checked by each op.
 pub fn supported(device: &Device) -> bool {
     device.identity().is_some()
+}
+
+/// A contiguous CPU tensor's elements (the ops with a CPU version let only f32 through).
+fn cpu_values(t: &FlexTensor) -> &[f32] {
+    t.as_slice().expect("a contiguous f32 tensor")
+}
+
+/// A CPU tensor of `shape` holding `data`.
+fn cpu_tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+/// Whether `device` runs the ops that have a CPU version too ([`gelu`], [`norm`], [`adamw`]):
+/// wgpu or the CPU backend.
+pub fn cpu_or_wgpu(device: &Device) -> bool {
+    matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Cube(_) | DispatchDevice::Flex(_)
+    )
 }
 
 /// Whether the wgpu adapter has WebGPU's `subgroups` feature, as [`note_subgroups`] recorded

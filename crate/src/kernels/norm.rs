@@ -1,23 +1,29 @@
 //! Fused LayerNorm and RMSNorm: `shaders/norm_forward.wgsl` (normalise, scale, shift; save the
 //! row statistics), `norm_backward.wgsl` (the input's gradient) and `norm_backward_params.wgsl`
-//! (the gain's and bias's gradients as partial column sums).
+//! (the gain's and bias's gradients as partial column sums). On the CPU backend, the same
+//! arithmetic as a loop over the rows: Burn's `LayerNorm` is about ten plain ops forward and
+//! twice as many in their autodiff, each a pass over the activations writing a fresh tensor.
 //!
 //! The row sums come in two designs ([`Sum`]): a tree in workgroup memory, and, where the adapter
 //! has WebGPU's `subgroups`, subgroup additions with two barriers. The page times both on its
 //! adapter ([`crate::bench::tune`]) and [`choose`]s the faster that computes right.
+//!
+//! Its own backend extension rather than part of [`super::KernelOps`], as [`super::gelu`]: it
+//! has a CPU implementation, and an extension must be implemented on every backend it lists.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use burn::backend::Dispatch;
 use burn::backend::autodiff::{
     Autodiff,
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
 };
+use burn::backend::flex::FlexTensor;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::wgpu::{CubeBackend, CubeTensor, into_contiguous};
+use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::{LayerNorm, RmsNorm};
 use burn::prelude::*;
 use burn::tensor::DType;
@@ -25,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(not(target_arch = "wasm32"))]
 use super::Spec;
-use super::{KernelOps, Wgsl, empty, grid, launch};
+use super::{Wgsl, cpu_tensor, cpu_values, empty, grid, launch};
 
 /// Invocations per workgroup.
 const WG: u32 = 64;
@@ -87,6 +93,45 @@ pub struct Kind {
     pub sum: Sum,
 }
 
+#[backend_extension(Cube, Flex, Fusion: cfg(not(target_arch = "wasm32")), Autodiff)]
+pub trait NormOps: Backend {
+    /// LayerNorm (or, with `kind.rms`, RMSNorm) of each row of `x [N, C]` with gain and bias
+    /// `[C]`, its row sums taken as `kind.sum` says: the output `[N, C]` and the row statistics
+    /// mean and 1/std, `[N]` each.
+    #[fusion(meta = forward_meta)]
+    fn norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+        kind: Kind,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Gradients `(dx, dgamma, dbeta)` of [`NormOps::norm_forward`] given the output's gradient
+    /// `dy` and the saved statistics.
+    #[fusion(meta = backward_meta)]
+    fn norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        kind: Kind,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The differentiable op: the normalised output alone.
+    #[fusion(default)]
+    fn norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+        kind: Kind,
+    ) -> FloatTensor<Self> {
+        Self::norm_forward(x, gamma, beta, eps, kind).0
+    }
+}
+
 /// `norm(x)` over the last dimension with the module's parameters: the fused kernels summing by
 /// `kernel` when it is given and they apply, the module's own forward otherwise. `eps` is the ε
 /// the module was built with (Burn keeps its copy private).
@@ -117,7 +162,7 @@ pub fn rms_norm<const D: usize>(norm: &RmsNorm, x: Tensor<D>, kernel: Option<Sum
 }
 
 fn applies<const D: usize>(x: &Tensor<D>) -> bool {
-    x.dtype() == DType::F32 && super::supported(&x.device())
+    x.dtype() == DType::F32 && super::cpu_or_wgpu(&x.device())
 }
 
 fn run<const D: usize>(
@@ -178,7 +223,30 @@ macro_rules! norm_kernel {
     }};
 }
 
-pub(super) fn forward_cube(
+impl NormOps for CubeBackend {
+    fn norm_forward(
+        x: CubeTensor,
+        gamma: CubeTensor,
+        beta: CubeTensor,
+        eps: f32,
+        kind: Kind,
+    ) -> (CubeTensor, CubeTensor, CubeTensor) {
+        forward_cube(x, gamma, beta, eps, kind)
+    }
+
+    fn norm_backward(
+        x: CubeTensor,
+        gamma: CubeTensor,
+        dy: CubeTensor,
+        mean: CubeTensor,
+        rstd: CubeTensor,
+        kind: Kind,
+    ) -> (CubeTensor, CubeTensor, CubeTensor) {
+        backward_cube(x, gamma, dy, mean, rstd, kind)
+    }
+}
+
+fn forward_cube(
     x: CubeTensor,
     gamma: CubeTensor,
     beta: CubeTensor,
@@ -202,7 +270,7 @@ pub(super) fn forward_cube(
     (y, mean, rstd)
 }
 
-pub(super) fn backward_cube(
+fn backward_cube(
     x: CubeTensor,
     gamma: CubeTensor,
     dy: CubeTensor,
@@ -244,6 +312,81 @@ pub(super) fn backward_cube(
     (dx, column_sum(dgamma), column_sum(dbeta))
 }
 
+/// The kernels' arithmetic (`norm_forward.wgsl`, `norm_backward.wgsl`), one row at a time.
+impl NormOps for Flex {
+    fn norm_forward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps: f32,
+        kind: Kind,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
+        let (xs, gamma, beta) = (cpu_values(&x), cpu_values(&gamma), cpu_values(&beta));
+        let c = gamma.len();
+        let n = xs.len() / c;
+        let mut y = vec![0.0; n * c];
+        let (mut mean, mut rstd) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for (row, out) in xs.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+            let mu = match kind.rms {
+                true => 0.0,
+                false => row.iter().sum::<f32>() / c as f32,
+            };
+            let var = row.iter().map(|&v| (v - mu) * (v - mu)).sum::<f32>() / c as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            for (i, (o, &v)) in out.iter_mut().zip(row).enumerate() {
+                *o = (v - mu) * inv * gamma[i] + beta[i];
+            }
+            mean.push(mu);
+            rstd.push(inv);
+        }
+        let rows = |v| cpu_tensor(v, [n].into());
+        (cpu_tensor(y, [n, c].into()), rows(mean), rows(rstd))
+    }
+
+    fn norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        dy: FlexTensor,
+        mean: FlexTensor,
+        rstd: FlexTensor,
+        kind: Kind,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let [x, gamma, dy, mean, rstd] = [x, gamma, dy, mean, rstd].map(|t| t.to_contiguous());
+        let (xs, gamma, dys) = (cpu_values(&x), cpu_values(&gamma), cpu_values(&dy));
+        let (mean, rstd) = (cpu_values(&mean), cpu_values(&rstd));
+        let c = gamma.len();
+        let mut dx = vec![0.0; xs.len()];
+        let (mut dgamma, mut dbeta) = (vec![0.0; c], vec![0.0; c]);
+        let rows = xs.chunks_exact(c).zip(dys.chunks_exact(c));
+        for (((row, dyr), out), (&mu, &inv)) in
+            rows.zip(dx.chunks_exact_mut(c)).zip(mean.iter().zip(rstd))
+        {
+            let (mut sum_g, mut sum_gx) = (0.0, 0.0);
+            for i in 0..c {
+                let xhat = (row[i] - mu) * inv;
+                let g = gamma[i] * dyr[i];
+                sum_g += g;
+                sum_gx += g * xhat;
+                dgamma[i] += dyr[i] * xhat;
+                dbeta[i] += dyr[i];
+            }
+            let mean_g = if kind.rms { 0.0 } else { sum_g / c as f32 };
+            let mean_gx = sum_gx / c as f32;
+            for i in 0..c {
+                let xhat = (row[i] - mu) * inv;
+                out[i] = inv * (gamma[i] * dyr[i] - mean_g - xhat * mean_gx);
+            }
+        }
+        let params = |v| cpu_tensor(v, [c].into());
+        (
+            cpu_tensor(dx, x.layout().shape().clone()),
+            params(dgamma),
+            params(dbeta),
+        )
+    }
+}
+
 /// Output specs for the fusion decorator: `y` like `x`, one statistic per row.
 #[cfg(not(target_arch = "wasm32"))]
 pub(super) fn forward_meta(
@@ -271,7 +414,52 @@ pub(super) fn backward_meta(
 }
 
 /// The tracked op: the forward kernel, and a backward step that runs the backward kernels.
-pub(super) fn autodiff<B: KernelOps, C: CheckpointStrategy>(
+impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
+    fn norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+        kind: Kind,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [x, gamma, beta] = [x, gamma, beta].map(Self::inner);
+        let (y, mean, rstd) = B::norm_forward(x, gamma, beta, eps, kind);
+        (
+            Self::from_inner(y),
+            Self::from_inner(mean),
+            Self::from_inner(rstd),
+        )
+    }
+
+    fn norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        kind: Kind,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [x, gamma, dy, mean, rstd] = [x, gamma, dy, mean, rstd].map(Self::inner);
+        let (dx, dgamma, dbeta) = B::norm_backward(x, gamma, dy, mean, rstd, kind);
+        (
+            Self::from_inner(dx),
+            Self::from_inner(dgamma),
+            Self::from_inner(dbeta),
+        )
+    }
+
+    fn norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+        kind: Kind,
+    ) -> FloatTensor<Self> {
+        tracked::<B, C>(x, gamma, beta, eps, kind)
+    }
+}
+
+fn tracked<B: NormOps, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     gamma: FloatTensor<Autodiff<B, C>>,
     beta: FloatTensor<Autodiff<B, C>>,
@@ -281,7 +469,7 @@ pub(super) fn autodiff<B: KernelOps, C: CheckpointStrategy>(
     #[derive(Debug)]
     struct NormBackward;
 
-    impl<B: KernelOps> Backward<B, 3> for NormBackward {
+    impl<B: NormOps> Backward<B, 3> for NormBackward {
         /// x, γ, mean, rstd, kind.
         type State = (
             FloatTensor<B>,
