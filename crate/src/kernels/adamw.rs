@@ -15,7 +15,7 @@ use burn::tensor::DType;
 
 #[cfg(not(target_arch = "wasm32"))]
 use super::Spec;
-use super::{Wgsl, cpu_tensor, cpu_values, empty, grid, launch};
+use super::{Wgsl, cpu_tensor, cpu_values, empty, grid, launch, untracked3};
 
 /// Added to the denominator, as in PyTorch's AdamW.
 pub const EPS: f64 = 1e-8;
@@ -101,46 +101,36 @@ impl AdamwOps for CubeBackend {
         exp_avg_sq: CubeTensor,
         h: Hyper,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        step_cube(param, grad, exp_avg, exp_avg_sq, h)
+        let [p, g, m, v] = [param, grad, exp_avg, exp_avg_sq].map(into_contiguous);
+        let n = p.meta.shape().num_elements();
+        let outputs = [0; 3].map(|_| empty(&p, [n]));
+        let groups = grid(n.div_ceil(WG as usize));
+        let bits = |x: f64| (x as f32).to_bits();
+        launch(
+            &p,
+            Wgsl {
+                name: "adamw",
+                source: shader!("adamw"),
+                params: vec![("wg", WG)],
+            },
+            WG,
+            groups,
+            &[&p, &g, &m, &v, &outputs[0], &outputs[1], &outputs[2]],
+            &[
+                n as u32,
+                groups.0 * WG,
+                bits(h.lr),
+                bits(h.beta1),
+                bits(h.beta2),
+                bits(EPS),
+                bits(h.weight_decay),
+                bits(1.0 - h.beta1.powi(h.t)),
+                bits(1.0 - h.beta2.powi(h.t)),
+            ],
+        );
+        let [p, m, v] = outputs;
+        (p, m, v)
     }
-}
-
-fn step_cube(
-    param: CubeTensor,
-    grad: CubeTensor,
-    exp_avg: CubeTensor,
-    exp_avg_sq: CubeTensor,
-    h: Hyper,
-) -> (CubeTensor, CubeTensor, CubeTensor) {
-    let [p, g, m, v] = [param, grad, exp_avg, exp_avg_sq].map(into_contiguous);
-    let n = p.meta.shape().num_elements();
-    let outputs = [0; 3].map(|_| empty(&p, [n]));
-    let groups = grid(n.div_ceil(WG as usize));
-    let bits = |x: f64| (x as f32).to_bits();
-    launch(
-        &p,
-        Wgsl {
-            name: "adamw",
-            source: shader!("adamw"),
-            params: vec![("wg", WG)],
-        },
-        WG,
-        groups,
-        &[&p, &g, &m, &v, &outputs[0], &outputs[1], &outputs[2]],
-        &[
-            n as u32,
-            groups.0 * WG,
-            bits(h.lr),
-            bits(h.beta1),
-            bits(h.beta2),
-            bits(EPS),
-            bits(h.weight_decay),
-            bits(1.0 - h.beta1.powi(h.t)),
-            bits(1.0 - h.beta2.powi(h.t)),
-        ],
-    );
-    let [p, m, v] = outputs;
-    (p, m, v)
 }
 
 /// The kernel's arithmetic (`adamw.wgsl`), element by element.
@@ -182,12 +172,7 @@ impl<B: AdamwOps, C: CheckpointStrategy> AdamwOps for Autodiff<B, C> {
         h: Hyper,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let [p, g, m, v] = [param, grad, exp_avg, exp_avg_sq].map(Self::inner);
-        let (p, m, v) = B::adamw(p, g, m, v, h);
-        (
-            Self::from_inner(p),
-            Self::from_inner(m),
-            Self::from_inner(v),
-        )
+        untracked3::<B, C>(B::adamw(p, g, m, v, h))
     }
 }
 

@@ -214,12 +214,9 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         tile: u32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let [q, k, v, o, d_o, lse] = [q, k, v, o, d_o, lse].map(Self::inner);
-        let (dq, dk, dv) = B::flash_attention_backward(q, k, v, o, d_o, lse, scale, causal, tile);
-        (
-            Self::from_inner(dq),
-            Self::from_inner(dk),
-            Self::from_inner(dv),
-        )
+        untracked3::<B, C>(B::flash_attention_backward(
+            q, k, v, o, d_o, lse, scale, causal, tile,
+        ))
     }
 
     fn flash_attention(
@@ -262,6 +259,20 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
     fn fma_peak(x: FloatTensor<Self>, iters: u32) -> FloatTensor<Self> {
         Self::from_inner(B::fma_peak(Self::inner(x), iters))
     }
+}
+
+type Three<T> = (T, T, T);
+
+/// Three results of the inner backend as tensors of the autodiff backend that track no graph:
+/// the passthroughs that a hand-written backward (or the optimiser) calls.
+fn untracked3<B: Backend, C: CheckpointStrategy>(
+    (a, b, c): Three<FloatTensor<B>>,
+) -> Three<FloatTensor<Autodiff<B, C>>> {
+    (
+        Autodiff::<B, C>::from_inner(a),
+        Autodiff::<B, C>::from_inner(b),
+        Autodiff::<B, C>::from_inner(c),
+    )
 }
 
 /// What the fusion decorator is told about an output before the kernel runs.

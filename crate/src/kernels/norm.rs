@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(not(target_arch = "wasm32"))]
 use super::Spec;
-use super::{Wgsl, cpu_tensor, cpu_values, empty, grid, launch};
+use super::{Wgsl, cpu_tensor, cpu_values, empty, grid, launch, untracked3};
 
 /// Invocations per workgroup.
 const WG: u32 = 64;
@@ -231,7 +231,21 @@ impl NormOps for CubeBackend {
         eps: f32,
         kind: Kind,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        forward_cube(x, gamma, beta, eps, kind)
+        let [x, gamma, beta] = [x, gamma, beta].map(into_contiguous);
+        let [n, c] = x.meta.shape().dims::<2>();
+        let y = empty(&x, [n, c]);
+        let mean = empty(&x, [n]);
+        let rstd = empty(&x, [n]);
+        let groups = grid(n);
+        launch(
+            &x,
+            norm_kernel!("norm_forward", kind),
+            WG,
+            groups,
+            &[&x, &gamma, &beta, &y, &mean, &rstd],
+            &[n as u32, c as u32, groups.0, eps.to_bits()],
+        );
+        (y, mean, rstd)
     }
 
     fn norm_backward(
@@ -242,74 +256,39 @@ impl NormOps for CubeBackend {
         rstd: CubeTensor,
         kind: Kind,
     ) -> (CubeTensor, CubeTensor, CubeTensor) {
-        backward_cube(x, gamma, dy, mean, rstd, kind)
+        let [x, gamma, dy, mean, rstd] = [x, gamma, dy, mean, rstd].map(into_contiguous);
+        let [n, c] = x.meta.shape().dims::<2>();
+        let dx = empty(&x, [n, c]);
+        let groups = grid(n);
+        launch(
+            &x,
+            norm_kernel!("norm_backward", kind),
+            WG,
+            groups,
+            &[&x, &gamma, &dy, &mean, &rstd, &dx],
+            &[n as u32, c as u32, groups.0, 0],
+        );
+        let chunks = n.div_ceil(PARAM_ROWS);
+        let dgamma = empty(&x, [chunks, c]);
+        let dbeta = empty(&x, [chunks, c]);
+        launch(
+            &x,
+            Wgsl {
+                name: "norm_backward_params",
+                source: shader!("norm_backward_params"),
+                params: vec![("wg", WG), ("rows", PARAM_ROWS as u32)],
+            },
+            WG,
+            (c.div_ceil(WG as usize) as u32, chunks as u32),
+            &[&x, &dy, &mean, &rstd, &dgamma, &dbeta],
+            &[n as u32, c as u32],
+        );
+        let column_sum = |t: CubeTensor| {
+            let t = CubeBackend::float_sum_dim(t, 0);
+            CubeBackend::float_reshape(t, [c].into())
+        };
+        (dx, column_sum(dgamma), column_sum(dbeta))
     }
-}
-
-fn forward_cube(
-    x: CubeTensor,
-    gamma: CubeTensor,
-    beta: CubeTensor,
-    eps: f32,
-    kind: Kind,
-) -> (CubeTensor, CubeTensor, CubeTensor) {
-    let [x, gamma, beta] = [x, gamma, beta].map(into_contiguous);
-    let [n, c] = x.meta.shape().dims::<2>();
-    let y = empty(&x, [n, c]);
-    let mean = empty(&x, [n]);
-    let rstd = empty(&x, [n]);
-    let groups = grid(n);
-    launch(
-        &x,
-        norm_kernel!("norm_forward", kind),
-        WG,
-        groups,
-        &[&x, &gamma, &beta, &y, &mean, &rstd],
-        &[n as u32, c as u32, groups.0, eps.to_bits()],
-    );
-    (y, mean, rstd)
-}
-
-fn backward_cube(
-    x: CubeTensor,
-    gamma: CubeTensor,
-    dy: CubeTensor,
-    mean: CubeTensor,
-    rstd: CubeTensor,
-    kind: Kind,
-) -> (CubeTensor, CubeTensor, CubeTensor) {
-    let [x, gamma, dy, mean, rstd] = [x, gamma, dy, mean, rstd].map(into_contiguous);
-    let [n, c] = x.meta.shape().dims::<2>();
-    let dx = empty(&x, [n, c]);
-    let groups = grid(n);
-    launch(
-        &x,
-        norm_kernel!("norm_backward", kind),
-        WG,
-        groups,
-        &[&x, &gamma, &dy, &mean, &rstd, &dx],
-        &[n as u32, c as u32, groups.0, 0],
-    );
-    let chunks = n.div_ceil(PARAM_ROWS);
-    let dgamma = empty(&x, [chunks, c]);
-    let dbeta = empty(&x, [chunks, c]);
-    launch(
-        &x,
-        Wgsl {
-            name: "norm_backward_params",
-            source: shader!("norm_backward_params"),
-            params: vec![("wg", WG), ("rows", PARAM_ROWS as u32)],
-        },
-        WG,
-        (c.div_ceil(WG as usize) as u32, chunks as u32),
-        &[&x, &dy, &mean, &rstd, &dgamma, &dbeta],
-        &[n as u32, c as u32],
-    );
-    let column_sum = |t: CubeTensor| {
-        let t = CubeBackend::float_sum_dim(t, 0);
-        CubeBackend::float_reshape(t, [c].into())
-    };
-    (dx, column_sum(dgamma), column_sum(dbeta))
 }
 
 /// The kernels' arithmetic (`norm_forward.wgsl`, `norm_backward.wgsl`), one row at a time.
@@ -423,12 +402,7 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         kind: Kind,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let [x, gamma, beta] = [x, gamma, beta].map(Self::inner);
-        let (y, mean, rstd) = B::norm_forward(x, gamma, beta, eps, kind);
-        (
-            Self::from_inner(y),
-            Self::from_inner(mean),
-            Self::from_inner(rstd),
-        )
+        untracked3::<B, C>(B::norm_forward(x, gamma, beta, eps, kind))
     }
 
     fn norm_backward(
@@ -440,12 +414,7 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         kind: Kind,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let [x, gamma, dy, mean, rstd] = [x, gamma, dy, mean, rstd].map(Self::inner);
-        let (dx, dgamma, dbeta) = B::norm_backward(x, gamma, dy, mean, rstd, kind);
-        (
-            Self::from_inner(dx),
-            Self::from_inner(dgamma),
-            Self::from_inner(dbeta),
-        )
+        untracked3::<B, C>(B::norm_backward(x, gamma, dy, mean, rstd, kind))
     }
 
     fn norm(
