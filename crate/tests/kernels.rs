@@ -73,14 +73,16 @@ const MASKS: [Mask; 2] = [Mask::Causal, Mask::Bidirectional];
 /// The default key tile, and the smaller ones the page's tuning may choose.
 const TILES: [u32; 3] = attention::TILES;
 
+/// Against the reference on the CPU backend, as the matmuls below: on lavapipe Burn autotunes its
+/// matmul at every new shape, which took most of these two tests' 170 s.
 #[test]
 fn attention_forward_matches_reference() {
-    let device = wgpu();
+    let (device, cpu) = (wgpu(), Device::flex());
     for mask in MASKS {
         for &(b, h, t_q, t_k, d) in ATTENTION_SHAPES {
-            let q = random([b, h, t_q, d], &device);
-            let k = random([b, h, t_k, d], &device);
-            let v = random([b, h, t_k, d], &device);
+            let q = random([b, h, t_q, d], &cpu);
+            let k = random([b, h, t_k, d], &cpu);
+            let v = random([b, h, t_k, d], &cpu);
             let reference = values(attention::reference(
                 q.clone(),
                 k.clone(),
@@ -88,7 +90,7 @@ fn attention_forward_matches_reference() {
                 mask.clone(),
             ));
             for tile in TILES {
-                let (q, k, v) = (q.clone(), k.clone(), v.clone());
+                let [q, k, v] = [&q, &k, &v].map(|x| on(x, &device));
                 assert_close(
                     &format!("{mask:?} attention {b}x{h}x{t_q}x{t_k}x{d}, tile {tile}"),
                     values(attention::attention(q, k, v, mask.clone(), Some(tile))),
@@ -120,14 +122,15 @@ fn attention_grads(
 
 #[test]
 fn attention_grad_matches_reference() {
-    let device = wgpu().autodiff();
+    let (device, cpu) = (wgpu().autodiff(), Device::flex().autodiff());
     for mask in MASKS {
         for &(b, h, t_q, t_k, d) in ATTENTION_SHAPES {
-            let q = random([b, h, t_q, d], &device);
-            let k = random([b, h, t_k, d], &device);
-            let v = random([b, h, t_k, d], &device);
-            let w = random([b, h, t_q, d], &device);
+            let q = random([b, h, t_q, d], &cpu);
+            let k = random([b, h, t_k, d], &cpu);
+            let v = random([b, h, t_k, d], &cpu);
+            let w = random([b, h, t_q, d], &cpu);
             let reference = attention_grads(&q, &k, &v, &w, &mask, None);
+            let [q, k, v, w] = [&q, &k, &v, &w].map(|x| on(x, &device));
             for tile in TILES {
                 let fused = attention_grads(&q, &k, &v, &w, &mask, Some(tile));
                 for (name, (got, want)) in ["dq", "dk", "dv"]
@@ -802,11 +805,11 @@ fn loss_scale_overflow_skips_the_step_and_halves_the_scale() {
     assert_ne!(probe(&trainer), before, "the next step trains");
 }
 
-/// The same seed on the same backend gives the same losses, bit for bit, for 50 steps (with
+/// The same seed on the same backend gives the same losses, bit for bit, for 20 steps (with
 /// the fused kernels, as the model trains by default).
 #[test]
-fn same_seed_same_losses_for_50_steps_on_wgpu() {
-    let first = common::tiny_losses(&wgpu(), 50);
-    assert_eq!(first, common::tiny_losses(&wgpu(), 50));
-    assert!(first[49] < first[0]);
+fn same_seed_same_losses_for_20_steps_on_wgpu() {
+    let first = common::tiny_losses(&wgpu(), 20);
+    assert_eq!(first, common::tiny_losses(&wgpu(), 20));
+    assert!(first[19] < first[0]);
 }
