@@ -40,6 +40,14 @@ fn reference() -> (Vec<Vec<i64>>, Vec<f32>) {
     )
 }
 
+/// The wgpu tests here multiply by Kiln's register-blocked kernel, the one the tuner picks on
+/// lavapipe (docs/kernels.md). Burn's matmul would autotune at every new shape, and at GPT-2's
+/// vocabulary one of its candidates takes seconds a run: minutes per test. The choice is the
+/// process's, so every wgpu test of this file makes it.
+fn kiln_matmul() {
+    kiln::kernels::matmul::choose(kiln::kernels::matmul::Variant::Registers);
+}
+
 fn logits(ckpt: &Checkpoint, ids: &[Vec<i64>]) -> Vec<f32> {
     common::logits_of(ckpt, ids, &Device::flex())
 }
@@ -63,6 +71,7 @@ fn imported_gpt2_matches_transformers_logits() {
 
     let gpu = backend::open(BackendKind::Wgpu).expect("a wgpu adapter (lavapipe without a GPU)");
     assert!(kiln::kernels::supported(&gpu), "the kernels run on wgpu");
+    kiln_matmul();
     for (name, device) in [("cpu", Device::flex()), ("wgpu", gpu)] {
         let worst = f64::from(common::max_diff(
             &common::logits_of(&ckpt, &ids, &device),
@@ -199,11 +208,11 @@ fn what_gpt2_cannot_hold_is_a_clear_error() {
 /// wide; GPT-2's 768 make 154 MB) nor the logits of 704 positions (141 MB): lavapipe allows
 /// 134 MB, and WebGPU guarantees only 128 MiB. The model then holds the embedding in parts, and
 /// the loss forms the logits in chunks. Either way the loss is the CPU's. (The split's gradients,
-/// training and checkpoints are checked against the whole model in `split.rs`; a training step
-/// here would spend minutes autotuning Burn's kernels on lavapipe at these sizes.)
+/// training and checkpoints are checked against the whole model in `split.rs`.)
 #[test]
 fn gpt2_s_vocabulary_runs_where_one_binding_cannot_hold_it() {
     let gpu = backend::open(BackendKind::Wgpu).expect("a wgpu adapter (lavapipe without a GPU)");
+    kiln_matmul();
     let limit = kiln::memory::binding_limit(&gpu).unwrap();
     assert!(
         limit < 50257 * 704 * 4,
