@@ -30,13 +30,14 @@ export const setField = (page, key, value) => page.fill(`[data-key="${key}"]`, S
 export const kiln = (page, expr) => page.evaluate(`window.kiln.${expr}`);
 
 /**
- * Trains `steps` steps with an evaluation (of two validation batches, to keep emulated GPUs
- * quick) every `every`, and waits for the run to finish.
+ * Trains `steps` steps with an evaluation (of two validation batches and a sample of 12 tokens,
+ * to keep emulated GPUs quick) every `every`, and waits for the run to finish.
  */
 export async function train(page, steps, every = 0) {
   await setField(page, 'train.max_steps', steps);
   await setField(page, 'train.eval_interval', every);
   await setField(page, 'train.eval_steps', 2);
+  await page.fill('#sample-tokens', '12');
   await page.click('#train');
   await expect(page.locator('#eta')).toHaveText('done', { timeout: 5 * 60_000 });
   // The run ends after its last evaluation and sample, which take a while on an emulated GPU.

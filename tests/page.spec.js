@@ -77,6 +77,7 @@ test('training tiny on WebGPU lowers the loss, draws the charts, stays responsiv
   await setField(page, 'train.eval_steps', 2);
   await setField(page, 'train.max_steps', 24);
   await setField(page, 'train.eval_interval', 12);
+  await page.fill('#sample-tokens', '12');
   await page.click('#train');
   // A click while training is handled: pause stops the steps, resume continues them.
   await expect.poll(() => kiln(page, 'step'), { timeout: 120_000 }).toBeGreaterThanOrEqual(3);
@@ -102,6 +103,9 @@ test('training tiny on WebGPU lowers the loss, draws the charts, stays responsiv
   expect(await kiln(page, 'charts.loss.points')).toBe(24);
   expect(await page.locator('#progress').evaluate((p) => p.value)).toBe(24);
   await expect(page.locator('#sample')).toContainText('step 24');
+  // The sample is as long as the field asks: 12 tokens, one character each.
+  const [, ...written] = (await page.locator('#sample').textContent()).split('\n');
+  expect(written.join('\n')).toHaveLength(12);
 
   // Generation streams text, and the same seed gives the same text.
   const a = await generate(page, 7);

@@ -6,7 +6,7 @@ const value = (page, selector) => page.locator(selector).inputValue();
 
 test('settings round-trip through the page address; unknown and invalid ones are reported', async ({ page }) => {
   await open(page, '?backend=cpu&preset=tiny&n_layer=3&lr=0.002&kernels=false&tokenizer=bpe&vocab=300' +
-    '&temperature=0.5&seed=9&bogus=1&n_embd=abc&top_k=2.5');
+    '&temperature=0.5&seed=9&sample_tokens=40&bogus=1&n_embd=abc&top_k=2.5');
   const problems = page.locator('#address-problems');
   await expect(problems).toContainText('"bogus" is not a setting Kiln knows');
   await expect(problems).toContainText('n_embd=abc is not a number');
@@ -18,6 +18,7 @@ test('settings round-trip through the page address; unknown and invalid ones are
   expect(await value(page, '#tok-kind')).toBe('bpe');
   await expect(page.locator('#tok-stats')).toHaveText(/^(2[6-9]\d|300) tokens$/);
   expect(await value(page, '#temperature')).toBe('0.5');
+  expect(await value(page, '#sample-tokens')).toBe('40');
   expect(await page.evaluate('window.kiln.preset.model.n_layer')).toBe(3);
 
   // A field changed by hand goes into the link with the rest; the preset's values stay out.
@@ -27,7 +28,7 @@ test('settings round-trip through the page address; unknown and invalid ones are
   const link = new URL(await value(page, '#share-link'));
   expect(Object.fromEntries(link.searchParams)).toEqual({
     preset: 'tiny', n_layer: '3', n_head: '1', lr: '0.002', kernels: 'false', tokenizer: 'bpe',
-    vocab: '300', temperature: '0.5', seed: '9',
+    vocab: '300', temperature: '0.5', seed: '9', sample_tokens: '40',
   });
   await open(page, `${link.search}&backend=cpu`);
   await expect(page.locator('#address-problems')).toBeHidden();

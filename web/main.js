@@ -581,12 +581,18 @@ function resetCharts() {
 
 // ---- training ---------------------------------------------------------------------------------
 
+/** Starts the configured run with the page's GPU check and sample length. */
+const startTraining = () => call(Request.train, {
+  checkEvery: Number($('check-every').value),
+  sampleTokens: Number($('sample-tokens').value),
+});
+
 $('train').onclick = action(async () => {
   if (page.step >= page.preset.train.max_steps) page.configured = false; // finished: start over
   $('eta').textContent = ''; // before any await: the last run's "done" no longer applies
   await ensureConfigured();
   await ensureKernels();
-  await call(Request.train, { checkEvery: Number($('check-every').value) });
+  await startTraining();
 });
 $('pause').onclick = action(() => call(Request.pause));
 $('resume').onclick = action(() => call(Request.resume));
@@ -817,7 +823,7 @@ async function trainToEnd() {
   $('eta').textContent = '';
   await ensureConfigured();
   await ensureKernels();
-  await call(Request.train, { checkEvery: Number($('check-every').value) });
+  await startTraining();
   await done;
 }
 

@@ -65,9 +65,10 @@ export const Request = Object.freeze({
   /** {text} → [[class, probability], ...], most likely first: a classifier's prediction. */
   classify: 'classify',
   /**
-   * {checkEvery} → {}: trains to the configured max_steps, pushing `progress`, `sample` and
-   * `state`; on WebGPU, every `checkEvery` steps (0: never) the model's loss and logits are
-   * compared with the CPU's, and a disagreement stops the run with `untrusted`.
+   * {checkEvery, sampleTokens} → {}: trains to the configured max_steps, pushing `progress`,
+   * `sample` (`sampleTokens` tokens after each evaluation; 0: none) and `state`; on WebGPU, every
+   * `checkEvery` steps (0: never) the model's loss and logits are compared with the CPU's, and a
+   * disagreement stops the run with `untrusted`.
    */
   train: 'train',
   /**

@@ -11,6 +11,7 @@ const ELEMENTS = {
   top_p: ['top-p', 'number'],
   max_tokens: ['max-tokens', 'integer'],
   seed: ['seed', 'integer'],
+  sample_tokens: ['sample-tokens', 'integer'],
 };
 
 

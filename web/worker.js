@@ -33,7 +33,7 @@ function exclusive(fn) {
   return result;
 }
 
-const run = { state: 'idle', stop: false, resume: null, generating: false, evalInterval: 0, checkEvery: 0, backend: 'cpu' };
+const run = { state: 'idle', stop: false, resume: null, generating: false, evalInterval: 0, checkEvery: 0, sampleTokens: 0, backend: 'cpu' };
 function setState(state) {
   run.state = state;
   post({ type: Event.state, state });
@@ -162,9 +162,10 @@ const handlers = {
 
 /** Requests that must not wait behind a training step. */
 const immediate = {
-  [Request.train]({ checkEvery }) {
+  [Request.train]({ checkEvery, sampleTokens }) {
     if (run.state !== 'idle') throw new Error('Training is already running.');
     run.checkEvery = checkEvery ?? 0;
+    run.sampleTokens = Math.max(0, Math.floor(sampleTokens)) || 0; // a blank or odd field: none
     train().catch((e) => post({ type: Event.error, id: null, code: 'train', message: e.message }));
     return {};
   },
@@ -190,7 +191,8 @@ const immediate = {
   },
 };
 
-const SAMPLE = { temperature: 0.8, top_k: 0, top_p: 1.0, max_tokens: 80, seed: 0, stop: null };
+/** How the sample after each evaluation is drawn; its length is the run's `sampleTokens`. */
+const SAMPLE = { temperature: 0.8, top_k: 0, top_p: 1.0, seed: 0, stop: null };
 
 async function train() {
   run.stop = false;
@@ -227,8 +229,9 @@ async function train() {
       });
       // A classifier's report is its sample, an encoder's its masked accuracy; a text model
       // shows what it writes.
-      if (m.val_loss != null && !report && maskedAccuracy == null) {
-        const text = await exclusive(() => kiln.generate('', JSON.stringify(SAMPLE), () => true));
+      if (m.val_loss != null && !report && maskedAccuracy == null && run.sampleTokens > 0) {
+        const sampling = { ...SAMPLE, max_tokens: run.sampleTokens };
+        const text = await exclusive(() => kiln.generate('', JSON.stringify(sampling), () => true));
         post({ type: Event.sample, step: m.step, text });
       }
       if (run.backend === 'wgpu' && run.checkEvery > 0 && m.step % run.checkEvery === 0) {
