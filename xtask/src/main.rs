@@ -107,6 +107,8 @@ fn main() -> Result<()> {
             setup()?;
             cargo(&["fmt", "--all", "--check"])?;
             lint_while_building();
+            // This program, linted: the tests' build leaves it out (xtask/Cargo.toml).
+            cargo(&["build", "--quiet", "--package", "xtask"])?;
             npx(&["eslint", "."])?;
             // wasm-opt uses one core for minutes: the Rust tests run meanwhile.
             let page = start_web()?;
@@ -143,7 +145,8 @@ fn main() -> Result<()> {
 
 /// Makes every later cargo command of this process lint the workspace's crates with clippy
 /// (`-D warnings`) as it compiles them, as `cargo clippy` does by the same variables: the tests'
-/// build lints every target, and the page's build the wasm32 library (web.rs exists only there).
+/// build lints Kiln's targets, `cargo build --package xtask` this program, and the page's build
+/// the wasm32 library (web.rs exists only there).
 /// `cargo clippy` itself would compile every dependency once more in check mode, natively and
 /// for wasm32: 10 minutes of a cold CI run on two cores.
 fn lint_while_building() {
