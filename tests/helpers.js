@@ -21,7 +21,32 @@ test.afterEach(() => {
   expect(errors.filter((e) => !allowed?.test(e)), 'errors in the page or its worker').toEqual([]);
 });
 
-export async function open(page, query = '?backend=wgpu') {
+/**
+ * The kernel choices the page remembered in this worker's earlier tests (localStorage key → JSON):
+ * a fresh context would time every variant again, ~25 s a page on SwiftShader. Tests start as a
+ * returning visitor whose choices are remembered; tuning itself is tested with `{ tuned: false }`.
+ */
+const tunings = {};
+test.afterEach(async ({ page }) => {
+  const stored = await page.evaluate(() => Object.entries(localStorage)
+    .filter(([key]) => key.startsWith('kiln.kernels:'))).catch(() => []);
+  for (const [key, value] of stored) {
+    try {
+      tunings[key] = { ...tunings[key], ...JSON.parse(value) };
+    } catch {
+      // a test that wrote an unreadable choice on purpose
+    }
+  }
+});
+
+export async function open(page, query = '?backend=wgpu', { tuned = true } = {}) {
+  if (tuned) {
+    await page.addInitScript((known) => {
+      for (const [key, value] of Object.entries(known)) {
+        if (localStorage.getItem(key) === null) localStorage.setItem(key, JSON.stringify(value));
+      }
+    }, tunings);
+  }
   await page.goto(`/${query}`);
   await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
 }

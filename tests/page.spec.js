@@ -3,7 +3,7 @@
 import { customText, downloads, expect, generate, kiln, open, setField, test, train } from './helpers.js';
 
 test('the adapter is WebGPU on SwiftShader; the kernel variants are chosen by timing on it', async ({ page }) => {
-  await open(page);
+  await open(page, '?backend=wgpu', { tuned: false });
   await expect(page.locator('#adapter')).toContainText(/swiftshader/i);
   expect(await kiln(page, 'adapter.name')).toMatch(/swiftshader/i);
   expect(await kiln(page, 'adapter.software')).toBe(true);
@@ -297,9 +297,11 @@ test('the fused WGSL kernels train on WebGPU like the plain ops: the same losses
   fused.forEach((loss, i) => expect(Math.abs(loss - plain[i])).toBeLessThan(2e-3 * plain[i]));
 });
 
-test('the CPU backend can be forced and trains', async ({ page }) => {
+test('the CPU backend can be forced and trains; WebGPU chosen later is checked first', async ({ page }) => {
   await open(page, '?backend=cpu');
   expect(await kiln(page, 'backend')).toBe('cpu');
+  // A page on the CPU does not check the GPU until WebGPU is chosen.
+  expect(await kiln(page, 'gpuCheck')).toBeUndefined();
   // In wasm32 the CPU backend has 4 GiB of address space, whatever the machine has.
   await setField(page, 'train.batch_size', 40000);
   await expect(page.locator('#config-error')).toContainText('and the device has 4295 MB (wasm32\'s address space)');
@@ -307,6 +309,10 @@ test('the CPU backend can be forced and trains', async ({ page }) => {
   await train(page, 10);
   const history = await kiln(page, 'history');
   expect(history[9].loss).toBeLessThan(history[0].loss);
+  await page.selectOption('#backend', 'wgpu');
+  await expect.poll(() => kiln(page, 'backend')).toBe('wgpu');
+  expect(await kiln(page, 'gpuCheck.agree')).toBe(true);
+  await expect(page.locator('#kernel-choice')).toContainText(/^matmul: /);
 });
 
 test('on a software adapter the page times both backends and uses the faster', async ({ page }) => {

@@ -261,6 +261,8 @@ async function distrust(check, when) {
 page.verifyGpu = verifyGpu;
 
 $('backend').onchange = action(async () => {
+  // A GPU that disagrees is not used: verifyGpu has moved the page to the CPU.
+  if ($('backend').value === 'wgpu' && !page.gpuCheck && !(await verifyGpu()).agree) return;
   await chooseBackend($('backend').value);
   await ensureKernels();
   $('backend-timing').textContent = 'chosen by hand';
@@ -1083,12 +1085,17 @@ $('upload').onchange = action((e) => openModel(e.target.files));
 
 // ---- start, and recovery from a panic ---------------------------------------------------------
 
-/** A fresh worker on WebGPU (or the CPU), with the backend the page address asks for. */
+/**
+ * A fresh worker on WebGPU (or the CPU), with the backend the page address asks for. The GPU is
+ * checked before it is used: at start, or (when the address asks for the CPU) when WebGPU is first
+ * chosen, so a CPU page does not wait seconds on a GPU it may never use. A restarted worker checks
+ * it again once it has been checked.
+ */
 async function startBackend() {
   startWorker();
   showAdapter(await call(Request.init));
-  if (page.backend === 'wgpu') await verifyGpu();
   const forced = shared.backend;
+  if (page.backend === 'wgpu' && (forced !== 'cpu' || page.gpuCheck)) await verifyGpu();
   if (forced) await chooseBackend(forced);
   return forced;
 }
