@@ -1,33 +1,22 @@
 // What the browser tests share: opening the page, driving its controls, reading its state.
 import { readFileSync } from 'node:fs';
-import { test, expect } from '@playwright/test';
-
-export { test, expect };
+import { test as base, expect } from '@playwright/test';
 
 /** Fails the test on any uncaught page or worker error (a Rust panic prints "panicked at"). */
 let errors = [];
 let allowed = null;
 /** A test that causes such errors on purpose names them. */
 export const allowErrors = (pattern) => { allowed = pattern; };
-test.beforeEach(({ page }) => {
-  errors = [];
-  allowed = null;
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /panicked|RuntimeError|unreachable/.test(m.text())) errors.push(m.text());
-  });
-});
-test.afterEach(() => {
-  expect(errors.filter((e) => !allowed?.test(e)), 'errors in the page or its worker').toEqual([]);
-});
 
 /**
- * The kernel choices the page remembered in this worker's earlier tests (localStorage key → JSON):
- * a fresh context would time every variant again, ~25 s a page on SwiftShader. Tests start as a
- * returning visitor whose choices are remembered; tuning itself is tested with `{ tuned: false }`.
+ * The kernel choices the page remembered in earlier tests of this worker and spec file
+ * (localStorage key → JSON): a fresh context would time every variant again, ~25 s a page on
+ * SwiftShader. Tests start as a returning visitor whose choices are remembered; tuning itself is
+ * tested with `{ tuned: false }`.
  */
 const tunings = {};
-test.afterEach(async ({ page }) => {
+
+async function rememberTunings(page) {
   const stored = await page.evaluate(() => Object.entries(localStorage)
     .filter(([key]) => key.startsWith('kiln.kernels:'))).catch(() => []);
   for (const [key, value] of stored) {
@@ -37,7 +26,26 @@ test.afterEach(async ({ page }) => {
       // a test that wrote an unreadable choice on purpose
     }
   }
+}
+
+/**
+ * Playwright's `test` with a `page` that watches for errors and keeps the kernel choices. A
+ * fixture, not hooks: hooks declared in this shared module attached to only some spec files.
+ */
+export const test = base.extend({
+  page: async ({ page }, use) => {
+    errors = [];
+    allowed = null;
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => {
+      if (m.type() === 'error' && /panicked|RuntimeError|unreachable/.test(m.text())) errors.push(m.text());
+    });
+    await use(page);
+    await rememberTunings(page);
+    expect(errors.filter((e) => !allowed?.test(e)), 'errors in the page or its worker').toEqual([]);
+  },
 });
+export { expect };
 
 export async function open(page, query = '?backend=wgpu', { tuned = true } = {}) {
   if (tuned) {
