@@ -10,22 +10,17 @@ export const allowErrors = (pattern) => { allowed = pattern; };
 
 /**
  * The kernel choices the page remembered in earlier tests of this worker and spec file
- * (localStorage key → JSON): a fresh context would time every variant again, ~25 s a page on
- * SwiftShader. Tests start as a returning visitor whose choices are remembered; tuning itself is
- * tested with `{ tuned: false }`.
+ * (localStorage key → the stored string): a fresh context would time every variant again, ~25 s a
+ * page on SwiftShader. Tests start as a returning visitor whose choices are remembered; tuning
+ * itself is tested with `{ tuned: false }`. The page adds each new choice to those it read, so the
+ * last string stored holds them all.
  */
 const tunings = {};
 
 async function rememberTunings(page) {
   const stored = await page.evaluate(() => Object.entries(localStorage)
     .filter(([key]) => key.startsWith('kiln.kernels:'))).catch(() => []);
-  for (const [key, value] of stored) {
-    try {
-      tunings[key] = { ...tunings[key], ...JSON.parse(value) };
-    } catch {
-      // a test that wrote an unreadable choice on purpose
-    }
-  }
+  Object.assign(tunings, Object.fromEntries(stored));
 }
 
 /**
@@ -51,7 +46,7 @@ export async function open(page, query = '?backend=wgpu', { tuned = true } = {})
   if (tuned) {
     await page.addInitScript((known) => {
       for (const [key, value] of Object.entries(known)) {
-        if (localStorage.getItem(key) === null) localStorage.setItem(key, JSON.stringify(value));
+        if (localStorage.getItem(key) === null) localStorage.setItem(key, value);
       }
     }, tunings);
   }
